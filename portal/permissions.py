@@ -1,0 +1,39 @@
+"""Role-based permissions for the API: viewers read, operators act, admins manage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+
+from portal.accounts.choices import UserRoleChoices
+from portal.accounts.models import ApiToken
+
+
+def token_allows(request: Request, scope: str) -> bool:
+    token = request.auth
+    return not isinstance(token, ApiToken) or scope in token.scopes
+
+
+class RolePermission(BasePermission):
+    """Reads need `read_role`, writes need `write_role`; API tokens also need the read or write scope."""
+
+    read_role = UserRoleChoices.VIEWER
+    write_role = UserRoleChoices.ADMIN
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not user or not user.is_authenticated:
+            return False
+        if request.method in SAFE_METHODS:
+            return user.has_role(self.read_role) and token_allows(request, "read")
+        return user.has_role(self.write_role) and token_allows(request, "write")
+
+
+class OperatorWrites(RolePermission):
+    write_role = UserRoleChoices.OPERATOR
+
+
+class AdminWrites(RolePermission):
+    write_role = UserRoleChoices.ADMIN

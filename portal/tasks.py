@@ -1,0 +1,17 @@
+"""Tasks of the portal itself: a probe that shows which schema a task ran in (used by health checks and tests)."""
+
+from __future__ import annotations
+
+from django.db import connection
+from tenant_schemas_celery.task import TenantTask
+
+from portal.celery import app
+from tenants.customer.models import ProtectedPrefix
+
+
+@app.task(base=TenantTask, bind=True, acks_late=True, name="portal.tasks.schema_probe")
+def schema_probe(self: TenantTask) -> dict[str, object]:
+    """Report the schema the task ran in and what that schema holds: proves tenant context crosses the broker."""
+    schema = connection.schema_name
+    prefixes = [] if schema == "public" else [str(p.prefix) for p in ProtectedPrefix.objects.all()]
+    return {"schema": schema, "prefixes": prefixes}

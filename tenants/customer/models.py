@@ -1,0 +1,97 @@
+"""What a customer owns and edits, in its own schema: protected prefixes and the service profile.
+
+Routing never reads these directly: the services that change them refresh the public mirrors
+(`mitigation.VerifiedPrefix`, `mitigation.TenantPolicy`) in the same transaction.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from netfields import CidrAddressField, NetManager
+
+from tenants.customer.choices import (
+    ApplicationProfileChoices,
+    AutomationModeChoices,
+    LatencyScopeChoices,
+    MitigationActionChoices,
+    ProtectedPrefixStatusChoices,
+)
+
+
+class ProtectedPrefix(models.Model):
+    """Address space the customer asks Sluice to protect. Only a provider operator can verify it."""
+
+    prefix = CidrAddressField(unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=20, choices=ProtectedPrefixStatusChoices.choices, default=ProtectedPrefixStatusChoices.PENDING
+    )
+    status_reason = models.CharField(max_length=300, blank=True)
+    threshold_bps = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    threshold_pps = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NetManager()
+
+    class Meta:
+        ordering = ["prefix"]
+        verbose_name_plural = "protected prefixes"
+
+    def __str__(self) -> str:
+        return str(self.prefix)
+
+
+def default_allowed_actions() -> list[str]:
+    return [MitigationActionChoices.FLOWSPEC, MitigationActionChoices.DIVERSION]
+
+
+class ServiceProfile(models.Model):
+    """How the customer wants to be protected: latency limit, application kind, automation and allowed actions.
+
+    One row per tenant schema.
+    """
+
+    latency_threshold_ms = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    application_profile = models.CharField(
+        max_length=20, choices=ApplicationProfileChoices.choices, default=ApplicationProfileChoices.GENERIC
+    )
+    automation_mode = models.CharField(
+        max_length=30, choices=AutomationModeChoices.choices, default=AutomationModeChoices.AUTOMATIC
+    )
+    approval_window_minutes = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(240)]
+    )
+    allowed_actions = ArrayField(
+        models.CharField(max_length=20, choices=MitigationActionChoices.choices), default=default_allowed_actions
+    )
+    hold_down_minutes = models.PositiveIntegerField(default=10, validators=[MaxValueValidator(1440)])
+    detection_threshold_bps = models.BigIntegerField(default=1_000_000_000, validators=[MinValueValidator(1)])
+    detection_threshold_pps = models.BigIntegerField(default=200_000, validators=[MinValueValidator(1)])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_application_profile_display()}, {self.latency_threshold_ms} ms"
+
+
+class LatencyOverride(models.Model):
+    """A latency threshold for one scrubbing center or region that replaces the profile's default there."""
+
+    profile = models.ForeignKey(ServiceProfile, on_delete=models.CASCADE, related_name="latency_overrides")
+    scope_kind = models.CharField(max_length=10, choices=LatencyScopeChoices.choices)
+    scope = models.CharField(max_length=100, help_text="Scrubbing center slug or region name")
+    latency_ms = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1000)])
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["profile", "scope_kind", "scope"], name="customer_latency_override_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.latency_ms} ms"

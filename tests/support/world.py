@@ -1,0 +1,69 @@
+"""A committed test world shared by the whole session: the public tenant, an operator, and two tenants.
+
+It is written outside the per-test transactions (so worker and server processes can see it) and lives until
+pytest-django drops the test database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.core.management import call_command
+from django_tenants.utils import schema_context
+
+from portal.accounts.actors import Actor
+from portal.accounts.choices import UserRoleChoices
+from portal.accounts.models import User
+from tenants.models import Tenant
+from tenants.services import ProfileInput, onboard_tenant
+
+OPERATOR_PASSWORD = "operator-test-password"
+TEST_ACTOR = Actor("system", "tests")
+
+
+@dataclass
+class World:
+    public: Tenant
+    acme: Tenant
+    globex: Tenant
+    acme_admin_password: str
+    globex_admin_password: str
+
+
+def build_world() -> World:
+    call_command("bootstrap_public", operator="soc", operator_password=OPERATOR_PASSWORD, stdout=open("/dev/null", "w"))
+    acme = onboard_tenant(
+        slug="acme", name="Acme Corp", domain="acme.localhost", admin_email="admin@acme.example",
+        prefixes=["203.0.113.0/24", "2001:db8:100::/48"], profile=ProfileInput(latency_threshold_ms=40,
+        application_profile="web"), verify=True, acting_user=TEST_ACTOR,
+    )
+    globex = onboard_tenant(
+        slug="globex", name="Globex", domain="globex.localhost", admin_email="admin@globex.example",
+        prefixes=["198.51.100.0/24", "2001:db8:200::/48"], profile=ProfileInput(latency_threshold_ms=25,
+        application_profile="gaming"), verify=True, acting_user=TEST_ACTOR,
+    )
+    for tenant in (acme.tenant, globex.tenant):
+        with schema_context(tenant.schema_name):
+            User.objects.create_user(username="viewer", password="viewer-test-password", role=UserRoleChoices.VIEWER)
+    return World(
+        public=Tenant.objects.get(schema_name="public"),
+        acme=acme.tenant,
+        globex=globex.tenant,
+        acme_admin_password=acme.admin_password,
+        globex_admin_password=globex.admin_password,
+    )
+
+
+def session_for(schema_name: str, username: str) -> str:
+    """A committed login session for `username` in `schema_name`, as the login view would make it."""
+    with schema_context(schema_name):
+        user = User.objects.get(username=username)
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.save()
+        return session.session_key or ""
