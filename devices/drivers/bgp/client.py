@@ -120,6 +120,14 @@ class ExaBgpSpeaker(Speaker):
             raise SpeakerError("speaker answered a different number of commands than were sent")
         return str(reply["generation"]), results
 
+    def send_raw(self, commands: list[str]) -> list[str]:
+        """Send ExaBGP API commands as they are, unrecorded: for labs and for measuring ExaBGP's own rate.
+
+        Routes sent this way are not in the journal, so they are neither listed by announced() nor replayed.
+        """
+        with self._thread_lock, workdir_lock(self.workdir / LOCK_FILE, self.lock_timeout):
+            return self._request(commands)[1]
+
     def ping(self) -> str:
         """The generation (helper pid and start time) of the running control server; SpeakerError if down."""
         return self._request([])[0]
