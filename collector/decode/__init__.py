@@ -1,0 +1,105 @@
+"""Decoding of flow export datagrams (sFlow v5, NetFlow v5/v9, IPFIX) into `FLOW_DTYPE` arrays.
+
+`PacketDecoder` takes a batch of datagrams laid out back to back in one buffer and tells the format of each from
+its version field, so one UDP port can receive every format. Malformed datagrams are counted in `stats` and
+dropped; an unexpected error in a vectorised decoder makes the batch be decoded packet by packet, so that one bad
+datagram never costs the good ones around it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from collector.decode.common import DecodeStats, IntArray
+from collector.decode.netflow5 import NetFlow5Decoder
+from collector.decode.sflow import SflowDecoder
+from collector.decode.templated import Malformed, TemplatedDecoder
+from collector.records import FlowArray, empty_flows
+
+__all__ = ["DecodeStats", "PacketDecoder"]
+
+
+class PacketDecoder:
+    """All four decoders behind one call, with their shared counters and per-exporter default sampling rates."""
+
+    def __init__(
+        self,
+        default_sampling: Mapping[str, int] | None = None,
+        fallback_sampling: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stats = DecodeStats()
+        self._defaults = dict(default_sampling or {})
+        self._fallback = fallback_sampling
+        self.netflow5 = NetFlow5Decoder(self.stats, self.default_sampling)
+        self.sflow = SflowDecoder(self.stats)
+        self.templated = TemplatedDecoder(self.stats, self.default_sampling, clock)
+
+    def default_sampling(self, exporter: str) -> int:
+        """The configured rate for an exporter that does not announce one."""
+        return self._defaults.get(exporter, self._fallback)
+
+    def decode(self, packet: bytes, exporter: str = "127.0.0.1") -> FlowArray:
+        """Decode one datagram held in its own bytes object (tests, replays)."""
+        return self.decode_batch(packet, [0], [len(packet)], [exporter])
+
+    def decode_batch(
+        self,
+        buf: bytes | bytearray | memoryview,
+        offsets: Sequence[int] | IntArray,
+        lengths: Sequence[int] | IntArray,
+        exporters: Sequence[str],
+    ) -> FlowArray:
+        """Decode datagrams found at `offsets` in `buf` (each `lengths[i]` long, sent by `exporters[i]`)."""
+        offs = np.asarray(offsets, dtype=np.int64)
+        lens = np.asarray(lengths, dtype=np.int64)
+        if offs.size == 0:
+            return empty_flows()
+        end = int((offs + lens).max())
+        u8 = np.frombuffer(buf, dtype=np.uint8, count=end)
+        self.stats["datagrams"] += int(offs.size)
+        try:
+            return self._decode(u8, memoryview(buf), offs, lens, exporters)
+        except Exception:  # noqa: BLE001 - a decoder bug must cost one datagram, never the collector
+            self.templated.discard()
+            if offs.size == 1:
+                self.stats["malformed"] += 1
+                self.stats["decoder_errors"] += 1
+                return empty_flows()
+            parts = [self.decode_batch(buf, offs[i : i + 1], lens[i : i + 1], [exporters[i]]) for i in range(offs.size)]
+            return np.concatenate(parts)
+
+    def _decode(
+        self, u8: np.ndarray, view: memoryview, offs: IntArray, lens: IntArray, exporters: Sequence[str]
+    ) -> FlowArray:
+        long_enough = lens >= 4
+        safe = np.where(long_enough, offs, 0)
+        head = u8[safe[:, None] + np.arange(4)].astype(np.int64) if u8.size >= 4 else np.zeros((offs.size, 4), dtype=np.int64)
+        first = np.where(long_enough, (head[:, 0] << 8) | head[:, 1], -1)
+        word = np.where(long_enough, (first << 16) | (head[:, 2] << 8) | head[:, 3], -1)
+        is_v5 = first == 5
+        is_sflow = word == 5
+        is_templated = (first == 9) | (first == 10)
+        self.stats["malformed"] += int((~(is_v5 | is_sflow | is_templated)).sum())
+        parts: list[FlowArray] = []
+        if is_v5.any():
+            chosen = np.flatnonzero(is_v5)
+            parts.append(self.netflow5.decode(u8, offs[chosen], lens[chosen], [exporters[i] for i in chosen]))
+        if is_sflow.any():
+            parts.append(self.sflow.decode(u8, offs[is_sflow], lens[is_sflow]))
+        if is_templated.any():
+            chosen = np.flatnonzero(is_templated).tolist()
+            offsets, lengths = offs.tolist(), lens.tolist()
+            for i in chosen:
+                try:
+                    self.templated.decode_packet(view, offsets[i], lengths[i], exporters[i])
+                except (Malformed, IndexError, ValueError, OverflowError):
+                    self.stats["malformed"] += 1
+            parts.extend(self.templated.flush(u8))
+        parts = [p for p in parts if p.size]
+        if not parts:
+            return empty_flows()
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -1,0 +1,351 @@
+"""NetFlow v9 (RFC 3954) and IPFIX (RFC 7011) export packets: template state per exporter and domain.
+
+Set headers are walked in Python (a few per packet); data records are gathered per template across the whole
+batch and converted in one go. Templates live per (exporter, observation domain / source id, version); a template
+that arrives again replaces the old one (refresh), an IPFIX template record with no fields withdraws it. Data that
+arrives before its template is kept for a short while (bounded) and decoded when the template shows up.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from collector.decode.common import ByteArray, DecodeStats, expand_runs, gather_view
+from collector.decode.templates import FieldSpec, Template, sampling_of, to_flows
+from collector.records import FlowArray
+
+V9_HEADER = struct.Struct(">HHIIII")
+IPFIX_HEADER = struct.Struct(">HHIII")
+SET_HEADER = struct.Struct(">HH")
+TWO_SHORTS = struct.Struct(">HH")
+THREE_SHORTS = struct.Struct(">HHH")
+U32 = struct.Struct(">I")
+U16 = struct.Struct(">H")
+
+DomainKey = tuple[str, int, int]  # exporter, observation domain / source id, version
+TemplateKey = tuple[str, int, int, int]  # exporter, domain, version, template id
+
+PENDING_SETS_PER_TEMPLATE = 32
+PENDING_TEMPLATES = 1024
+MAX_TEMPLATES = 65536
+
+
+class Malformed(ValueError):
+    """A packet whose structure contradicts itself; the packet is counted and dropped."""
+
+
+@dataclass
+class _Group:
+    """Data records of one template waiting in the batch buffer to be gathered together."""
+
+    template: Template
+    domain: DomainKey
+    starts: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _DomainState:
+    """What an exporter's observation domain told us: sampler rates, default rate, sequence expectations."""
+
+    sampler_rates: dict[int, int] = field(default_factory=dict)
+    default_rate: int = 0
+    next_sequence: int | None = None
+
+
+class TemplatedDecoder:
+    """Stateful v9/IPFIX decoder; `decode_packet` queues data, `flush` returns the batch's flows."""
+
+    def __init__(
+        self,
+        stats: DecodeStats,
+        default_sampling: Callable[[str], int],
+        clock: Callable[[], float],
+        pending_seconds: float = 10.0,
+    ) -> None:
+        self.stats = stats
+        self.default_sampling = default_sampling
+        self.clock = clock
+        self.pending_seconds = pending_seconds
+        self.templates: dict[TemplateKey, Template] = {}
+        self.domains: dict[DomainKey, _DomainState] = {}
+        self.pending: dict[TemplateKey, deque[tuple[float, bytes]]] = {}
+        self._groups: dict[int, _Group] = {}
+        self._extra: list[FlowArray] = []
+
+    def decode_packet(self, buf: memoryview, offset: int, length: int, exporter: str) -> None:
+        """Walk one export packet; malformed packets raise `Malformed` before any of their data is queued."""
+        if length < 4:
+            raise Malformed("short header")
+        version = TWO_SHORTS.unpack_from(buf, offset)[0]
+        if version == 9:
+            if length < V9_HEADER.size:
+                raise Malformed("short v9 header")
+            _, _, _, _, sequence, domain = V9_HEADER.unpack_from(buf, offset)
+            start, end = offset + V9_HEADER.size, offset + length
+        else:
+            if length < IPFIX_HEADER.size:
+                raise Malformed("short IPFIX header")
+            _, message_length, _, sequence, domain = IPFIX_HEADER.unpack_from(buf, offset)
+            if message_length < IPFIX_HEADER.size or message_length > length:
+                raise Malformed("IPFIX length")
+            start, end = offset + IPFIX_HEADER.size, offset + message_length
+        sets = self._split_sets(buf, start, end)
+        self.stats[f"{'netflow9' if version == 9 else 'ipfix'}_packets"] += 1
+        dkey = (exporter, domain, version)
+        state = self.domains.get(dkey)
+        if state is None:
+            if len(self.domains) >= MAX_TEMPLATES:
+                raise Malformed("too many domains")
+            state = self.domains[dkey] = _DomainState()
+        data_records = 0
+        known_counts = True
+        for set_id, body_start, body_end in sets:
+            if set_id >= 256:
+                counted = self._data_set(buf, dkey, state, set_id, body_start, body_end)
+                known_counts &= counted is not None
+                data_records += counted or 0
+            else:
+                self._template_set(buf, dkey, set_id, body_start, body_end)
+        self._track_sequence(state, version, sequence, data_records if known_counts else None)
+
+    def _split_sets(self, buf: memoryview, start: int, end: int) -> list[tuple[int, int, int]]:
+        sets = []
+        pos = start
+        while pos + 4 <= end:
+            set_id, set_length = SET_HEADER.unpack_from(buf, pos)
+            if set_length < 4 or pos + set_length > end:
+                raise Malformed("set length")
+            if set_id in (0, 1, 2, 3) or set_id >= 256:
+                sets.append((set_id, pos + 4, pos + set_length))
+            pos += set_length
+        return sets
+
+    def _track_sequence(self, state: _DomainState, version: int, sequence: int, data_records: int | None) -> None:
+        """v9 sequence numbers count packets, IPFIX ones count data records; a mismatch is a gap (or reorder)."""
+        if state.next_sequence is not None and sequence != state.next_sequence:
+            self.stats["sequence_gaps"] += 1
+        if version == 9:
+            state.next_sequence = (sequence + 1) & 0xFFFF_FFFF
+        elif data_records is not None:
+            state.next_sequence = (sequence + data_records) & 0xFFFF_FFFF
+        else:
+            state.next_sequence = None
+
+    def _template_set(self, buf: memoryview, dkey: DomainKey, set_id: int, pos: int, end: int) -> None:
+        version = dkey[2]
+        options = set_id in (1, 3)
+        while end - pos >= 4:
+            if version == 9 and options:
+                if end - pos < 6:
+                    break
+                template_id, scope_len, option_len = THREE_SHORTS.unpack_from(buf, pos)
+                pos += 6
+                if template_id < 256 or scope_len % 4 or option_len % 4 or pos + scope_len + option_len > end:
+                    break
+                specs = self._v9_fields(buf, pos, scope_len // 4, scope=True)
+                specs += self._v9_fields(buf, pos + scope_len, option_len // 4, scope=False)
+                pos += scope_len + option_len
+            else:
+                template_id, field_count = TWO_SHORTS.unpack_from(buf, pos)
+                pos += 4
+                scope_count = 0
+                if options and field_count:
+                    if end - pos < 2:
+                        raise Malformed("options template header")
+                    scope_count = U16.unpack_from(buf, pos)[0]
+                    pos += 2
+                if field_count == 0 and version == 10:
+                    self._withdraw(dkey, template_id, options)
+                    continue
+                if template_id < 256:
+                    if version == 9 and template_id == 0 and field_count == 0:
+                        break
+                    raise Malformed("template id")
+                specs, pos = self._ipfix_fields(buf, pos, end, field_count, scope_count, version)
+            current = self.templates.get((*dkey, template_id))
+            if current is not None and current.specs == tuple(specs) and current.is_options == options:
+                self.stats["template_refreshes"] += 1
+                continue
+            self._install(dkey, Template(template_id, tuple(specs), options, version))
+
+    @staticmethod
+    def _v9_fields(buf: memoryview, pos: int, count: int, *, scope: bool) -> list[FieldSpec]:
+        return [FieldSpec(*TWO_SHORTS.unpack_from(buf, pos + 4 * i), scope=scope) for i in range(count)]
+
+    @staticmethod
+    def _ipfix_fields(
+        buf: memoryview, pos: int, end: int, count: int, scope_count: int, version: int
+    ) -> tuple[list[FieldSpec], int]:
+        specs = []
+        for i in range(count):
+            if pos + 4 > end:
+                raise Malformed("template fields")
+            element, length = TWO_SHORTS.unpack_from(buf, pos)
+            pos += 4
+            enterprise = 0
+            if version == 10 and element & 0x8000:
+                if pos + 4 > end:
+                    raise Malformed("enterprise number")
+                enterprise = U32.unpack_from(buf, pos)[0]
+                element &= 0x7FFF
+                pos += 4
+            if length == 0:
+                raise Malformed("zero-length field")
+            specs.append(FieldSpec(element, length, enterprise, scope=i < scope_count))
+        return specs, pos
+
+    def _withdraw(self, dkey: DomainKey, template_id: int, options: bool) -> None:
+        """IPFIX withdrawal: one template, or all (options) templates of the domain for id 2 (3)."""
+        exporter, domain, version = dkey
+        if template_id in (2, 3):
+            doomed = [
+                k
+                for k, t in self.templates.items()
+                if k[:3] == (exporter, domain, version) and t.is_options == (template_id == 3)
+            ]
+        else:
+            doomed = [(exporter, domain, version, template_id)]
+        for key in doomed:
+            if self.templates.pop(key, None) is not None:
+                self.stats["templates_withdrawn"] += 1
+
+    def _install(self, dkey: DomainKey, template: Template) -> None:
+        key = (*dkey, template.template_id)
+        if key not in self.templates and len(self.templates) >= MAX_TEMPLATES:
+            raise Malformed("too many templates")
+        self.templates[key] = template
+        self.stats["templates"] += 1
+        waiting = self.pending.pop(key, None)
+        if not waiting:
+            return
+        horizon = self.clock() - self.pending_seconds
+        state = self.domains[dkey]
+        for arrived, body in waiting:
+            if arrived < horizon:
+                self.stats["data_without_template_expired"] += 1
+                continue
+            self.stats["data_replayed_after_template"] += 1
+            self._decode_detached(template, dkey, state, body)
+
+    def _data_set(
+        self, buf: memoryview, dkey: DomainKey, state: _DomainState, set_id: int, start: int, end: int
+    ) -> int | None:
+        """Queue a data set for its template's group; returns the record count, None when the template is unknown."""
+        key = (*dkey, set_id)
+        template = self.templates.get(key)
+        if template is None:
+            self._hold(key, bytes(buf[start:end]))
+            return None
+        if template.is_options:
+            return self._decode_detached(template, dkey, state, bytes(buf[start:end]))
+        if not template.fixed:
+            return self._decode_detached(template, dkey, state, bytes(buf[start:end]))
+        if template.record_length == 0:
+            return 0
+        count = (end - start) // template.record_length
+        if count:
+            group = self._groups.get(id(template))
+            if group is None:
+                group = self._groups[id(template)] = _Group(template, dkey)
+            group.starts.append(start)
+            group.counts.append(count)
+        return count
+
+    def _hold(self, key: TemplateKey, body: bytes) -> None:
+        """Keep data that came before its template, within bounds; what does not fit is counted as lost."""
+        self.stats["data_without_template"] += 1
+        queue = self.pending.get(key)
+        if queue is None:
+            if len(self.pending) >= PENDING_TEMPLATES:
+                self.stats["data_without_template_dropped"] += 1
+                return
+            queue = self.pending[key] = deque(maxlen=PENDING_SETS_PER_TEMPLATE)
+        if len(queue) == queue.maxlen:
+            self.stats["data_without_template_dropped"] += 1
+        queue.append((self.clock(), body))
+
+    def _decode_detached(self, template: Template, dkey: DomainKey, state: _DomainState, body: bytes) -> int:
+        """Decode a data set held outside the batch buffer (options data, variable-length or replayed sets)."""
+        if not template.fixed:
+            body, count = template.compact(body)
+        else:
+            count = len(body) // template.record_length if template.record_length else 0
+        if count == 0:
+            return 0
+        records = np.frombuffer(body, dtype=template.dtype, count=count)
+        if template.is_options:
+            self._learn_sampling(template, records, dkey, state)
+        else:
+            self._extra.append(self._convert(template, records, dkey, state))
+        return count
+
+    def _learn_sampling(self, template: Template, records: np.ndarray, dkey: DomainKey, state: _DomainState) -> None:
+        """Options data announcing sampler rates: per sampler id, or for the whole domain when no id is given."""
+        rates: np.ndarray | None = None
+        if template.has("sampling_interval"):
+            rates = template.column(records, "sampling_interval")
+        elif template.has("sampler_random_interval"):
+            rates = template.column(records, "sampler_random_interval")
+        elif template.has("sampling_packet_interval"):
+            interval = template.column(records, "sampling_packet_interval")
+            space = template.column(records, "sampling_packet_space") if template.has("sampling_packet_space") else 0
+            rates = (interval + space) // np.maximum(interval, 1)
+        if rates is None:
+            return
+        ids: np.ndarray | None = None
+        for column in ("sampler_id", "selector_id"):
+            if template.has(column):
+                ids = template.column(records, column)
+                break
+        for i, rate in enumerate(rates.tolist()):
+            if rate <= 0:
+                continue
+            if ids is None:
+                state.default_rate = int(rate)
+            else:
+                if len(state.sampler_rates) < 4096:
+                    state.sampler_rates[int(ids[i])] = int(rate)
+                state.default_rate = state.default_rate or int(rate)
+        self.stats["sampling_options"] += 1
+
+    def _convert(self, template: Template, records: np.ndarray, dkey: DomainKey, state: _DomainState) -> FlowArray:
+        default = state.default_rate or self.default_sampling(dkey[0])
+        sampling = sampling_of(template, records, state.sampler_rates, default)
+        self.stats["records"] += int(records.size)
+        return to_flows(template, records, sampling)
+
+    def flush(self, u8: ByteArray) -> list[FlowArray]:
+        """Gather and convert every queued data set of the batch; the buffer must still hold the batch."""
+        out = self._extra
+        for group in self._groups.values():
+            starts = np.asarray(group.starts, dtype=np.int64)
+            counts = np.asarray(group.counts, dtype=np.int64)
+            offsets = expand_runs(starts, counts, group.template.record_length)
+            records = gather_view(u8, offsets, group.template.dtype)
+            state = self.domains.get(group.domain) or _DomainState()
+            out.append(self._convert(group.template, records, group.domain, state))
+        self._groups = {}
+        self._extra = []
+        return out
+
+    def discard(self) -> None:
+        """Forget queued data of a batch whose decoding failed, so it is not decoded twice."""
+        self._groups = {}
+        self._extra = []
+
+    def expire_pending(self) -> None:
+        """Drop data that waited too long for its template."""
+        horizon = self.clock() - self.pending_seconds
+        for key in list(self.pending):
+            queue = self.pending[key]
+            while queue and queue[0][0] < horizon:
+                queue.popleft()
+                self.stats["data_without_template_expired"] += 1
+            if not queue:
+                del self.pending[key]

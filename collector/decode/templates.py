@@ -1,0 +1,204 @@
+"""Template compilation for NetFlow v9 and IPFIX: a template becomes a numpy dtype once, then data is a view.
+
+A template is compiled when it arrives (rare) so that the data path (every packet) is one gather plus a handful of
+column conversions per batch. Fields Sluice does not use become padding; integer fields of widths numpy lacks
+(reduced-size encoding, RFC 7011 section 6.2) become byte columns converted on the fly. Variable-length IPFIX
+fields cannot live in a fixed dtype: such templates are compacted record by record into the fixed layout of their
+fixed-length fields (a slow path, rare in flow export).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from collector.records import FlowArray, be_bytes_to_u64, empty_flows, v4_to_lo
+
+VARIABLE_LENGTH = 65535
+
+# Information element id -> (column name, accepted widths). Shared numbering between NetFlow v9 and IPFIX.
+KNOWN_FIELDS: dict[int, tuple[str, tuple[int, ...]]] = {
+    1: ("bytes", (1, 2, 3, 4, 5, 6, 7, 8)),
+    2: ("packets", (1, 2, 3, 4, 5, 6, 7, 8)),
+    85: ("bytes_total", (1, 2, 3, 4, 5, 6, 7, 8)),
+    86: ("packets_total", (1, 2, 3, 4, 5, 6, 7, 8)),
+    4: ("proto", (1,)),
+    6: ("tcp_flags", (1, 2)),
+    7: ("sport", (2,)),
+    11: ("dport", (2,)),
+    8: ("src4", (4,)),
+    12: ("dst4", (4,)),
+    27: ("src6", (16,)),
+    28: ("dst6", (16,)),
+    34: ("sampling_interval", (1, 2, 3, 4)),
+    50: ("sampler_random_interval", (1, 2, 3, 4)),
+    305: ("sampling_packet_interval", (1, 2, 3, 4)),
+    306: ("sampling_packet_space", (1, 2, 3, 4)),
+    48: ("sampler_id", (1, 2, 4)),
+    302: ("selector_id", (1, 2, 4, 8)),
+    88: ("fragment_offset", (2,)),
+    197: ("fragment_flags", (1,)),
+}
+
+# IPFIX fragmentFlags (RFC 5102): bit 2 counted from the most significant bit is "more fragments".
+IPFIX_MORE_FRAGMENTS = 0x20
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One (information element, length, enterprise) entry of a template; enterprise 0 is IANA."""
+
+    element: int
+    length: int
+    enterprise: int = 0
+    scope: bool = False
+
+
+@dataclass
+class Template:
+    """A compiled data or options template: its dtype and where each known column sits."""
+
+    template_id: int
+    specs: tuple[FieldSpec, ...]
+    is_options: bool
+    version: int
+    dtype: np.dtype = field(init=False)
+    fixed: bool = field(init=False)
+    odd_width: dict[str, int] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fixed = all(s.length != VARIABLE_LENGTH for s in self.specs)
+        names: list[str] = []
+        formats: list[object] = []
+        offsets: list[int] = []
+        offset = 0
+        for spec in self.specs:
+            if spec.length == VARIABLE_LENGTH:
+                continue
+            column = self._column_for(spec)
+            if column is not None and column not in names:
+                self._add_column(column, spec.length, offset, names, formats, offsets)
+            offset += spec.length
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": max(offset, 1)})
+        self.record_length = offset
+
+    def _column_for(self, spec: FieldSpec) -> str | None:
+        """The column name for a field Sluice reads; v9 scope fields use their own numbering and are skipped."""
+        if spec.enterprise or (spec.scope and self.version == 9):
+            return None
+        known = KNOWN_FIELDS.get(spec.element)
+        if known is None or spec.length not in known[1]:
+            return None
+        return known[0]
+
+    def _add_column(
+        self, column: str, length: int, offset: int, names: list[str], formats: list[object], offsets: list[int]
+    ) -> None:
+        if column in ("src6", "dst6"):
+            names += [f"{column}_hi", f"{column}_lo"]
+            formats += [">u8", ">u8"]
+            offsets += [offset, offset + 8]
+            return
+        names.append(column)
+        offsets.append(offset)
+        if length in (1, 2, 4, 8):
+            formats.append(f">u{length}")
+        else:
+            formats.append(("u1", (length,)))
+            self.odd_width[column] = length
+
+    def has(self, column: str) -> bool:
+        """Whether records of this template carry `column`."""
+        names = self.dtype.names or ()
+        return column in names or f"{column}_hi" in names
+
+    def column(self, records: np.ndarray, column: str) -> npt.NDArray[np.uint64]:
+        """An integer column as uint64, whatever its encoded width."""
+        if column in self.odd_width:
+            return be_bytes_to_u64(records[column])
+        return records[column].astype(np.uint64)
+
+    def compact(self, body: bytes | memoryview) -> tuple[bytes, int]:
+        """Copy the fixed-length fields of variable-length records into fixed records; returns (bytes, count)."""
+        out = bytearray()
+        pos, count, size = 0, 0, len(body)
+        while pos < size:
+            record = bytearray()
+            for spec in self.specs:
+                length = spec.length
+                if length == VARIABLE_LENGTH:
+                    if pos >= size:
+                        return bytes(out), count
+                    length = body[pos]
+                    pos += 1
+                    if length == 255:
+                        if pos + 2 > size:
+                            return bytes(out), count
+                        length = int.from_bytes(body[pos : pos + 2], "big")
+                        pos += 2
+                    pos += length
+                    continue
+                if pos + length > size:
+                    return bytes(out), count
+                record += body[pos : pos + length]
+                pos += length
+            if pos > size:
+                break
+            out += record
+            count += 1
+        return bytes(out), count
+
+
+def sampling_of(template: Template, records: np.ndarray, rates: dict[int, int], default: int) -> np.ndarray:
+    """Per-record sampling rate: the record's own interval, else its sampler's announced rate, else `default`."""
+    n = records.size
+    rate = np.full(n, max(default, 1), dtype=np.uint64)
+    if template.has("sampling_interval"):
+        own = template.column(records, "sampling_interval")
+        rate = np.where(own > 0, own, rate)
+    elif template.has("sampling_packet_interval"):
+        interval = template.column(records, "sampling_packet_interval")
+        space = template.column(records, "sampling_packet_space") if template.has("sampling_packet_space") else 0
+        own = (interval + space) // np.maximum(interval, 1)
+        rate = np.where(interval > 0, own, rate)
+    elif rates:
+        for column in ("sampler_id", "selector_id"):
+            if template.has(column):
+                ids = template.column(records, column)
+                for sampler, sampler_rate in rates.items():
+                    rate[ids == sampler] = max(sampler_rate, 1)
+                break
+    return rate
+
+
+def to_flows(template: Template, records: np.ndarray, sampling: np.ndarray) -> FlowArray:
+    """Normalise template records into `FLOW_DTYPE`, multiplying counters by the sampling rate."""
+    flows = empty_flows(records.size)
+    if template.has("src6") and template.has("dst6"):
+        flows["src_hi"], flows["src_lo"] = records["src6_hi"], records["src6_lo"]
+        flows["dst_hi"], flows["dst_lo"] = records["dst6_hi"], records["dst6_lo"]
+        flows["ipv6"] = 1
+    elif template.has("src4") and template.has("dst4"):
+        flows["src_lo"] = v4_to_lo(records["src4"])
+        flows["dst_lo"] = v4_to_lo(records["dst4"])
+    else:
+        return empty_flows()
+    for column, fallback in (("bytes", "bytes_total"), ("packets", "packets_total")):
+        source = column if template.has(column) else fallback if template.has(fallback) else None
+        if source is not None:
+            flows[column] = template.column(records, source) * sampling
+    flows["sampling"] = sampling
+    for column in ("proto", "sport", "dport"):
+        if template.has(column):
+            flows[column] = records[column]
+    if template.has("tcp_flags"):
+        flows["tcp_flags"] = records["tcp_flags"] & 0xFF
+    frag = np.zeros(records.size, dtype=bool)
+    if template.has("fragment_offset"):
+        frag |= (records["fragment_offset"] & 0x1FFF) != 0
+    if template.has("fragment_flags"):
+        frag |= (records["fragment_flags"] & IPFIX_MORE_FRAGMENTS) != 0
+    flows["frag"] = frag
+    return flows
