@@ -245,6 +245,14 @@ def to_flow(network: str, protocol: str, attrs: dict[str, str]) -> BirdFlow:
     )
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process runs; a zombie (exited, not yet reaped by its parent) no longer holds its sockets."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class BirdControl:
     """BIRD's control socket protocol (what birdc speaks): numbered reply lines, ended by a 0xxx/8xxx/9xxx line.
 
@@ -428,7 +436,7 @@ class BirdRouter:
             return
         if str(self.config_path).encode() in cmdline:
             os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, what="stale BIRD to exit")
+            wait_for(lambda: not _alive(pid), 10, what="stale BIRD to exit")
 
     def stop(self) -> None:
         self.control.close()
