@@ -1,0 +1,31 @@
+"""The pure route-engineering engine: from live attacks, the network and tenants' policies to explained plans.
+
+No ORM and no I/O here: the services layer loads values, calls `plan_mitigations`, validates (again) with
+`mitigation.safety`, and stores the result.
+"""
+
+from mitigation.engine.planner import plan_mitigations
+from mitigation.engine.types import (
+    EDGE_TARGET,
+    REALTIME_PROFILES,
+    ActionKind,
+    AppProfile,
+    CenterLoad,
+    EngineSettings,
+    Level,
+    LiveAttack,
+    NetworkSnapshot,
+    PlannedAction,
+    PlannedMitigation,
+    PlanResult,
+    PreviousPlan,
+    ScrubbingCenterState,
+    TenantPolicy,
+    UpstreamPeerState,
+)
+
+__all__ = [
+    "EDGE_TARGET", "REALTIME_PROFILES", "ActionKind", "AppProfile", "CenterLoad", "EngineSettings", "Level",
+    "LiveAttack", "NetworkSnapshot", "PlanResult", "PlannedAction", "PlannedMitigation", "PreviousPlan",
+    "ScrubbingCenterState", "TenantPolicy", "UpstreamPeerState", "plan_mitigations",
+]

@@ -1,0 +1,279 @@
+"""The global assignment: every attack gets one option so that the plan's total cost is low and no center is
+planned beyond its headroom while any feasible assignment exists.
+
+A generalised assignment with a convex load-balance term is NP-hard, so this is a heuristic: a greedy pass
+(largest demand first, each attack taking its cheapest option that still fits), then local search with single
+moves and ejection chains (move a smaller attack away to make room for one stuck in a worse option), within a
+time budget. The benchmark checks it against an exact ILP on small instances.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mitigation.engine.problem import Problem
+
+_EPS = 1e-9
+
+
+class _State:
+    """Loads and assignment during the search, as plain lists: indexing numpy per element is slower here."""
+
+    def __init__(self, problem: Problem) -> None:
+        f = problem.facts
+        self.problem = problem
+        self.n_c = problem.n_centers
+        self.cost: list[list[float]] = problem.cost.tolist()
+        self.order: list[list[int]] = np.argsort(problem.cost, axis=1, kind="stable").tolist()
+        self.g: list[float] = problem.gbps.tolist()
+        self.p: list[float] = problem.mpps.tolist()
+        self.head_g: list[float] = f.head_g.tolist()
+        self.head_p: list[float] = f.head_p.tolist()
+        self.base_g: list[float] = f.base_g.tolist()
+        self.base_p: list[float] = f.base_p.tolist()
+        self.cap_g: list[float] = f.cap_g.tolist()
+        self.cap_p: list[float] = f.cap_p.tolist()
+        self.hot_u = problem.settings.hot_utilisation
+        self.scale = 100.0 * problem.settings.hot_weight
+        self.added_g = [0.0] * self.n_c
+        self.added_p = [0.0] * self.n_c
+        self.members: list[set[int]] = [set() for _ in range(self.n_c)]
+        self.assignment = [problem.none] * len(self.g)
+
+    def hot(self, c: int, add_g: float, add_p: float) -> float:
+        """The load-balance penalty of center c at the given added load (same formula as Problem.hot)."""
+        bg, bp, cg, cp, h = self.base_g[c], self.base_p[c], self.cap_g[c], self.cap_p[c], self.hot_u
+        return self.scale * (max(0.0, (bg + add_g) / cg - h) - max(0.0, bg / cg - h)
+                             + max(0.0, (bp + add_p) / cp - h) - max(0.0, bp / cp - h))
+
+    def fits(self, c: int, add_g: float, add_p: float) -> bool:
+        return add_g <= self.head_g[c] + _EPS and add_p <= self.head_p[c] + _EPS
+
+    def marginal_in(self, a: int, o: int) -> float:
+        """Cost of putting attack a (currently nowhere) on option o, inf when it does not fit."""
+        if o >= self.n_c:
+            return self.cost[a][o]
+        ng, np_ = self.added_g[o] + self.g[a], self.added_p[o] + self.p[a]
+        if not self.fits(o, ng, np_):
+            return float("inf")
+        return self.cost[a][o] + self.hot(o, ng, np_) - self.hot(o, self.added_g[o], self.added_p[o])
+
+    def contribution(self, a: int) -> float:
+        """What attack a adds to the total where it is now (its cost and its share of the hot penalty)."""
+        o = self.assignment[a]
+        if o >= self.n_c:
+            return self.cost[a][o]
+        return self.cost[a][o] + self.hot(o, self.added_g[o], self.added_p[o]) - self.hot(
+            o, self.added_g[o] - self.g[a], self.added_p[o] - self.p[a])
+
+    def place(self, a: int, o: int) -> float:
+        """Move attack a to option o and return the change of the total cost (capacity is the caller's job)."""
+        old = self.assignment[a]
+        delta = self.cost[a][o] - self.cost[a][old]
+        if old < self.n_c:
+            g, p = self.added_g[old], self.added_p[old]
+            self.added_g[old] = g - self.g[a]
+            self.added_p[old] = p - self.p[a]
+            delta += self.hot(old, g - self.g[a], p - self.p[a]) - self.hot(old, g, p)
+            self.members[old].discard(a)
+        self.assignment[a] = o
+        if o < self.n_c:
+            g, p = self.added_g[o], self.added_p[o]
+            self.added_g[o] = g + self.g[a]
+            self.added_p[o] = p + self.p[a]
+            delta += self.hot(o, g + self.g[a], p + self.p[a]) - self.hot(o, g, p)
+            self.members[o].add(a)
+        return delta
+
+
+def _greedy_order(problem: Problem) -> list[int]:
+    """Attacks with the most to lose first (their fallback is RTBH or nothing), largest first within that.
+
+    The loss is the regret between the cheapest center and the cheapest option without one, bucketed by order
+    of magnitude so that size decides among attacks facing the same fallback.
+    """
+    n_c = problem.n_centers
+    best_center = problem.cost[:, :n_c].min(axis=1, initial=np.inf)
+    best_other = problem.cost[:, n_c:].min(axis=1)
+    with np.errstate(invalid="ignore"):
+        regret = np.where(np.isfinite(best_center), best_other - best_center, 0.0)
+    bucket = np.floor(np.log10(np.maximum(np.nan_to_num(regret, posinf=1e12), 1.0)))
+    size = problem.gbps / max(float(problem.facts.head_g.mean()) if n_c else 1.0, 1e-9)
+    size = size + problem.mpps / max(float(problem.facts.head_p.mean()) if n_c else 1.0, 1e-9)
+    return np.lexsort((-size, -bucket)).tolist()
+
+
+def _greedy(state: _State) -> None:
+    """Each attack in turn takes its cheapest option that still fits."""
+    for a in _greedy_order(state.problem):
+        best, best_o = float("inf"), state.problem.none
+        for o in state.order[a]:
+            base = state.cost[a][o]
+            if base >= best:
+                break
+            m = state.marginal_in(a, o)
+            if m < best:
+                best, best_o = m, o
+        state.place(a, best_o)
+
+
+def _single_moves(state: _State, deadline: float) -> bool:
+    """Move attacks one at a time while that lowers the total; True when anything moved."""
+    improved = False
+    for a in range(len(state.g)):
+        if time.perf_counter() > deadline:
+            break
+        cur = state.assignment[a]
+        here = state.contribution(a)
+        for o in state.order[a]:
+            if state.cost[a][o] >= here - _EPS:
+                break
+            if o == cur:
+                continue
+            if state.marginal_in(a, o) < here - 1e-7:
+                state.place(a, o)
+                improved = True
+                break
+    return improved
+
+
+def _pair_delta(state: _State, a: int, c: int, b: int, ob: int) -> float:
+    """Total change if a moves to center c and b (now at c) moves to ob; inf when a center would overflow."""
+    moves = ((a, c), (b, ob))
+    touched = {x for x in (c, ob, state.assignment[a]) if x < state.n_c}
+    new_g = {x: state.added_g[x] for x in touched}
+    new_p = {x: state.added_p[x] for x in touched}
+    delta = 0.0
+    for attack, target in moves:
+        old = state.assignment[attack]
+        delta += state.cost[attack][target] - state.cost[attack][old]
+        if old < state.n_c:
+            new_g[old] -= state.g[attack]
+            new_p[old] -= state.p[attack]
+        if target < state.n_c:
+            new_g[target] += state.g[attack]
+            new_p[target] += state.p[attack]
+    for x in new_g:
+        if not state.fits(x, new_g[x], new_p[x]):
+            return float("inf")
+        delta += state.hot(x, new_g[x], new_p[x]) - state.hot(x, state.added_g[x], state.added_p[x])
+    return delta
+
+
+def _ejections(state: _State, deadline: float, tries: int = 6) -> bool:
+    """Free room at a better center by moving one attack there to its next option; True when anything moved."""
+    improved = False
+    for a in range(len(state.g)):
+        here = state.contribution(a)
+        for c in state.order[a]:
+            if state.cost[a][c] >= here - _EPS:
+                break
+            if c >= state.n_c or c == state.assignment[a]:
+                continue
+            if time.perf_counter() > deadline:
+                return improved
+            best, best_move = -1e-7, None
+            for b in list(state.members[c]):
+                for ob in state.order[b][:tries]:
+                    if ob == c or state.cost[b][ob] == float("inf"):
+                        continue
+                    delta = _pair_delta(state, a, c, b, ob)
+                    if delta < best:
+                        best, best_move = delta, (b, ob)
+            if best_move is not None:
+                state.place(best_move[0], best_move[1])
+                state.place(a, c)
+                improved = True
+                break
+    return improved
+
+
+def _best_fitting(state: _State, b: int, banned: int) -> int | None:
+    """The option of attack b (now nowhere) with the lowest marginal cost that fits, other than `banned`."""
+    best, best_o = float("inf"), None
+    for o in state.order[b]:
+        if state.cost[b][o] >= best:
+            break
+        if o != banned:
+            m = state.marginal_in(b, o)
+            if m < best:
+                best, best_o = m, o
+    return best_o
+
+
+def _make_room(state: _State, a: int, c: int) -> float | None:
+    """Eject attacks from center c (cheapest per freed capacity first) until a fits there, then move a in.
+
+    Returns the change of the total cost, or None (and nothing changed) when a cannot be made to fit.
+    """
+    journal: list[tuple[int, int]] = [(a, state.assignment[a])]
+    delta = state.place(a, state.problem.none)
+
+    def ratio(b: int) -> float:
+        freed = state.g[b] / max(state.head_g[c], 1e-9) + state.p[b] / max(state.head_p[c], 1e-9)
+        return state.cost[b][c] / max(freed, 1e-9)
+
+    for b in sorted(state.members[c], key=ratio):
+        if state.fits(c, state.added_g[c] + state.g[a], state.added_p[c] + state.p[a]):
+            break
+        journal.append((b, c))
+        delta += state.place(b, state.problem.none)
+        target = _best_fitting(state, b, c)
+        if target is None:
+            break
+        delta += state.place(b, target)
+    if state.fits(c, state.added_g[c] + state.g[a], state.added_p[c] + state.p[a]):
+        return delta + state.place(a, c)
+    for attack, option in reversed(journal):
+        state.place(attack, option)
+    return None
+
+
+def _relocations(state: _State, deadline: float, centers_tried: int = 4) -> bool:
+    """For attacks kept from a cheaper center by capacity, try to make room there; True when anything moved."""
+    improved = False
+    for a in range(len(state.g)):
+        here = state.contribution(a)
+        tried = 0
+        for c in state.order[a]:
+            if state.cost[a][c] >= here - _EPS or tried >= centers_tried:
+                break
+            if c >= state.n_c or c == state.assignment[a]:
+                continue
+            if time.perf_counter() > deadline:
+                return improved
+            tried += 1
+            before = list(state.assignment)
+            delta = _make_room(state, a, c)
+            if delta is None:
+                continue
+            if delta < -1e-7:
+                improved = True
+                break
+            _restore(state, before)
+    return improved
+
+
+def _restore(state: _State, assignment: list[int]) -> None:
+    for b, option in enumerate(assignment):
+        if state.assignment[b] != option:
+            state.place(b, state.problem.none)
+    for b, option in enumerate(assignment):
+        if state.assignment[b] != option:
+            state.place(b, option)
+
+
+def solve(problem: Problem) -> list[int]:
+    """The chosen option of each attack (see Problem for the encoding)."""
+    deadline = time.perf_counter() + problem.settings.search_budget_ms / 1000.0
+    state = _State(problem)
+    _greedy(state)
+    for _ in range(20):
+        moved = _single_moves(state, deadline)
+        moved = _ejections(state, deadline) or moved
+        moved = _relocations(state, deadline) or moved
+        if not moved or time.perf_counter() > deadline:
+            break
+    return list(state.assignment)

@@ -1,0 +1,217 @@
+"""`plan_mitigations`: all live attacks planned together, each decision explained, every action validated.
+
+Planning them together is the point: centers are shared, so one attack's choice changes another's options.
+The cost function lives in `problem.py`, the search in `assign.py`, the routes in `actions.py`; this module
+ties them together, writes the reasons a person reads, and drops (and reports) any action the safety
+validators refuse, so that nothing unsafe leaves the engine.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+import mitigation.safety as safety
+from mitigation.engine.actions import RuleBudget, build_actions
+from mitigation.engine.assign import solve
+from mitigation.engine.problem import (
+    NO_HEADROOM,
+    NO_LATENCY,
+    NO_NEXT_HOP,
+    NO_UPSTREAM,
+    NOT_ALLOWED,
+    TOO_FAR,
+    UNHEALTHY,
+    AttackContext,
+    Problem,
+    build_problem,
+)
+from mitigation.engine.types import (
+    CenterLoad,
+    EngineSettings,
+    Level,
+    LiveAttack,
+    NetworkSnapshot,
+    PlannedAction,
+    PlannedMitigation,
+    PlanResult,
+    PreviousPlan,
+    TenantPolicy,
+    UpstreamPeerState,
+)
+
+_CANDIDATES_SHOWN = 4
+
+
+def _center_line(problem: Problem, a: int, c: int) -> str:
+    """One center as a person compares them: headroom and latency, or why it cannot take the attack."""
+    center = problem.centers[c]
+    f = problem.facts
+    status = int(problem.status[a, c])
+    lat, thr = problem.latency[a, c], problem.threshold[a, c]
+    if status == NO_HEADROOM:
+        return (f"{center.name}: over capacity (needs {problem.gbps[a]:.1f} Gbps / {problem.mpps[a]:.1f} Mpps, "
+                f"{f.head_g[c]:.1f} Gbps / {f.head_p[c]:.1f} Mpps free)")
+    words = {
+        NOT_ALLOWED: "diversion not possible for this attack", UNHEALTHY: "unhealthy or data too old",
+        NO_UPSTREAM: "no healthy upstream to announce through", NO_NEXT_HOP: "no next hop for this family",
+        NO_LATENCY: "no latency measurement to the tenant",
+        TOO_FAR: f"{lat:.0f} ms is over the {thr:.0f} ms threshold",
+    }
+    if status in words:
+        return f"{center.name}: {words[status]}"
+    stale = ", load data stale" if center.stale else ""
+    return (f"{center.name}: {f.head_g[c]:.0f} Gbps headroom, {lat:.0f} ms against a {thr:.0f} ms threshold"
+            f"{stale} (cost {problem.cost[a, c]:.1f})")
+
+
+def _candidates(problem: Problem, ranked: list[int], chosen: int) -> list[int]:
+    """The chosen center first, then the cheapest others, then a few that could not take it."""
+    shown = [chosen] if chosen < problem.n_centers else []
+    shown += [c for c in ranked if c != chosen][: _CANDIDATES_SHOWN - len(shown)]
+    return shown
+
+
+def _reason(problem: Problem, a: int, option: int, shown: list[int], notes: list[str]) -> str:
+    ctx = problem.contexts[a]
+    level = problem.level_of(option)
+    centers = "; ".join(_center_line(problem, a, c) for c in shown)
+    if level == Level.DIVERSION:
+        center = problem.centers[option]
+        head = f"divert to {center.name}"
+        prev = ctx.previous
+        if prev is not None and prev.level == Level.DIVERSION and prev.center_id == center.id:
+            head += " (kept: previous center, a move must gain more than the move penalty)"
+        elif prev is not None and prev.level == Level.DIVERSION:
+            head += " (moved: the previous center is worse by more than the move penalty or cannot take it)"
+    elif level == Level.FLOWSPEC:
+        head = f"FlowSpec at the edge ({ctx.quality.name.lower()} filters for the {_profile(ctx)} profile)"
+    elif level == Level.RTBH:
+        head = "RTBH as last resort: no center can take it and FlowSpec cannot filter it"
+    else:
+        head = "no mitigation possible"
+    parts = [head]
+    if centers:
+        parts.append(centers)
+    parts += notes
+    return ". ".join(parts)
+
+
+def _profile(ctx: AttackContext) -> str:
+    return ctx.policy.profile.value if ctx.policy is not None else "unknown"
+
+
+def _inputs(problem: Problem, a: int, shown: list[int]) -> dict[str, object]:
+    """The inputs of the decision, JSON-able, so a person (or an audit row) can replay the reasoning."""
+    ctx = problem.contexts[a]
+    attack = ctx.attack
+    n_c = problem.n_centers
+    candidates = []
+    for c in shown:
+        candidates.append({
+            "center": problem.centers[c].id, "name": problem.centers[c].name, "status": int(problem.status[a, c]),
+            "headroom_gbps": round(float(problem.facts.head_g[c]), 3),
+            "headroom_mpps": round(float(problem.facts.head_p[c]), 3),
+            "latency_ms": None if problem.latency[a, c] != problem.latency[a, c] else float(problem.latency[a, c]),
+            "threshold_ms": float(problem.threshold[a, c]),
+            "cost": None if problem.cost[a, c] == float("inf") else round(float(problem.cost[a, c]), 3),
+        })
+    others = {name: (None if problem.cost[a, n_c + i] == float("inf") else float(problem.cost[a, n_c + i]))
+              for i, name in enumerate(("flowspec", "rtbh", "none"))}
+    prev = ctx.previous
+    return {
+        "attack": {"id": attack.id, "target": str(ctx.target), "vectors": [str(v) for v in attack.vectors],
+                   "gbps": round(attack.gbps, 3), "mpps": round(attack.mpps, 3)},
+        "tenant": ctx.policy.slug if ctx.policy is not None else None,
+        "profile": _profile(ctx),
+        "verified_prefix": str(ctx.verified) if ctx.verified is not None else None,
+        "diversion_prefix": ctx.diversion.prefix if ctx.diversion is not None else None,
+        "filter_quality": ctx.quality.name.lower(),
+        "previous": None if prev is None else {"level": prev.level.value, "center": prev.center_id,
+                                                "since": prev.since.isoformat()},
+        "candidates": candidates,
+        "option_costs": others,
+    }
+
+
+def _as_mapping(items: Mapping[int, object] | Iterable[object] | None, key: str) -> dict[int, object]:
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    return {getattr(item, key): item for item in items}
+
+
+def plan_mitigations(
+    snapshot: NetworkSnapshot,
+    attacks: Sequence[LiveAttack],
+    policies: Mapping[int, TenantPolicy] | Iterable[TenantPolicy],
+    previous: Mapping[int, PreviousPlan] | Iterable[PreviousPlan] | None = None,
+    *,
+    never_block: Sequence[str] = (),
+    settings: EngineSettings | None = None,
+    rules_in_use: Mapping[str, int] | None = None,
+) -> PlanResult:
+    """Plan every live attack at once and return explained, validated mitigations.
+
+    `policies` and `previous` may be mappings by tenant id / attack id or plain iterables. `rules_in_use` counts
+    FlowSpec rules receivers already hold outside this plan. Pure: no I/O, no clock (time comes from the
+    snapshot), so the same inputs always give the same plan.
+    """
+    settings = settings or EngineSettings()
+    policy_map: dict[int, TenantPolicy] = _as_mapping(policies, "tenant_id")  # type: ignore[assignment]
+    previous_map: dict[int, PreviousPlan] = _as_mapping(previous, "attack_id")  # type: ignore[assignment]
+    problem = build_problem(snapshot, attacks, policy_map, previous_map, never_block, settings)
+    assignment = solve(problem)
+
+    peers_by_center: dict[int, list[UpstreamPeerState]] = defaultdict(list)
+    for peer in snapshot.peers:
+        peers_by_center[peer.center_id].append(peer)
+    budget = RuleBudget(snapshot.peers, settings, rules_in_use)
+    counter = safety.RuleCounter(never_block, safety.SafetyLimits(
+        target_caps=dict(budget.caps), rules_in_use=dict(rules_in_use or {}), default_cap=0))
+    mitigations = []
+    ranked = np.lexsort((problem.status, problem.cost[:, :problem.n_centers]), axis=1)[:, :_CANDIDATES_SHOWN + 1]
+    for a, option in enumerate(assignment):
+        ctx = problem.contexts[a]
+        level = problem.level_of(option)
+        center = problem.centers[option] if level == Level.DIVERSION else None
+        notes = list(ctx.notes)
+        shown = _candidates(problem, ranked[a].tolist(), option)
+        actions = build_actions(ctx, level, center, peers_by_center, snapshot.peers, budget, settings, notes)
+        prefixes = ctx.policy.verified_prefixes if ctx.policy is not None else ()
+        kept: list[PlannedAction] = []
+        for action in actions:
+            refusals = counter.check(action, prefixes)
+            if refusals:
+                notes.append("refused by safety: " + "; ".join(r.message for r in refusals))
+            else:
+                kept.append(action)
+        if actions and not kept:
+            level, center = Level.NONE, None
+        mitigations.append(PlannedMitigation(
+            attack_id=ctx.attack.id, tenant_id=ctx.attack.tenant_id, center_id=center.id if center else None,
+            level=level, actions=tuple(kept), reason=_reason(problem, a, option, shown, notes),
+            inputs=_inputs(problem, a, shown), cost=float(problem.cost[a, option]),
+        ))
+    return PlanResult(tuple(mitigations), _center_loads(problem, mitigations), problem.total_cost(assignment))
+
+
+def _center_loads(problem: Problem, mitigations: Sequence[PlannedMitigation]) -> dict[int, CenterLoad]:
+    f = problem.facts
+    load_g, load_p = f.base_g.copy(), f.base_p.copy()
+    count = [0] * problem.n_centers
+    index = {c.id: i for i, c in enumerate(problem.centers)}
+    for a, mitigation in enumerate(mitigations):
+        if mitigation.center_id is not None:
+            c = index[mitigation.center_id]
+            load_g[c] += problem.gbps[a]
+            load_p[c] += problem.mpps[a]
+            count[c] += 1
+    return {
+        center.id: CenterLoad(center.id, center.name, float(load_g[c]), float(load_p[c]), center.capacity_gbps,
+                              center.capacity_mpps, count[c])
+        for c, center in enumerate(problem.centers)
+    }
