@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             username=_pick(args.user, index, "sluice") or "sluice",
             password=_pick(args.password, index, "sluice") or "sluice",
             port=int(_pick([str(p) for p in args.port or []], index, "0") or 0),
-            state_file=_pick(args.state_file, index, None),
+            state_file=args.state_file[index] if args.state_file and index < len(args.state_file) else None,
             clock_scale=args.clock_scale,
         ).start()
         emulators.append(emulator)

@@ -45,6 +45,7 @@ CONTEXT_KINDS = {
     ("match", "destination"): LEAF,
     ("match", "source"): LEAF,
     ("then", "community"): LEAF_LIST,
+    ("route", "community"): LEAF_LIST,
     ("policy-options", "community"): LIST,
     ("then", "next-hop"): LEAF,
     ("from", "community"): LEAF_LIST,

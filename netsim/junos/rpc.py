@@ -486,7 +486,7 @@ def get_interface_information(ctx: Context, request: etree._Element) -> str:
                 "</ethernet-mac-statistics>\n")
             parts.append(
                 f"<physical-interface>\n<name>{escape(interface.name)}</name>\n<admin-status>up</admin-status>\n"
-                f"<oper-status>{status}</oper-status>\n<description>{escape(interface.description)}</description>\n"
+                f"<oper-status>{status}</oper-status>\n{_optional('description', interface.description)}"
                 "<mtu>1514</mtu>\n<speed>1000mbps</speed>\n"
                 "<current-physical-address>00:05:86:71:00:01</current-physical-address>\n"
                 "<interface-flapped junos:seconds=\"3600\">2024-01-01 00:00:00 UTC (01:00:00 ago)</interface-flapped>\n"
@@ -502,6 +502,10 @@ def get_instance_information(ctx: Context, request: etree._Element) -> str:
                     f"<instance-type>{'forwarding' if name == 'master' else 'vrf'}</instance-type>\n</instance-core>\n"
                     for name in names)
     return f"<instance-information junos:style=\"terse\">\n{cores}</instance-information>"
+
+
+def _optional(tag: str, value: str) -> str:
+    return f"<{tag}>{escape(value)}</{tag}>\n" if value else ""
 
 
 def _neighbors(ctx: Context, request: etree._Element) -> list[BgpNeighbor]:
@@ -531,7 +535,7 @@ def get_bgp_neighbor_information(ctx: Context, request: etree._Element) -> str:
         peers.append(
             f"<bgp-peer junos:style=\"detail\">\n<peer-address>{n.address}+179</peer-address>\n"
             f"<peer-as>{n.remote_as}</peer-as>\n<local-address>{n.local_address}+50000</local-address>\n"
-            f"<local-as>{n.local_as}</local-as>\n<description>{escape(n.description)}</description>\n"
+            f"<local-as>{n.local_as}</local-as>\n{_optional('description', n.description)}"
             f"<peer-type>External</peer-type>\n<peer-state>{n.state}</peer-state>\n"
             f"<peer-fwd-rti>{escape(n.instance)}</peer-fwd-rti>\n<peer-id>{n.peer_id or n.address}</peer-id>\n"
             f"<local-id>{n.router_id}</local-id>\n<bgp-option-information>\n"
