@@ -33,11 +33,16 @@ class RuleBudget:
         for peer in peers:
             self.caps[peer.target] = peer.flowspec_rule_limit if peer.flowspec_accepted else 0
         self.used: dict[str, int] = defaultdict(int, in_use or {})
-        self._filtering = [p for p in peers if p.flowspec_accepted and p.session_up and self.left(p.target) > 0]
+        self._filtering = [(p.target, _peer_label(p)) for p in peers
+                           if p.flowspec_accepted and p.session_up and self.left(p.target) > 0]
 
-    def upstreams_with_room(self) -> list[UpstreamPeerState]:
-        """Up upstreams that accept FlowSpec and can still take a rule (exhausted ones are dropped for good)."""
-        self._filtering = [p for p in self._filtering if self.left(p.target) > 0]
+    def upstreams_with_room(self) -> list[tuple[str, str]]:
+        """(target, label) of up upstreams that accept FlowSpec and can still take a rule.
+
+        Exhausted upstreams are dropped for good: the budget only ever shrinks during a plan.
+        """
+        if any(self.left(target) < 1 for target, _ in self._filtering):
+            self._filtering = [(t, label) for t, label in self._filtering if self.left(t) > 0]
         return self._filtering
 
     def left(self, target: str) -> int:
@@ -50,6 +55,13 @@ class RuleBudget:
 
 def _peer_label(peer: UpstreamPeerState) -> str:
     return f"{peer.isp} (AS{peer.asn})"
+
+
+def _upstream_names(labels: Sequence[str], shown: int = 4) -> str:
+    if not labels:
+        return ""
+    more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+    return f" and {len(labels)} upstreams ({', '.join(labels[:shown])}{more})"
 
 
 def flowspec_actions(
@@ -66,9 +78,9 @@ def flowspec_actions(
             notes.append(f"edge routers are at their FlowSpec rule cap: rule {rule.name} left out")
             continue
         receivers = budget.upstreams_with_room() if upstreams else []
-        targets = (EDGE_TARGET, *(p.target for p in receivers))
+        targets = (EDGE_TARGET, *(target for target, _ in receivers))
         budget.spend(targets)
-        where = "edge routers" + "".join(f", {_peer_label(p)}" for p in receivers)
+        where = "edge routers" + _upstream_names([label for _, label in receivers])
         actions.append(PlannedAction(ActionKind.FLOWSPEC, rule, targets, f"{why}: {rule.action} on {where}"))
     return actions
 
@@ -124,7 +136,7 @@ def rtbh_actions(
     ctx: AttackContext, peers: Sequence[UpstreamPeerState], settings: EngineSettings
 ) -> list[PlannedAction]:
     """Blackhole the target at the edge and at every up upstream, with the ISP's own blackhole community."""
-    prefix = str(ctx.target)
+    prefix = ctx.target_text
     next_hop = settings.rtbh_next_hop_v6 if ctx.family == 6 else settings.rtbh_next_hop_v4
     actions = [PlannedAction(ActionKind.RTBH, UnicastRoute(prefix, next_hop, communities=(BLACKHOLE_COMMUNITY,)),
                              (EDGE_TARGET,), f"blackhole {prefix} at the edge routers")]
@@ -149,7 +161,7 @@ def build_actions(
 ) -> list[PlannedAction]:
     """The actions for one attack at the chosen level (and center, for a diversion)."""
     if level == Level.FLOWSPEC and ctx.policy is not None:
-        rules = attack_filters(ctx.attack.vectors, ctx.policy.profile, str(ctx.target), ctx.family, settings)
+        rules = attack_filters(ctx.attack.vectors, ctx.policy.profile, ctx.target_text, ctx.family, settings)
         return flowspec_actions(rules, budget, "filter at the edge", notes)
     if level == Level.RTBH:
         return rtbh_actions(ctx, all_peers, settings)
@@ -157,11 +169,11 @@ def build_actions(
         return []
     actions: list[PlannedAction] = []
     if ctx.via_redirect:
-        actions += flowspec_actions(redirect_rules(str(ctx.target), center), budget,
+        actions += flowspec_actions(redirect_rules(ctx.target_text, center), budget,
                                     f"redirect to {center.name}'s VRF", notes, upstreams=False)
     else:
         actions += diversion_actions(ctx, center, peers_by_center.get(center.id, ()), settings, notes)
     if ctx.policy.profile == AppProfile.DNS and ctx.policy.allows(ActionKind.FLOWSPEC):
-        rules = amplification_filters(ctx.attack.vectors, ctx.policy.profile, str(ctx.target), ctx.family, settings)
+        rules = amplification_filters(ctx.attack.vectors, ctx.policy.profile, ctx.target_text, ctx.family, settings)
         actions += flowspec_actions(rules, budget, "drop reflected traffic before the DNS service", notes)
     return actions

@@ -45,26 +45,43 @@ from mitigation.engine.types import (
 _CANDIDATES_SHOWN = 4
 
 
-def _center_line(problem: Problem, a: int, c: int) -> str:
+def _candidate_views(problem: Problem, a: int, shown: list[int]) -> list[dict[str, object]]:
+    """The compared centers with the figures the decision used, JSON-able (inf and NaN become None)."""
+    cost, status = problem.cost[a].tolist(), problem.status[a].tolist()
+    latency, threshold = problem.latency[a].tolist(), problem.threshold[a].tolist()
+    head_g, head_p = problem.facts.head_g, problem.facts.head_p
+    views = []
+    for c in shown:
+        center = problem.centers[c]
+        views.append({
+            "center": center.id, "name": center.name, "status": status[c], "stale": center.stale,
+            "headroom_gbps": float(head_g[c]), "headroom_mpps": float(head_p[c]),
+            "latency_ms": None if latency[c] != latency[c] else latency[c], "threshold_ms": threshold[c],
+            "cost": None if cost[c] == float("inf") else cost[c],
+        })
+    return views
+
+
+_STATUS_WORDS = {
+    NOT_ALLOWED: "diversion not possible for this attack", UNHEALTHY: "unhealthy or data too old",
+    NO_UPSTREAM: "no healthy upstream to announce through", NO_NEXT_HOP: "no next hop for this family",
+    NO_LATENCY: "no latency measurement to the tenant",
+}
+
+
+def _center_line(view: dict[str, object], gbps: float, mpps: float) -> str:
     """One center as a person compares them: headroom and latency, or why it cannot take the attack."""
-    center = problem.centers[c]
-    f = problem.facts
-    status = int(problem.status[a, c])
-    lat, thr = problem.latency[a, c], problem.threshold[a, c]
+    status, name = view["status"], view["name"]
     if status == NO_HEADROOM:
-        return (f"{center.name}: over capacity (needs {problem.gbps[a]:.1f} Gbps / {problem.mpps[a]:.1f} Mpps, "
-                f"{f.head_g[c]:.1f} Gbps / {f.head_p[c]:.1f} Mpps free)")
-    words = {
-        NOT_ALLOWED: "diversion not possible for this attack", UNHEALTHY: "unhealthy or data too old",
-        NO_UPSTREAM: "no healthy upstream to announce through", NO_NEXT_HOP: "no next hop for this family",
-        NO_LATENCY: "no latency measurement to the tenant",
-        TOO_FAR: f"{lat:.0f} ms is over the {thr:.0f} ms threshold",
-    }
-    if status in words:
-        return f"{center.name}: {words[status]}"
-    stale = ", load data stale" if center.stale else ""
-    return (f"{center.name}: {f.head_g[c]:.0f} Gbps headroom, {lat:.0f} ms against a {thr:.0f} ms threshold"
-            f"{stale} (cost {problem.cost[a, c]:.1f})")
+        return (f"{name}: over capacity (needs {gbps:.1f} Gbps / {mpps:.1f} Mpps, "
+                f"{view['headroom_gbps']:.1f} Gbps / {view['headroom_mpps']:.1f} Mpps free)")
+    if status == TOO_FAR:
+        return f"{name}: {view['latency_ms']:.0f} ms is over the {view['threshold_ms']:.0f} ms threshold"
+    if status in _STATUS_WORDS:
+        return f"{name}: {_STATUS_WORDS[status]}"  # type: ignore[index]
+    stale = ", load data stale" if view["stale"] else ""
+    return (f"{name}: {view['headroom_gbps']:.0f} Gbps headroom, {view['latency_ms']:.0f} ms against a "
+            f"{view['threshold_ms']:.0f} ms threshold{stale} (cost {view['cost']:.1f})")
 
 
 def _candidates(problem: Problem, ranked: list[int], chosen: int) -> list[int]:
@@ -74,10 +91,10 @@ def _candidates(problem: Problem, ranked: list[int], chosen: int) -> list[int]:
     return shown
 
 
-def _reason(problem: Problem, a: int, option: int, shown: list[int], notes: list[str]) -> str:
+def _reason(problem: Problem, a: int, option: int, views: list[dict[str, object]], notes: list[str]) -> str:
     ctx = problem.contexts[a]
     level = problem.level_of(option)
-    centers = "; ".join(_center_line(problem, a, c) for c in shown)
+    centers = "; ".join(_center_line(v, ctx.attack.gbps, ctx.attack.mpps) for v in views)
     if level == Level.DIVERSION:
         center = problem.centers[option]
         head = f"divert to {center.name}"
@@ -103,26 +120,16 @@ def _profile(ctx: AttackContext) -> str:
     return ctx.policy.profile.value if ctx.policy is not None else "unknown"
 
 
-def _inputs(problem: Problem, a: int, shown: list[int]) -> dict[str, object]:
+def _inputs(problem: Problem, a: int, views: list[dict[str, object]]) -> dict[str, object]:
     """The inputs of the decision, JSON-able, so a person (or an audit row) can replay the reasoning."""
     ctx = problem.contexts[a]
     attack = ctx.attack
-    n_c = problem.n_centers
-    candidates = []
-    for c in shown:
-        candidates.append({
-            "center": problem.centers[c].id, "name": problem.centers[c].name, "status": int(problem.status[a, c]),
-            "headroom_gbps": round(float(problem.facts.head_g[c]), 3),
-            "headroom_mpps": round(float(problem.facts.head_p[c]), 3),
-            "latency_ms": None if problem.latency[a, c] != problem.latency[a, c] else float(problem.latency[a, c]),
-            "threshold_ms": float(problem.threshold[a, c]),
-            "cost": None if problem.cost[a, c] == float("inf") else round(float(problem.cost[a, c]), 3),
-        })
-    others = {name: (None if problem.cost[a, n_c + i] == float("inf") else float(problem.cost[a, n_c + i]))
-              for i, name in enumerate(("flowspec", "rtbh", "none"))}
+    tail = problem.cost[a, problem.n_centers:].tolist()
+    others = {name: (None if value == float("inf") else value)
+              for name, value in zip(("flowspec", "rtbh", "none"), tail, strict=True)}
     prev = ctx.previous
     return {
-        "attack": {"id": attack.id, "target": str(ctx.target), "vectors": [str(v) for v in attack.vectors],
+        "attack": {"id": attack.id, "target": ctx.target_text, "vectors": [str(v) for v in attack.vectors],
                    "gbps": round(attack.gbps, 3), "mpps": round(attack.mpps, 3)},
         "tenant": ctx.policy.slug if ctx.policy is not None else None,
         "profile": _profile(ctx),
@@ -131,7 +138,7 @@ def _inputs(problem: Problem, a: int, shown: list[int]) -> dict[str, object]:
         "filter_quality": ctx.quality.name.lower(),
         "previous": None if prev is None else {"level": prev.level.value, "center": prev.center_id,
                                                 "since": prev.since.isoformat()},
-        "candidates": candidates,
+        "candidates": views,
         "option_costs": others,
     }
 
@@ -179,7 +186,7 @@ def plan_mitigations(
         level = problem.level_of(option)
         center = problem.centers[option] if level == Level.DIVERSION else None
         notes = list(ctx.notes)
-        shown = _candidates(problem, ranked[a].tolist(), option)
+        views = _candidate_views(problem, a, _candidates(problem, ranked[a].tolist(), option))
         actions = build_actions(ctx, level, center, peers_by_center, snapshot.peers, budget, settings, notes)
         prefixes = ctx.policy.verified_prefixes if ctx.policy is not None else ()
         kept: list[PlannedAction] = []
@@ -193,8 +200,8 @@ def plan_mitigations(
             level, center = Level.NONE, None
         mitigations.append(PlannedMitigation(
             attack_id=ctx.attack.id, tenant_id=ctx.attack.tenant_id, center_id=center.id if center else None,
-            level=level, actions=tuple(kept), reason=_reason(problem, a, option, shown, notes),
-            inputs=_inputs(problem, a, shown), cost=float(problem.cost[a, option]),
+            level=level, actions=tuple(kept), reason=_reason(problem, a, option, views, notes),
+            inputs=_inputs(problem, a, views), cost=float(problem.cost[a, option]),
         ))
     return PlanResult(tuple(mitigations), _center_loads(problem, mitigations), problem.total_cost(assignment))
 

@@ -40,6 +40,7 @@ class AttackContext:
     attack: LiveAttack
     policy: TenantPolicy | None
     target: Network
+    target_text: str
     verified: Network | None
     diversion: DiversionPrefix | None
     via_redirect: bool
@@ -198,7 +199,7 @@ def _context(
     hold = previous is not None and (
         (snapshot.taken_at - previous.since).total_seconds() < settings.deescalate_hold_s
     )
-    return AttackContext(attack, policy, target, verified, diversion, via_redirect, quality, previous,
+    return AttackContext(attack, policy, target, str(target), verified, diversion, via_redirect, quality, previous,
                          hold, notes)
 
 
