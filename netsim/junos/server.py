@@ -387,6 +387,15 @@ class JunosEmulator:
             self.state.session_closed(self._phantom)
             self._phantom = None
 
+    def reset(self, committed_set: str = "") -> None:
+        """Back to a known state between tests: no faults, hooks, lock or pending commit; the given config."""
+        self.clear_faults()
+        self.clear_validators()
+        with self.state.mutex:
+            self.state.lock_owner = None
+            self.state.pending = None
+        self.load_committed(committed_set)
+
     def clear_faults(self) -> None:
         self.refuse_login(False)
         self.drop_session_on_commit(False)
