@@ -25,7 +25,7 @@ from devices.drivers.base import (
 )
 from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
 from devices.drivers.bgp.config import LOCK_FILE
-from devices.drivers.bgp.journal import workdir_lock
+from devices.drivers.bgp.journal import Journal, workdir_lock
 from netsim.bgplab import BirdPeer, BirdRouter, wait_for
 
 SPEAKER = "127.0.61.1"
@@ -298,3 +298,21 @@ def test_a_held_lock_times_out_with_lock_error(process: ExaBgpProcess) -> None:
             client.announce(UnicastRoute("198.51.109.0/24", "192.0.2.91"))
     assert isinstance(caught.value, DriverError) and caught.value.transient
     assert client.announced() == set()
+
+
+def test_journal_followers_survive_compaction(tmp_path: Path) -> None:
+    path = tmp_path / "journal"
+    writer, follower = Journal(path, index_key=lambda e: e[:1]), Journal(path, index_key=lambda e: e[:1])
+    for round_ in range(3):
+        entries = [f"{chr(97 + i % 3)}{round_}-{i}" for i in range(1500)]
+        writer.append(entries, [])
+        assert follower.refresh() == entries
+        writer.append([], entries[1:])
+        assert follower.refresh() == entries[:1]
+        assert list(follower.index) == ["a"]
+        writer.append([], entries[:1])
+    writer.compact()
+    writer.append(["x", "y"], [])
+    writer.append(["x"], [])
+    assert follower.refresh() == writer.refresh() == ["y", "x"]
+    assert list(follower.index["x"]) == ["x"]

@@ -14,6 +14,7 @@ import fcntl
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,34 +66,42 @@ class Journal:
         self._offset = 0
         self._inode: int | None = None
         self._lines = 0
+        self._head = b""
         self._mutex = threading.Lock()
 
     def refresh(self) -> list[str]:
         """Read what other processes appended since the last call; returns the live entries in order."""
         with self._mutex:
             try:
-                stat = self.path.stat()
+                handle = self.path.open("rb")
             except FileNotFoundError:
                 self._reset(None)
                 return []
-            if stat.st_ino != self._inode or stat.st_size < self._offset:
-                self._reset(stat.st_ino)
-            if stat.st_size > self._offset:
-                with self.path.open("rb") as handle:
+            with handle:
+                # fstat of the open file, not stat of the path: a compaction may rename a new file in between.
+                stat = os.fstat(handle.fileno())
+                head = handle.readline()
+                # Inode numbers are reused after a rename; the first line (a random header after compaction)
+                # tells two generations of the file apart.
+                if stat.st_ino != self._inode or stat.st_size < self._offset or head != self._head:
+                    self._reset(stat.st_ino)
+                    self._head = head if head.endswith(b"\n") else b""
+                if stat.st_size > self._offset:
                     handle.seek(self._offset)
                     data = handle.read(stat.st_size - self._offset)
-                complete = data.rfind(b"\n") + 1
-                for line in data[:complete].decode().splitlines():
-                    self._apply(line)
-                self._offset += complete
+                    complete = data.rfind(b"\n") + 1
+                    for line in data[:complete].decode().splitlines():
+                        self._apply(line)
+                    self._offset += complete
             return list(self._entries)
 
     def _reset(self, inode: int | None) -> None:
         self._entries, self._offset, self._inode, self._lines = {}, 0, inode, 0
+        self._head = b""
         self.index = {}
 
     def _apply(self, line: str) -> None:
-        if len(line) < 3:
+        if len(line) < 3 or line[0] not in "+-":
             return
         self._lines += 1
         op, payload = line[0], line[2:]
@@ -109,8 +118,10 @@ class Journal:
             self._entries[payload] = None
             if group is not None:
                 group[payload] = None
-        elif group is not None and not group:
-            del self.index[self._keys[payload]]
+        elif group is not None:
+            if not group:
+                del self.index[self._keys[payload]]
+            del self._keys[payload]
 
     def entries(self) -> dict[str, None]:
         """The live entries as of the last refresh (read-only view, announcement order)."""
@@ -135,6 +146,6 @@ class Journal:
         with self._mutex:
             entries = list(self._entries)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(f"+ {e}\n" for e in entries))
+        tmp.write_text(f"# sluice journal {uuid.uuid4().hex}\n" + "".join(f"+ {e}\n" for e in entries))
         os.replace(tmp, self.path)
         self.refresh()
