@@ -38,6 +38,14 @@ UNICAST = ("ipv4", "ipv6")
 REPO = Path(__file__).resolve().parents[2]
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie lingers where PID 1 does not reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def routers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BirdRouter, BirdRouter]]:
     base = tmp_path_factory.mktemp("bird")
@@ -316,3 +324,36 @@ def test_journal_followers_survive_compaction(tmp_path: Path) -> None:
     writer.append(["x"], [])
     assert follower.refresh() == writer.refresh() == ["y", "x"]
     assert list(follower.index["x"]) == ["x"]
+
+
+def test_a_new_supervisor_replaces_an_orphaned_speaker_and_replays(tmp_path: Path) -> None:
+    address, router_address = "127.0.61.4", "127.0.61.5"
+    router = BirdRouter(tmp_path, "r3", router_address, R1_AS, [BirdPeer(address, LOCAL_AS)], port=PORT)
+    router.start()
+    workdir = tmp_path / "exabgp"
+    # A supervisor that announces and then dies without stopping its ExaBGP, as a crashed worker would.
+    script = (
+        "import os, sys\n"
+        "from devices.drivers.base import UnicastRoute\n"
+        "from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker\n"
+        f"p = ExaBgpProcess(sys.argv[1], '{address}', {LOCAL_AS}, '{address}', "
+        f"[BgpNeighborConfig('{router_address}', {R1_AS}, port={PORT})])\n"
+        "p.start()\n"
+        "ExaBgpSpeaker(sys.argv[1]).announce(UnicastRoute('198.51.110.0/24', '192.0.2.99', ('65100:9',)))\n"
+        "os._exit(0)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", script, str(workdir)], env=env, check=True, timeout=60)
+    orphan = int((workdir / "exabgp.pid").read_text())
+    wait_for(lambda: "198.51.110.0/24" in router.unicast(4))
+    successor = ExaBgpProcess(workdir, address, LOCAL_AS, address, [BgpNeighborConfig(router_address, R1_AS, port=PORT)])
+    try:
+        successor.start()
+        assert successor.pid != orphan
+        assert not running(orphan)
+        router.wait_established()
+        assert wait_for(lambda: router.unicast(4).get("198.51.110.0/24")).communities == ("65100:9",)
+        assert ExaBgpSpeaker(workdir).announced() == {UnicastRoute("198.51.110.0/24", "192.0.2.99", ("65100:9",))}
+    finally:
+        successor.stop()
+        router.stop()

@@ -112,7 +112,10 @@ class ExaBgpSpeaker(Speaker):
                     answer += chunk
         except OSError as exc:
             raise SpeakerError(f"speaker control connection failed: {exc}") from exc
-        reply = json.loads(answer)
+        try:
+            reply = json.loads(answer)
+        except ValueError as exc:
+            raise SpeakerError(f"speaker sent an unreadable answer: {answer[:200]!r}") from exc
         if "error" in reply:
             raise SpeakerError(f"speaker refused the request: {reply['error']}")
         results = [str(r) for r in reply["results"]]

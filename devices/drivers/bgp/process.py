@@ -42,6 +42,14 @@ def exabgp_executable() -> str:
     return str(candidate)
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process runs; a zombie has already let go of its sessions and sockets."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class ExaBgpProcess:
     """Writes the speaker's files, starts ExaBGP, restarts it when it exits unexpectedly, stops it.
 
@@ -116,12 +124,30 @@ class ExaBgpProcess:
             if self._watcher is not None:
                 return
             self.write_files()
+            self._stop_stale()
             self._stopping.clear()
             self._process = self._spawn()
             self._watcher = threading.Thread(target=self._watch, name=f"exabgp-watch-{self.workdir.name}", daemon=True)
             self._watcher.start()
         if wait:
             self.wait_ready(wait)
+
+    def _stop_stale(self) -> None:
+        """An ExaBGP left running by a supervisor that died would hold the sessions: stop it by its pid file."""
+        try:
+            pid = int((self.workdir / "exabgp.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(self.config_path).encode() not in cmdline:
+            return
+        logger.warning("stopping ExaBGP %s left running in %s", pid, self.workdir)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
     def _watch(self) -> None:
         """Restart ExaBGP whenever it exits while we did not ask it to, backing off if it keeps dying."""
