@@ -24,6 +24,7 @@ from netsim.junos.config import (
     statements_from_set,
     statements_from_text,
     statements_from_xml,
+    tree_from_statements,
 )
 from netsim.junos.state import BgpNeighbor, PendingConfirm, RouterState, Session
 
@@ -325,6 +326,9 @@ def commit(ctx: Context, request: etree._Element, *, rfc: bool = False) -> str:
             raise _commit_failure([RpcErrorInfo(state.faults.commit_error, tag="invalid-value", path="[edit]")])
         old = state.history[0]
         log = child_text(request, "log") or ""
+        if state.faults.commit_mangler is not None:
+            mangled = state.faults.commit_mangler(state.candidate.set_statements())
+            state.candidate = tree_from_statements(statements_from_set("\n".join(mangled)))
         if confirmed:
             restore = state.pending.restore if state.pending else state.committed
             log = log or f"commit confirmed, rollback in {minutes}mins"

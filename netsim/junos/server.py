@@ -10,6 +10,7 @@ import functools
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -370,6 +371,10 @@ class JunosEmulator:
         """Fail every commit (not commit check) with this message, until set back to None."""
         self.state.faults.commit_error = message
 
+    def set_commit_mangler(self, mangler: Callable[[list[str]], list[str]] | None) -> None:
+        """Silently change what a commit applies (set statements in, set statements out): a router bug."""
+        self.state.faults.commit_mangler = mangler
+
     def set_load_error(self, message: str | None) -> None:
         self.state.faults.load_error = message
 
@@ -402,4 +407,5 @@ class JunosEmulator:
         self.set_commit_delay(0)
         self.set_commit_error(None)
         self.set_load_error(None)
+        self.set_commit_mangler(None)
         self.release_lock()

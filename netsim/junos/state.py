@@ -103,6 +103,7 @@ class Faults:
     commit_delay: float = 0.0
     commit_error: str | None = None
     load_error: str | None = None
+    commit_mangler: Callable[[list[str]], list[str]] | None = None
 
 
 @dataclass
