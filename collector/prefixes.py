@@ -1,0 +1,116 @@
+"""Monitored prefixes, their thresholds, and vectorised longest-prefix matching of flow destinations."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from collector.records import FlowArray
+
+ALL_ONES = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class MonitoredPrefix:
+    """A customer prefix the collector watches, with the thresholds its owner chose.
+
+    Host thresholds apply to each address inside the prefix, prefix thresholds to the prefix as a whole; a
+    threshold left at None is not checked. `baseline_factor` also flags the prefix when its traffic exceeds that
+    multiple of its learned baseline (at least `baseline_min_bps`). An attack ends after `hold_seconds` below every
+    threshold. Carpet bombing is prefix traffic above the prefix threshold spread over at least `carpet_min_hosts`
+    addresses, none of which is above the host threshold.
+    """
+
+    cidr: str
+    tenant: str = ""
+    host_bps: int | None = None
+    host_pps: int | None = None
+    prefix_bps: int | None = None
+    prefix_pps: int | None = None
+    hold_seconds: int = 60
+    baseline_factor: float | None = None
+    baseline_min_bps: int = 1_000_000
+    carpet_min_hosts: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cidr", str(ipaddress.ip_network(self.cidr, strict=False)))
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """The prefix as an ipaddress network."""
+        return ipaddress.ip_network(self.cidr)
+
+    def mapped_bounds(self) -> tuple[int, int]:
+        """(network value, length) in the 128-bit space where IPv4 is IPv4-mapped."""
+        net = self.network
+        if net.version == 4:
+            return int(net.network_address) | 0xFFFF_0000_0000, net.prefixlen + 96
+        return int(net.network_address), net.prefixlen
+
+
+def _masks(length: int) -> tuple[int, int]:
+    if length <= 64:
+        return (ALL_ONES << (64 - length)) & ALL_ONES, 0
+    return ALL_ONES, (ALL_ONES << (128 - length)) & ALL_ONES
+
+
+class PrefixMatcher:
+    """Longest-prefix match of destination addresses against the monitored prefixes.
+
+    Prefixes are grouped by length; each group is a sorted array searched with `np.searchsorted`, so matching a
+    batch costs a few vector operations per distinct prefix length, whatever the number of prefixes.
+    """
+
+    def __init__(self, prefixes: list[MonitoredPrefix]) -> None:
+        unique: dict[str, MonitoredPrefix] = {}
+        for prefix in prefixes:
+            unique.setdefault(prefix.cidr, prefix)
+        self.prefixes = list(unique.values())
+        groups: dict[int, list[tuple[int, int, int]]] = {}
+        for index, prefix in enumerate(self.prefixes):
+            value, length = prefix.mapped_bounds()
+            groups.setdefault(length, []).append((value >> 64, value & ALL_ONES, index))
+        self._groups: list[tuple[int, int, int, dict[int | None, tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]]]] = []
+        for length in sorted(groups, reverse=True):
+            hi_mask, lo_mask = _masks(length)
+            by_hi: dict[int | None, list[tuple[int, int]]] = {}
+            for hi, lo, index in groups[length]:
+                if length <= 64:
+                    by_hi.setdefault(None, []).append((hi, index))
+                else:
+                    by_hi.setdefault(hi, []).append((lo, index))
+            tables = {}
+            for hi, entries in by_hi.items():
+                entries.sort()
+                tables[hi] = (
+                    np.array([e[0] for e in entries], dtype=np.uint64),
+                    np.array([e[1] for e in entries], dtype=np.int64),
+                )
+            self._groups.append((length, hi_mask, lo_mask, tables))
+
+    def match(self, flows: FlowArray) -> npt.NDArray[np.int64]:
+        """Index into `self.prefixes` of the longest prefix holding each destination, or -1."""
+        result = np.full(flows.size, -1, dtype=np.int64)
+        if flows.size == 0 or not self.prefixes:
+            return result
+        dst_hi, dst_lo = flows["dst_hi"], flows["dst_lo"]
+        for _, hi_mask, lo_mask, tables in self._groups:
+            masked_hi = dst_hi & np.uint64(hi_mask)
+            masked_lo = dst_lo & np.uint64(lo_mask)
+            for hi, (networks, indexes) in tables.items():
+                if hi is None:
+                    candidates = result < 0
+                    values = masked_hi[candidates]
+                else:
+                    candidates = (result < 0) & (masked_hi == np.uint64(hi))
+                    values = masked_lo[candidates]
+                if values.size == 0:
+                    continue
+                position = np.clip(np.searchsorted(networks, values), 0, networks.size - 1)
+                found = networks[position] == values
+                chosen = np.flatnonzero(candidates)
+                result[chosen[found]] = indexes[position[found]]
+        return result

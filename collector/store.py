@@ -1,0 +1,194 @@
+"""Where per-second aggregates of all collectors meet, and where baselines survive restarts.
+
+Every collector adds its share of a second into one hash per (second, prefix) with HINCRBY, so the detector reads
+the sum of all collectors that see the same exporters. Keys expire on their own; nothing needs cleaning up.
+`MemoryStore` is the same contract inside one process (no Redis configured, and tests).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from typing import Protocol
+
+import redis
+
+DEFAULT_NAMESPACE = "sluice:flow"
+DEFAULT_TTL_SECONDS = 900
+
+Baseline = tuple[float, float, int]  # bps, pps, samples
+
+
+class AggregateStore(Protocol):
+    """The operations the collector and detector need from a shared store."""
+
+    def push(self, second: int, deltas: Mapping[str, Mapping[str, int]]) -> None:
+        """Add field increments of one second, per prefix cidr."""
+
+    def read(self, second: int) -> dict[str, dict[str, int]]:
+        """The merged fields of one second, per prefix cidr that saw traffic."""
+
+    def series(self, prefix: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
+        """(second, bytes, packets) of a prefix for each second in [first, last]."""
+
+    def load_baselines(self) -> dict[str, Baseline]:
+        """Baselines saved by whichever collector led detection last."""
+
+    def save_baselines(self, baselines: Mapping[str, Baseline]) -> None:
+        """Persist baselines (called each evaluated second)."""
+
+    def try_lead(self, owner: str, ttl_seconds: float) -> bool:
+        """Take or keep the detection lease; only the holder emits signals."""
+
+
+class MemoryStore:
+    """In-process store for a single collector, with the same semantics as `RedisStore`."""
+
+    def __init__(self, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._seconds: dict[int, dict[str, Counter[str]]] = {}
+        self._baselines: dict[str, Baseline] = {}
+        self._lock = threading.Lock()
+
+    def push(self, second: int, deltas: Mapping[str, Mapping[str, int]]) -> None:
+        """Add increments and forget seconds older than the TTL."""
+        with self._lock:
+            bucket = self._seconds.setdefault(second, {})
+            for prefix, fields in deltas.items():
+                bucket.setdefault(prefix, Counter()).update(fields)
+            horizon = second - self.ttl_seconds
+            for old in [s for s in self._seconds if s < horizon]:
+                del self._seconds[old]
+
+    def read(self, second: int) -> dict[str, dict[str, int]]:
+        """A copy of the second's counters."""
+        with self._lock:
+            return {prefix: dict(fields) for prefix, fields in self._seconds.get(second, {}).items()}
+
+    def series(self, prefix: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
+        """Totals per second, zero where nothing was seen."""
+        with self._lock:
+            out = []
+            for second in range(first_second, last_second + 1):
+                fields = self._seconds.get(second, {}).get(prefix, Counter())
+                out.append((second, fields.get("b", 0), fields.get("p", 0)))
+            return out
+
+    def load_baselines(self) -> dict[str, Baseline]:
+        """Baselines kept in memory."""
+        return dict(self._baselines)
+
+    def save_baselines(self, baselines: Mapping[str, Baseline]) -> None:
+        """Keep baselines in memory."""
+        self._baselines.update(baselines)
+
+    def try_lead(self, owner: str, ttl_seconds: float) -> bool:
+        """A single process always leads."""
+        return True
+
+
+class RedisStore:
+    """Redis-backed store shared by collector processes (HINCRBY per second-bucket hash, with expiry)."""
+
+    def __init__(
+        self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE, ttl_seconds: int = DEFAULT_TTL_SECONDS
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.ttl_seconds = ttl_seconds
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> RedisStore:
+        """A store on the Redis at `url` (redis://host:port/db)."""
+        return cls(redis.Redis.from_url(url), namespace, ttl_seconds)
+
+    def _agg_key(self, second: int, prefix: str) -> str:
+        return f"{self.namespace}:agg:{second}:{prefix}"
+
+    def _active_key(self, second: int) -> str:
+        return f"{self.namespace}:active:{second}"
+
+    def push(self, second: int, deltas: Mapping[str, Mapping[str, int]]) -> None:
+        """One pipeline of HINCRBYs per flush, plus the set of prefixes active that second."""
+        if not deltas:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for prefix, fields in deltas.items():
+            key = self._agg_key(second, prefix)
+            for name, value in fields.items():
+                if value:
+                    pipe.hincrby(key, name, value)
+            pipe.expire(key, self.ttl_seconds)
+        active = self._active_key(second)
+        pipe.sadd(active, *deltas.keys())
+        pipe.expire(active, self.ttl_seconds)
+        pipe.execute()
+
+    def read(self, second: int) -> dict[str, dict[str, int]]:
+        """HGETALL of every prefix active in the second."""
+        prefixes = sorted(p.decode() for p in self.client.smembers(self._active_key(second)))
+        if not prefixes:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for prefix in prefixes:
+            pipe.hgetall(self._agg_key(second, prefix))
+        out = {}
+        for prefix, raw in zip(prefixes, pipe.execute(), strict=True):
+            out[prefix] = {k.decode(): int(v) for k, v in raw.items()}
+        return out
+
+    def series(self, prefix: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
+        """HMGET of the totals of each second."""
+        seconds = list(range(first_second, last_second + 1))
+        pipe = self.client.pipeline(transaction=False)
+        for second in seconds:
+            pipe.hmget(self._agg_key(second, prefix), "b", "p")
+        return [(s, int(b or 0), int(p or 0)) for s, (b, p) in zip(seconds, pipe.execute(), strict=True)]
+
+    def load_baselines(self) -> dict[str, Baseline]:
+        """Baselines as saved in one hash, prefix -> JSON [bps, pps, samples]."""
+        raw = self.client.hgetall(f"{self.namespace}:baselines")
+        out = {}
+        for prefix, value in raw.items():
+            bps, pps, samples = json.loads(value)
+            out[prefix.decode()] = (float(bps), float(pps), int(samples))
+        return out
+
+    def save_baselines(self, baselines: Mapping[str, Baseline]) -> None:
+        """Overwrite the saved baselines of these prefixes."""
+        if baselines:
+            mapping = {prefix: json.dumps(list(value)) for prefix, value in baselines.items()}
+            self.client.hset(f"{self.namespace}:baselines", mapping=mapping)
+
+    def try_lead(self, owner: str, ttl_seconds: float) -> bool:
+        """A lease key: set if absent, renewed by its owner; another collector takes over when it expires."""
+        key = f"{self.namespace}:leader"
+        ttl_ms = max(1, int(ttl_seconds * 1000))
+        if self.client.set(key, owner, nx=True, px=ttl_ms):
+            return True
+        current = self.client.get(key)
+        if current is not None and current.decode() == owner:
+            self.client.pexpire(key, ttl_ms)
+            return True
+        return False
+
+
+def read_prefix_series(
+    client: redis.Redis | AggregateStore,
+    prefix: str,
+    seconds: int,
+    *,
+    now: float,
+    namespace: str = DEFAULT_NAMESPACE,
+) -> list[dict[str, int]]:
+    """Per-second bps and pps of `prefix` over the last `seconds` complete seconds before `now`, oldest first.
+
+    Takes a Redis client (what a web view has) or a store. The current second is left out: it is still filling.
+    """
+    store = RedisStore(client, namespace) if isinstance(client, redis.Redis) else client
+    last = int(now) - 1
+    rows = store.series(str(ipaddress.ip_network(prefix, strict=False)), last - seconds + 1, last)
+    return [{"second": s, "bps": b * 8, "pps": p} for s, b, p in rows]
