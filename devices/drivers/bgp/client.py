@@ -185,7 +185,8 @@ class ExaBgpSpeaker(Speaker):
         lists the refused commands.
         """
         to_announce = list(dict.fromkeys(announce))
-        to_withdraw = [r for r in dict.fromkeys(withdraw) if r not in set(to_announce)]
+        announcing = set(to_announce)
+        to_withdraw = [r for r in dict.fromkeys(withdraw) if r not in announcing]
         if not to_announce and not to_withdraw:
             return
         for route in to_announce:
