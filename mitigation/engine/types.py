@@ -203,7 +203,7 @@ class EngineSettings:
     stale_penalty: float = 15.0
     upstream_penalty: float = 20.0
     redirect_penalty: float = 5.0
-    move_penalty: float = 30.0
+    move_penalty: float = 15.0
     deescalate_penalty: float = 20.0
     deescalate_hold_s: float = 300.0
     deescalate_hold_penalty: float = 400.0
