@@ -366,7 +366,8 @@ class JunosDriver(ConfigDriver):
 
     def _drop(self) -> None:
         """Cut the SSH connection without a goodbye; the router then discards and unlocks on its own."""
-        session = getattr(self._device._conn, "session", None) if self._device._conn else None
+        # ncclient offers no public way to cut a session without a goodbye that a hung router would not answer.
+        session = getattr(self._device._conn, "_session", None) if self._device._conn else None
         if session is not None:
             session.close()
         self._device.connected = False

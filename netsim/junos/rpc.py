@@ -294,7 +294,7 @@ def _wait_commit_delay(ctx: Context) -> None:
         step = min(remaining, 0.05)
         ctx.sleep(step)
         remaining -= step
-        if not ctx.session.alive:
+        if not ctx.session.alive or not ctx.session.connected():
             raise DropSession()
 
 

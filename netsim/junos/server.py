@@ -213,9 +213,12 @@ class JunosEmulator:
             channel = transport.accept(timeout=30)
             if channel is None or not server.ready.wait(timeout=30):
                 return
-            session = Session(self.state.new_session_id(), server.username, close=transport.close)
+            session = Session(self.state.new_session_id(), server.username, close=transport.close,
+                              connected=transport.is_active)
             try:
                 self._netconf(channel, session)
+            except (OSError, EOFError, paramiko.SSHException) as error:
+                logger.debug("session %s ended: %s", session.session_id, error)
             finally:
                 self.state.session_closed(session)
         finally:

@@ -122,6 +122,7 @@ class Session:
     session_id: int
     username: str
     close: Callable[[], None] = field(default=lambda: None)
+    connected: Callable[[], bool] = field(default=lambda: True)
     alive: bool = True
     started: float = field(default_factory=time.time)
 
