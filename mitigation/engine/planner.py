@@ -196,7 +196,8 @@ def plan_mitigations(
                 notes.append("refused by safety: " + "; ".join(r.message for r in refusals))
             else:
                 kept.append(action)
-        if actions and not kept:
+        if not kept and level != Level.NONE:
+            notes.append(f"nothing left to announce at level {level.value}: no mitigation")
             level, center = Level.NONE, None
         mitigations.append(PlannedMitigation(
             attack_id=ctx.attack.id, tenant_id=ctx.attack.tenant_id, center_id=center.id if center else None,

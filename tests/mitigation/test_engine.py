@@ -393,6 +393,7 @@ class TestExplanations:
 # Property-based: random networks, tenants and attacks.
 
 PROFILES = st.sampled_from(tuple(AppProfile))
+GBPS = st.one_of(st.floats(0.01, 5), st.floats(5, 50), st.floats(50, 300))
 VECTORS = st.lists(st.sampled_from(tuple(V)), min_size=0, max_size=3, unique=True).map(tuple)
 
 
@@ -417,23 +418,24 @@ def inside(draw: st.DrawFn, prefix: str) -> str:
 def scenarios(draw: st.DrawFn) -> tuple[NetworkSnapshot, list[TenantPolicy], list[LiveAttack], tuple[str, ...],
                                         list[PreviousPlan], EngineSettings]:
     n_centers = draw(st.integers(1, 5))
-    centers = [center(i, f"c{i}", cap=draw(st.sampled_from((20.0, 100.0, 400.0))), load=draw(st.floats(0, 120)),
-                      healthy=draw(st.booleans()) or i == 1, stale=draw(st.booleans()),
+    caps = [draw(st.sampled_from((20.0, 100.0, 400.0))) for _ in range(n_centers)]
+    centers = [center(i, f"c{i}", cap=cap, load=cap * draw(st.floats(0, 1.2)),
+                      healthy=draw(st.integers(0, 4)) > 0, stale=draw(st.integers(0, 4)) == 0,
                       next_hop_v6=draw(st.sampled_from((None, f"2001:db8:ffff:{i}::1"))),
                       redirect_target=draw(st.sampled_from((None, f"64500:{i}"))))
-               for i in range(1, n_centers + 1)]
-    peers = tuple(peer(10 * c.id + k, c.id, util=draw(st.floats(0, 1)), session_up=draw(st.booleans()),
-                       stale=draw(st.booleans()), flowspec_accepted=draw(st.booleans()),
+               for i, cap in enumerate(caps, start=1)]
+    peers = tuple(peer(10 * c.id + k, c.id, util=draw(st.floats(0, 1)), session_up=draw(st.integers(0, 4)) > 0,
+                       stale=draw(st.integers(0, 4)) == 0, flowspec_accepted=draw(st.booleans()),
                        flowspec_rule_limit=draw(st.integers(0, 5)),
                        blackhole_community=draw(st.sampled_from((None, f"{64600 + k}:666"))),
                        prepend_community=draw(st.sampled_from((None, f"{64600 + k}:3003"))))
-                  for c in centers for k in range(draw(st.integers(0, 3))))
+                  for c in centers for k in range(draw(st.integers(0, 3)) or 1))
     policies = []
     for t in range(1, draw(st.integers(1, 4)) + 1):
         prefixes = tuple(draw(verified_prefix(t * 3 + k)) for k in range(draw(st.integers(1, 2))))
         policies.append(tenant(
-            t, prefixes, latency={c.id: draw(st.floats(1, 100)) for c in centers if draw(st.booleans())},
-            latency_threshold_ms=draw(st.floats(5, 100)), profile=draw(PROFILES),
+            t, prefixes, latency={c.id: draw(st.floats(1, 100)) for c in centers if draw(st.integers(0, 4)) > 0},
+            latency_threshold_ms=draw(st.floats(20, 100)), profile=draw(PROFILES),
             allowed_actions=frozenset(draw(st.sets(st.sampled_from(tuple(ActionKind))))),
         ))
     attacks = []
@@ -442,8 +444,8 @@ def scenarios(draw: st.DrawFn) -> tuple[NetworkSnapshot, list[TenantPolicy], lis
         target = inside(draw, draw(st.sampled_from(policy.verified_prefixes)))
         if draw(st.integers(0, 9)) == 0:
             target = draw(st.sampled_from(("192.0.2.9", "2001:db8:dead::1")))
-        attacks.append(attack(a, target, gbps=draw(st.floats(0.01, 300)), vectors=draw(VECTORS),
-                              tid=policy.tenant_id, mpps=draw(st.floats(0.01, 50))))
+        attacks.append(attack(a, target, gbps=draw(GBPS), vectors=draw(VECTORS),
+                              tid=policy.tenant_id, mpps=draw(st.floats(0.01, 5))))
     never_block = tuple(draw(st.lists(st.sampled_from([a.target for a in attacks] + ["198.51.100.0/24"]),
                                       max_size=2)))
     previous = [PreviousPlan(a.id, draw(st.sampled_from(tuple(Level))), draw(st.sampled_from([None, 1, 2])),
@@ -470,6 +472,8 @@ def test_no_planned_action_ever_leaves_the_tenants_space_or_fails_a_validator(sc
             assert not any(prefix.overlaps(ipaddress.ip_network(n)) for n in never_block  # type: ignore[arg-type]
                            if ipaddress.ip_network(n).version == prefix.version)
         assert "refused by safety" not in m.reason
+        assert (m.level == Level.NONE) == (not m.actions)
+        assert (m.center_id is not None) == (m.level == Level.DIVERSION)
         json.dumps(m.inputs)
     assert_safe(plan, policies, net, never_block, engine_settings.edge_rule_cap)
 
