@@ -159,8 +159,9 @@ def _flowspec_refusals(rule: FlowSpecRule, prefix: Network, limits: SafetyLimits
 
 
 def _cap_refusals(targets: Sequence[str], limits: SafetyLimits) -> list[Refusal]:
-    return [Refusal(RULE_CAP, f"{t} already holds {limits.rules_in_use.get(t, 0)} of its {limits.cap(t)} rules")
-            for t in targets if limits.rules_in_use.get(t, 0) + 1 > limits.cap(t)]
+    in_use, caps, default = limits.rules_in_use, limits.target_caps, limits.default_cap
+    full = [t for t in targets if in_use.get(t, 0) >= caps.get(t, default)]
+    return [Refusal(RULE_CAP, f"{t} already holds {in_use.get(t, 0)} of its {limits.cap(t)} rules") for t in full]
 
 
 def validate_action(

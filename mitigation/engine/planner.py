@@ -8,8 +8,10 @@ validators refuse, so that nothing unsafe leaves the engine.
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -106,7 +108,7 @@ def _reason(problem: Problem, a: int, option: int, views: list[dict[str, object]
     elif level == Level.FLOWSPEC:
         head = f"FlowSpec at the edge ({ctx.quality.name.lower()} filters for the {_profile(ctx)} profile)"
     elif level == Level.RTBH:
-        head = "RTBH as last resort: no center can take it and FlowSpec cannot filter it"
+        head = "RTBH as last resort: no center can take it, and FlowSpec cannot filter it or is not allowed"
     else:
         head = "no mitigation possible"
     parts = [head]
@@ -167,7 +169,33 @@ def plan_mitigations(
     FlowSpec rules receivers already hold outside this plan. Pure: no I/O, no clock (time comes from the
     snapshot), so the same inputs always give the same plan.
     """
-    settings = settings or EngineSettings()
+    with _collection_paused():
+        return _plan(snapshot, attacks, policies, previous, never_block, settings or EngineSettings(), rules_in_use)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while planning, and restore its previous state.
+
+    A plan allocates tens of thousands of short-lived, acyclic objects (routes, reasons, dicts); a full
+    collection triggered in the middle costs tens of milliseconds and frees nothing that reference counting
+    would not. Pausing it keeps planning time flat; collection resumes as soon as the plan is built.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _plan(
+    snapshot: NetworkSnapshot, attacks: Sequence[LiveAttack],
+    policies: Mapping[int, TenantPolicy] | Iterable[TenantPolicy],
+    previous: Mapping[int, PreviousPlan] | Iterable[PreviousPlan] | None, never_block: Sequence[str],
+    settings: EngineSettings, rules_in_use: Mapping[str, int] | None,
+) -> PlanResult:
     policy_map: dict[int, TenantPolicy] = _as_mapping(policies, "tenant_id")  # type: ignore[assignment]
     previous_map: dict[int, PreviousPlan] = _as_mapping(previous, "attack_id")  # type: ignore[assignment]
     problem = build_problem(snapshot, attacks, policy_map, previous_map, never_block, settings)
