@@ -128,7 +128,7 @@ def test_prepend_to_a_subset_of_neighbors(speaker: ExaBgpSpeaker, r1: BirdRouter
     # The marker went out after the steered route on the same speaker: once r2 has it, r2 saw all it will get.
     wait_for(lambda: marker.prefix in r2.unicast(4))
     assert steered.prefix not in r2.unicast(4)
-    assert r1.unicast(4)[marker.prefix].as_path == (LOCAL_AS,)
+    assert wait_for(lambda: r1.unicast(4).get(marker.prefix)).as_path == (LOCAL_AS,)
 
 
 def test_local_preference_on_ibgp(speaker: ExaBgpSpeaker, r2: BirdRouter) -> None:
