@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -17,10 +16,31 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_DIVERSION_LENGTH = {4: 24, 6: 48}
 
 
-@lru_cache(maxsize=65536)
+_PARSED: dict[str, Network] = {}
+_PARSED_LIMIT = 65536
+
+
 def network(text: str) -> Network:
     """The network a prefix or an address names (an address becomes a host route)."""
-    return ipaddress.ip_network(text, strict=False)
+    found = _PARSED.get(text)
+    if found is None:
+        found = ipaddress.ip_network(text, strict=False)
+        remember(found, text)
+    return found
+
+
+def remember(parsed: Network, text: str | None = None) -> str:
+    """Cache a network the caller already holds under its text, so validating its routes needs no parsing.
+
+    Returns the canonical text. The cache is dropped whole when full: it only saves work within one plan.
+    """
+    canonical = str(parsed)
+    if len(_PARSED) >= _PARSED_LIMIT:
+        _PARSED.clear()
+    _PARSED[canonical] = parsed
+    if text is not None:
+        _PARSED[text] = parsed
+    return canonical
 
 
 def covering(target: Network, prefixes: Iterable[str]) -> Network | None:
@@ -61,4 +81,4 @@ def diversion_prefix(target: Network, verified: Network) -> DiversionPrefix:
             "diverted by BGP",
         )
     length = max(min(target.prefixlen, limit), verified.prefixlen)
-    return DiversionPrefix(str(target.supernet(new_prefix=length)), None)
+    return DiversionPrefix(remember(target.supernet(new_prefix=length)), None)

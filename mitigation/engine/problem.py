@@ -16,7 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from mitigation.engine.filters import FilterQuality, attack_quality
-from mitigation.engine.prefixes import DiversionPrefix, Network, covering, diversion_prefix, network, overlapping
+from mitigation.engine.prefixes import (
+    DiversionPrefix,
+    Network,
+    covering,
+    diversion_prefix,
+    network,
+    overlapping,
+    remember,
+)
 from mitigation.engine.types import (
     REALTIME_PROFILES,
     ActionKind,
@@ -199,7 +207,7 @@ def _context(
     hold = previous is not None and (
         (snapshot.taken_at - previous.since).total_seconds() < settings.deescalate_hold_s
     )
-    return AttackContext(attack, policy, target, str(target), verified, diversion, via_redirect, quality, previous,
+    return AttackContext(attack, policy, target, remember(target), verified, diversion, via_redirect, quality, previous,
                          hold, notes)
 
 

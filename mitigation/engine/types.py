@@ -222,7 +222,7 @@ class EngineSettings:
     syn_rate_bps: int = 100_000_000
     rtbh_next_hop_v4: str = "192.0.2.1"
     rtbh_next_hop_v6: str = "100::1"
-    search_budget_ms: float = 25.0
+    search_budget_ms: float = 15.0
 
 
 @dataclass(frozen=True)
