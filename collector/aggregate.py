@@ -42,6 +42,7 @@ AMPLIFICATION_CLASSES: dict[str, tuple[AttackVector, int]] = {
 CLASSES: tuple[str, ...] = (*AMPLIFICATION_CLASSES, "syn", "ack", "tcp", "icmp", "gre", "frag", "udp")
 
 HOSTS_PER_BATCH = 256
+RECORD_COUNTER_CAP = np.uint64(1 << 40)
 TOP_PER_BATCH = 10
 
 Fields = Counter[str]
@@ -102,6 +103,9 @@ class BatchAggregator:
         if not matched.any():
             return {}
         flows, pidx = flows[matched], prefix_index[matched]
+        # A corrupt or hostile record must not overflow the 64-bit sums (Redis HINCRBY is signed 64-bit too).
+        flows["bytes"] = np.minimum(flows["bytes"], RECORD_COUNTER_CAP)
+        flows["packets"] = np.minimum(flows["packets"], RECORD_COUNTER_CAP)
         present = np.unique(pidx)
         out: dict[str, Fields] = {cidrs[i]: Counter() for i in present.tolist()}
         size = len(cidrs)

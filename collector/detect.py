@@ -9,6 +9,7 @@ prefix's hold time, and learns baselines from seconds without attacks.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,8 +19,11 @@ from collector.prefixes import MonitoredPrefix
 from collector.store import Baseline
 from mitigation.signal_types import AttackSignal, AttackVector, SignalPhase
 
+logger = logging.getLogger(__name__)
+
 VECTOR_SHARE = 0.3
 EXPLAINED_BY_HOSTS = 0.5
+CARPET_TOP_HOST_SHARE = 0.25
 BASELINE_SECONDS = 300.0
 BASELINE_WARMUP_SAMPLES = 60
 TOP_SOURCES = 5
@@ -180,7 +184,9 @@ class Detector:
             classes = {name: (v[0], v[1]) for name, v in view.classes.items()}
             vectors = vectors_from(classes, (view.bytes, view.packets), over_prefix)
             busy_hosts = sum(1 for b, _ in view.hosts.values() if b)
-            if not flagged_bytes and busy_hosts >= prefix.carpet_min_hosts:
+            top_host = max((max(b / max(view.bytes, 1), p / max(view.packets, 1)) for b, p in view.hosts.values()),
+                           default=1.0)  # fmt: skip
+            if not flagged_bytes and busy_hosts >= prefix.carpet_min_hosts and top_host < CARPET_TOP_HOST_SHARE:
                 vectors = (AttackVector.CARPET_BOMBING, *(v for v in vectors if v is not AttackVector.OTHER))
             details = {"scope": "prefix", "hosts": busy_hosts, "protocols": view.protocols}
             observations.append(
@@ -278,9 +284,12 @@ class Detector:
         self, target: str, vectors: tuple[AttackVector, ...], bps: int, pps: int, phase: SignalPhase,
         top_sources: tuple[str, ...], details: dict[str, object],
     ) -> None:
-        signal = AttackSignal(target=target, vectors=vectors, bps=int(bps), pps=int(pps), phase=phase,
+        signal = AttackSignal(target=target, vectors=vectors, bps=max(0, int(bps)), pps=max(0, int(pps)), phase=phase,
                               detector=self.detector_name, top_sources=top_sources, details=details)  # fmt: skip
-        self.emit(signal)
+        try:
+            self.emit(signal)
+        except Exception:  # noqa: BLE001 - the receiver's failure must not corrupt the detector's state
+            logger.exception("emitting %s %s failed", signal.phase, signal.target)
 
     def _learn(self, second: int, merged: Mapping[str, Mapping[str, int]]) -> dict[str, Baseline]:
         """EWMA of each prefix's rates over seconds in which no attack touches it (attacks must not teach)."""
@@ -296,6 +305,8 @@ class Detector:
             if old is None:
                 new = (bps, pps, 1)
             else:
-                new = (old[0] + alpha * (bps - old[0]), old[1] + alpha * (pps - old[1]), old[2] + 1)
+                # A plain mean while warming up, so the first seconds do not weigh for minutes.
+                weight = max(alpha, 1.0 / (old[2] + 1))
+                new = (old[0] + weight * (bps - old[0]), old[1] + weight * (pps - old[1]), old[2] + 1)
             self.baselines[cidr] = updated[cidr] = new
         return updated

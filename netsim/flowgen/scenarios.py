@@ -149,6 +149,7 @@ def to_records(array: npt.NDArray[np.void]) -> list[FlowRecord]:
     """Records of a generated array as `FlowRecord`s."""
 
     def address(hi: int, lo: int) -> str:
+        hi, lo = int(hi), int(lo)
         if hi == 0 and lo >> 32 == 0xFFFF:
             return str(ipaddress.IPv4Address(lo & 0xFFFF_FFFF))
         return str(ipaddress.IPv6Address(hi << 64 | lo))

@@ -1,0 +1,72 @@
+"""Shared builders for collector tests: a fake clock and a collector driven by it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from collector import FlowCollector, MemoryStore, MonitoredPrefix
+from collector.store import AggregateStore
+from mitigation.signal_types import AttackSignal, SignalPhase
+from netsim.flowgen import Scenario, generate
+
+
+@dataclass
+class FakeClock:
+    """Time that moves only when a test says so."""
+
+    now: float = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Harness:
+    """A collector on a fake clock recording every signal it emits."""
+
+    prefixes: list[MonitoredPrefix]
+    store: AggregateStore = field(default_factory=MemoryStore)
+    clock: FakeClock = field(default_factory=FakeClock)
+    signals: list[AttackSignal] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.collector = FlowCollector(
+            store=self.store, emit=self.signals.append, prefixes=lambda: self.prefixes, clock=self.clock
+        )
+
+    def play(self, scenario: Scenario, fmt: str, rate: int, duration: float, sampling: int = 10) -> None:
+        """Feed the scenario tick by tick, moving the clock with it, then let every hold time pass."""
+        start = self.clock.now
+        for t, packets, _ in generate(scenario, fmt, rate, duration, sampling=sampling, tick=0.05):
+            self.clock.now = start + t
+            self.collector.ingest_packets(packets, now=self.clock.now)
+            self.collector.tick(self.clock.now)
+        self.idle(max(p.hold_seconds for p in self.prefixes) + 3)
+
+    def idle(self, seconds: float) -> None:
+        """Let time pass without traffic."""
+        for _ in range(int(seconds * 4)):
+            self.clock.now += 0.25
+            self.collector.tick(self.clock.now)
+
+    def phases(self, target: str) -> list[SignalPhase]:
+        """Phases of the signals about `target`, in order."""
+        return [s.phase for s in self.signals if s.target == target]
+
+
+def customer_prefix(cidr: str = "203.0.113.0/24", **overrides: object) -> MonitoredPrefix:
+    """A prefix whose thresholds sit well above the scenarios' background and well below their attacks.
+
+    Scenarios at 4,000 records/s sampled 1:10 carry 4,000 pps of background spread over 256 hosts, and attacks of
+    36,000 pps on one host (or on all hosts, for carpet bombing).
+    """
+    values: dict[str, object] = {
+        "tenant": "acme",
+        "host_bps": 100_000_000,
+        "host_pps": 10_000,
+        "prefix_bps": 1_000_000_000,
+        "prefix_pps": 20_000,
+        "hold_seconds": 3,
+    }
+    values.update(overrides)
+    return MonitoredPrefix(cidr, **values)  # type: ignore[arg-type]
