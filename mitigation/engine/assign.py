@@ -203,12 +203,19 @@ def _best_fitting(state: _State, b: int, banned: int) -> int | None:
     return best_o
 
 
-def _make_room(state: _State, a: int, c: int) -> float | None:
+def _undo(state: _State, journal: list[tuple[int, int]]) -> None:
+    """Put attacks back where the journal says they were, latest move first."""
+    for attack, option in reversed(journal):
+        state.place(attack, option)
+
+
+def _make_room(state: _State, a: int, c: int, journal: list[tuple[int, int]]) -> float | None:
     """Eject attacks from center c (cheapest per freed capacity first) until a fits there, then move a in.
 
-    Returns the change of the total cost, or None (and nothing changed) when a cannot be made to fit.
+    Records every move in `journal` (attack, previous option). Returns the change of the total cost, or None
+    (and nothing changed) when a cannot be made to fit.
     """
-    journal: list[tuple[int, int]] = [(a, state.assignment[a])]
+    journal.append((a, state.assignment[a]))
     delta = state.place(a, state.problem.none)
 
     def ratio(b: int) -> float:
@@ -226,8 +233,7 @@ def _make_room(state: _State, a: int, c: int) -> float | None:
         delta += state.place(b, target)
     if state.fits(c, state.added_g[c] + state.g[a], state.added_p[c] + state.p[a]):
         return delta + state.place(a, c)
-    for attack, option in reversed(journal):
-        state.place(attack, option)
+    _undo(state, journal)
     return None
 
 
@@ -245,24 +251,15 @@ def _relocations(state: _State, deadline: float, centers_tried: int = 4) -> bool
             if time.perf_counter() > deadline:
                 return improved
             tried += 1
-            before = list(state.assignment)
-            delta = _make_room(state, a, c)
+            journal: list[tuple[int, int]] = []
+            delta = _make_room(state, a, c, journal)
             if delta is None:
                 continue
             if delta < -1e-7:
                 improved = True
                 break
-            _restore(state, before)
+            _undo(state, journal)
     return improved
-
-
-def _restore(state: _State, assignment: list[int]) -> None:
-    for b, option in enumerate(assignment):
-        if state.assignment[b] != option:
-            state.place(b, state.problem.none)
-    for b, option in enumerate(assignment):
-        if state.assignment[b] != option:
-            state.place(b, option)
 
 
 def solve(problem: Problem) -> list[int]:
