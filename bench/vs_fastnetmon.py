@@ -1,0 +1,333 @@
+"""Sluice against FastNetMon (Debian's community edition) on the same generated streams, loopback only.
+
+FastNetMon runs with its own configuration in a temporary folder: NetFlow/IPFIX and sFlow listeners and the
+Prometheus endpoint on 127.0.0.1, no BGP, no API, no usage report; its notify script only appends the ban time to a
+file in that folder. Each datagram is sent to both collectors. Throughput: records processed (FastNetMon's
+Prometheus `total_simple_packets_processed`, Sluice's decoded records) per CPU-second of each process. Latency:
+first attack datagram to FastNetMon's ban notification and to Sluice's START signal, at 5x a 2,000 pps host
+threshold, for sFlow and IPFIX (FastNetMon gets its fastest setting, average_calculation_time = 1).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import detect_latency  # noqa: E402
+import flow_ingest  # noqa: E402
+
+from netsim.flowgen import Scenario, encoder_for  # noqa: E402
+
+THROUGHPUT_RATE = 300_000
+THROUGHPUT_SECONDS = 3.0
+LATENCY_TRIALS = 3
+THRESHOLD_PPS = 2_000
+FORMATS = ("netflow5", "netflow9", "ipfix", "sflow")
+
+CONFIG = """\
+logging_level = info
+logging_local_syslog_logging = off
+logging_remote_syslog_logging = off
+disable_usage_report = on
+enable_ban = on
+enable_ban_ipv6 = on
+process_incoming_traffic = on
+process_outgoing_traffic = off
+ban_time = 3600
+unban_only_if_attack_finished = on
+networks_list_path = {dir}/networks
+white_list_path = {dir}/whitelist
+check_period = 1
+enable_connection_tracking = off
+ban_for_pps = on
+ban_for_bandwidth = off
+ban_for_flows = off
+threshold_pps = {threshold}
+threshold_mbps = 1000000
+threshold_flows = 100000000
+mirror_afpacket = off
+mirror_afxdp = off
+mirror_netmap = off
+pcap = off
+netflow = on
+sflow = on
+interfaces = lo
+average_calculation_time = 1
+speed_calculation_delay = 1
+netflow_port = {netflow_port}
+netflow_host = 127.0.0.1
+netflow_sampling_ratio = 1
+sflow_port = {sflow_port}
+sflow_host = 127.0.0.1
+notify_script_path = {dir}/notify.sh
+collect_attack_pcap_dumps = off
+redis_enabled = off
+mongodb_enabled = off
+exabgp = off
+gobgp = off
+influxdb = off
+graphite = off
+monitor_local_ip_addresses = off
+monitor_openvz_vps_ip_addresses = off
+pid_path = {dir}/fastnetmon.pid
+cli_stats_file_path = {dir}/fastnetmon.dat
+cli_stats_ipv6_file_path = {dir}/fastnetmon_ipv6.dat
+enable_api = off
+kafka_traffic_export = off
+prometheus = on
+prometheus_port = {prometheus_port}
+prometheus_host = 127.0.0.1
+"""
+
+NOTIFY = """#!/bin/sh
+echo "$(date +%s.%N) $1 $2 $3 $4" >> {dir}/bans.log
+cat > /dev/null
+"""
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port nobody uses on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_installed() -> str | None:
+    """Path of the fastnetmon binary, installing Debian's package if needed; None when impossible."""
+    found = shutil.which("fastnetmon") or ("/usr/sbin/fastnetmon" if os.path.exists("/usr/sbin/fastnetmon") else None)
+    if found:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "install", "-y", "fastnetmon"], ["apt-get", "update"], ["apt-get", "install", "-y", "fastnetmon"]):
+        subprocess.run(command, env=env, capture_output=True, timeout=240, check=False)
+        found = shutil.which("fastnetmon") or ("/usr/sbin/fastnetmon" if os.path.exists("/usr/sbin/fastnetmon") else None)
+        if found:
+            return found
+    return None
+
+
+class FastNetMon:
+    """A FastNetMon process confined to loopback ports and a temporary folder."""
+
+    def __init__(self, binary: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="sluice-fnm-"))
+        self.netflow_port, self.sflow_port = free_port(), free_port()
+        self.prometheus_port = free_port(socket.SOCK_STREAM)
+        (self.dir / "networks").write_text("203.0.113.0/24\n")
+        (self.dir / "whitelist").write_text("")
+        notify = self.dir / "notify.sh"
+        notify.write_text(NOTIFY.format(dir=self.dir))
+        notify.chmod(0o755)
+        config = self.dir / "fastnetmon.conf"
+        config.write_text(CONFIG.format(dir=self.dir, threshold=THRESHOLD_PPS, netflow_port=self.netflow_port,
+                                        sflow_port=self.sflow_port, prometheus_port=self.prometheus_port))  # fmt: skip
+        self.process = subprocess.Popen(
+            [binary, "--configuration_file", str(config), "--log_file", str(self.dir / "fastnetmon.log"),
+             "--disable_pid_logic"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.metrics() is None:
+            time.sleep(0.2)
+        if self.metrics() is None:
+            self.stop()
+            raise RuntimeError(f"FastNetMon did not start; see {self.dir / 'fastnetmon.log'}")
+
+    def address(self, fmt: str) -> tuple[str, int]:
+        """Where FastNetMon listens for a format."""
+        return ("127.0.0.1", self.sflow_port if fmt == "sflow" else self.netflow_port)
+
+    def metrics(self) -> dict[str, float] | None:
+        """Prometheus metrics as name -> value, None when unreachable."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.prometheus_port}/metrics", timeout=2) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return None
+        out = {}
+        for line in text.splitlines():
+            match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{[^}]*\})?\s+([-+\deE.]+)$", line)
+            if match:
+                out[match.group(1)] = float(match.group(2))
+        return out
+
+    def processed(self) -> float:
+        """Flow records FastNetMon has processed so far."""
+        return (self.metrics() or {}).get("fastnetmon_total_simple_packets_processed", 0.0)
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the FastNetMon process (all threads)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def pin(self, core: int) -> None:
+        """Pin every FastNetMon thread to one core, like the Sluice collector."""
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), {core})
+            except OSError:
+                continue
+
+    def bans(self) -> list[tuple[float, str]]:
+        """(time, address) of each ban notification."""
+        log = self.dir / "bans.log"
+        if not log.exists():
+            return []
+        out = []
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[-1] == "ban":
+                out.append((float(parts[0]), parts[1]))
+        return out
+
+    def stop(self) -> None:
+        """Stop the process and remove its folder."""
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def send_to_both(packets: list[bytes], counts: list[int], addresses: list[tuple[str, int]], rate: float,
+                 seconds: float) -> int:  # fmt: skip
+    """Send each datagram to every address, paced at `rate` records per second."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent, index = 0, 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        while sent < rate * elapsed:
+            for address in addresses:
+                sock.sendto(packets[index], address)
+            sent += counts[index]
+            index = (index + 1) % len(packets)
+    sock.close()
+    return sent
+
+
+def throughput(fnm: FastNetMon) -> None:
+    """Records per CPU-second of both collectors on the same stream, per format."""
+    parent, child = mp.Pipe()
+    process = mp.Process(target=flow_ingest.collector_process, args=(child, 0), daemon=True)
+    process.start()
+    sluice_address = parent.recv()
+    fnm.pin(0)
+    flow_ingest.pin(1)
+    try:
+        for fmt in FORMATS:
+            packets, counts = flow_ingest.pool(fmt)
+            send_to_both(packets[:40], counts[:40], [sluice_address, fnm.address(fmt)], 20_000, 0.5)
+            time.sleep(1.5)
+            parent.send("reset")
+            parent.recv()
+            fnm_records, fnm_cpu = fnm.processed(), fnm.cpu_seconds()
+            send_to_both(packets, counts, [sluice_address, fnm.address(fmt)], THROUGHPUT_RATE, THROUGHPUT_SECONDS)
+            time.sleep(1.5)
+            parent.send("report")
+            sluice_records, _, sluice_cpu = parent.recv()
+            fnm_records, fnm_cpu = fnm.processed() - fnm_records, fnm.cpu_seconds() - fnm_cpu
+            sluice_rate = sluice_records / sluice_cpu if sluice_cpu else 0.0
+            fnm_rate = fnm_records / fnm_cpu if fnm_cpu else 0.0
+            print(f"METRIC vs_fnm_{fmt}_sluice_per_cpu_s {sluice_rate:.0f} records/cpu-s", flush=True)
+            print(f"METRIC vs_fnm_{fmt}_fastnetmon_per_cpu_s {fnm_rate:.0f} records/cpu-s", flush=True)
+            print(f"METRIC vs_fnm_{fmt}_fastnetmon_records {fnm_records:.0f} records", flush=True)
+            print(f"METRIC vs_fnm_{fmt}_sluice_records {sluice_records:.0f} records", flush=True)
+            if fnm_rate:
+                print(f"METRIC vs_fnm_{fmt}_per_cpu_ratio {sluice_rate / fnm_rate:.2f} x", flush=True)
+    finally:
+        parent.send("stop")
+        process.join(5)
+
+
+def latency(fnm: FastNetMon) -> None:
+    """Detection latency of both at 5x the host threshold, for sFlow and IPFIX."""
+    parent, child = mp.Pipe()
+    process = mp.Process(target=detect_latency.collector_process, args=(child,), daemon=True)
+    process.start()
+    sluice_address = parent.recv()
+    flow_ingest.pin(1)
+    attack_rate = THRESHOLD_PPS * 5
+    try:
+        for fmt in ("sflow", "ipfix"):
+            encoder = encoder_for(fmt, sampling=1)
+            if hasattr(encoder, "template_every"):
+                encoder.template_every = 5
+            addresses = [sluice_address, fnm.address(fmt)]
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sluice_latencies, fnm_latencies = [], []
+            for trial in range(LATENCY_TRIALS):
+                target = f"203.0.113.{100 + trial + (10 if fmt == 'ipfix' else 0)}"
+                scenario = Scenario("dns_amplification", target=target, attack_start=0, attack_end=1e9, attack_share=1)
+                packets = encoder.encode(scenario.records(0.5, 60_000))
+                counts = [60_000 // len(packets)] * len(packets)
+                time.sleep(0.5 + trial * 0.31)
+                first = time.time()
+                sluice_at = fnm_at = None
+                sent, index, start = 0, 0, time.perf_counter()
+                while time.perf_counter() - start < 12 and (sluice_at is None or fnm_at is None):
+                    elapsed = time.perf_counter() - start
+                    while sent < attack_rate * elapsed:
+                        for address in addresses:
+                            sock.sendto(packets[index], address)
+                        sent += counts[index]
+                        index = (index + 1) % len(packets)
+                    while parent.poll():
+                        phase, when, signal_target = parent.recv()
+                        if phase == "start" and signal_target == f"{target}/32":
+                            sluice_at = when
+                    fnm_at = fnm_at or next((t for t, ip in fnm.bans() if ip == target and t >= first), None)
+                    time.sleep(0.001)
+                if sluice_at:
+                    sluice_latencies.append(sluice_at - first)
+                if fnm_at:
+                    fnm_latencies.append(fnm_at - first)
+            sock.close()
+            for name, values in (("sluice", sluice_latencies), ("fastnetmon", fnm_latencies)):
+                if values:
+                    print(f"METRIC vs_fnm_{fmt}_5x_{name}_latency_p50 {statistics.median(values) * 1000:.0f} ms",
+                          flush=True)  # fmt: skip
+                else:
+                    print(f"# {name} did not detect the {fmt} attack within 12 s", flush=True)
+            if sluice_latencies and fnm_latencies:
+                ratio = statistics.median(sluice_latencies) / statistics.median(fnm_latencies)
+                print(f"METRIC vs_fnm_{fmt}_5x_latency_ratio {ratio:.2f} x", flush=True)
+    finally:
+        parent.send("stop")
+        process.join(5)
+
+
+def main() -> None:
+    """Install if needed, run both comparisons, always stop FastNetMon."""
+    binary = ensure_installed()
+    if binary is None:
+        print("# fastnetmon could not be installed (apt-get failed); nothing to compare", flush=True)
+        return
+    fnm = FastNetMon(binary)
+    try:
+        throughput(fnm)
+    finally:
+        fnm.stop()
+    fnm = FastNetMon(binary)  # a fresh one: the throughput stream got every host of the prefix banned
+    try:
+        latency(fnm)
+    finally:
+        fnm.stop()
+
+
+if __name__ == "__main__":
+    main()
