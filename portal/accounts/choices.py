@@ -17,3 +17,4 @@ class ApiTokenScopeChoices(models.TextChoices):
     READ = "read", "Read"
     WRITE = "write", "Write"
     SIGNALS = "signals", "Post attack signals"
+    TELEMETRY = "telemetry", "Post telemetry (scrubbing-center load)"
