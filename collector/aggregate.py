@@ -43,6 +43,7 @@ CLASSES: tuple[str, ...] = (*AMPLIFICATION_CLASSES, "syn", "ack", "tcp", "icmp",
 
 HOSTS_PER_BATCH = 256
 RECORD_COUNTER_CAP = np.uint64(1 << 40)
+DENSE_COUNT_LIMIT = 4 * 65536
 TOP_PER_BATCH = 10
 
 Fields = Counter[str]
@@ -139,7 +140,12 @@ class BatchAggregator:
         self, pidx: npt.NDArray[np.int64], hi: npt.NDArray[np.uint64], lo: npt.NDArray[np.uint64]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Sort order and group starts of records by (prefix, hi, lo) address."""
-        order = np.lexsort((lo, hi, pidx))
+        if pidx.size and int(pidx.max()) < (1 << 31) and not hi.any() and ((lo >> np.uint64(32)) == 0xFFFF).all():
+            # IPv4 only: one 64-bit key (prefix, address) sorts much faster than three.
+            key = (pidx.astype(np.uint64) << np.uint64(32)) | (lo & np.uint64(0xFFFF_FFFF))
+            order = np.argsort(key)
+        else:
+            order = np.lexsort((lo, hi, pidx))
         s_p, s_hi, s_lo = pidx[order], hi[order], lo[order]
         change = np.ones(order.size, dtype=bool)
         change[1:] = (s_p[1:] != s_p[:-1]) | (s_hi[1:] != s_hi[:-1]) | (s_lo[1:] != s_lo[:-1])
@@ -186,9 +192,20 @@ class BatchAggregator:
         npackets: npt.NDArray[np.uint64], cidrs: list[str], out: dict[str, Fields], label: str, limit: int,
     ) -> None:
         keys = pidx * 65536 + values
-        unique, inverse = np.unique(keys, return_inverse=True)
-        sum_b = np.bincount(inverse, weights=nbytes.astype(np.float64)).astype(np.int64)
-        sum_p = np.bincount(inverse, weights=npackets.astype(np.float64)).astype(np.int64)
+        present, compact = np.unique(pidx, return_inverse=True)
+        if present.size * 65536 <= DENSE_COUNT_LIMIT:
+            # Dense counting (no sort): the common case of a few attacked prefixes per batch.
+            dense_keys = compact * 65536 + values
+            size = present.size * 65536
+            dense_b = np.bincount(dense_keys, weights=nbytes.astype(np.float64), minlength=size)
+            dense_p = np.bincount(dense_keys, weights=npackets.astype(np.float64), minlength=size)
+            slots = np.flatnonzero(dense_p)
+            unique = present[slots // 65536] * 65536 + slots % 65536
+            sum_b, sum_p = dense_b[slots].astype(np.int64), dense_p[slots].astype(np.int64)
+        else:
+            unique, inverse = np.unique(keys, return_inverse=True)
+            sum_b = np.bincount(inverse, weights=nbytes.astype(np.float64)).astype(np.int64)
+            sum_p = np.bincount(inverse, weights=npackets.astype(np.float64)).astype(np.int64)
         group_prefix = unique // 65536
         keep = self._top_per_prefix(group_prefix, sum_b, limit) if unique.size > limit else np.arange(unique.size)
         for key, b, p in zip(unique[keep].tolist(), sum_b[keep].tolist(), sum_p[keep].tolist(), strict=True):
