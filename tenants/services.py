@@ -262,7 +262,8 @@ def _mark_verified(tenant: Tenant, prefix: ProtectedPrefix, *, acting_user: Acto
     prefix.verified_at = timezone.now()
     prefix.save(update_fields=["status", "status_reason", "verified_at"])
     VerifiedPrefix.objects.create(
-        tenant=tenant, prefix=network, tenant_prefix_id=prefix.pk, verified_by=str(acting_user)
+        tenant=tenant, prefix=network, tenant_prefix_id=prefix.pk, verified_by=str(acting_user),
+        threshold_bps=prefix.threshold_bps, threshold_pps=prefix.threshold_pps,
     )
     record_audit(acting_user, "prefix.verify", tenant_slug=tenant.slug, obj=prefix, diff={"prefix": str(network)})
     publish("prefix.verified", {"prefix": str(network)}, tenant_schema=tenant.schema_name)

@@ -1,0 +1,321 @@
+"""Convergence: make every network element carry exactly the desired routes held in PostgreSQL.
+
+Apply, verify, withdraw and reconcile are this one path. The desired state is computed from the database (live
+mitigations' desired actions, nothing while the kill switch is on), then pushed to all affected elements or to
+none: every router stages a commit confirmed, the speaker announces (new routes before withdrawals, so a move
+between centers never leaves a gap), and only when all succeeded and the speaker shows the routes are the routers
+confirmed. Any failure rolls the routers back and restores the speaker's previous routes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from devices.drivers.base import ConfigDriver, DeviceIntent, DriverError, FlowSpecRule, LockError, UnicastRoute
+from devices.drivers.bgp import ExaBgpSpeaker
+from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router
+from devices.services import driver_for, speaker_client
+from mitigation.audit import record_audit
+from mitigation.choices import (
+    ActionKindChoices,
+    ActionStatusChoices,
+    AttackStatusChoices,
+    DeploymentStateChoices,
+    MitigationStateChoices,
+)
+from mitigation.models import Action, ControlSwitch, Deployment, Mitigation
+from mitigation.routes import Route, route_from_spec, without_neighbors
+from mitigation.services.planning import mitigation_event
+from portal.accounts.actors import ENGINE, Actor
+from portal.events import publish
+
+logger = logging.getLogger(__name__)
+
+# Mitigations whose actions the network should carry.
+CARRIED_STATES = (MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE)
+EDGE_TARGET = "edge"
+CONFIRM_MINUTES = 2
+LOCK_TIMEOUT_S = 120
+LOCK_WAIT_S = 60
+
+
+@dataclass
+class DesiredState:
+    """What each element should carry, and which actions went where (for the Deployment records)."""
+
+    speakers: dict[int, tuple[BgpSpeaker, set[Route]]] = field(default_factory=dict)
+    routers: dict[int, tuple[Router, DeviceIntent]] = field(default_factory=dict)
+    placements: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+    applying: list[int] = field(default_factory=list)
+    withdrawing: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConvergeReport:
+    changed_elements: tuple[str, ...]
+    activated: int
+    ended: int
+    diffs: dict[str, str]
+
+
+class ConvergeError(Exception):
+    """Convergence failed; every element was put back as it was. `transient` says whether a retry may help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def _family(route: Route) -> str:
+    kind = "flow" if isinstance(route, FlowSpecRule) else "unicast"
+    return f"ipv{route.family} {kind}"
+
+
+def _neighbors_for(route: Route, targets: list[str], neighbors: list[BgpSpeakerNeighbor]) -> tuple[str, ...]:
+    """The speaker sessions that should carry the route: edge sessions for `edge`, the upstream's for `peer:<id>`."""
+    family = _family(route)
+    peers = {int(t.split(":", 1)[1]) for t in targets if t.startswith("peer:")}
+    chosen = []
+    for neighbor in neighbors:
+        if family not in neighbor.families:
+            continue
+        if neighbor.upstream_id is None and EDGE_TARGET in targets or neighbor.upstream_id in peers:
+            chosen.append(str(neighbor.peer_address))
+    return tuple(sorted(chosen))
+
+
+def desired_state() -> DesiredState:
+    """Read the desired network from the database in a handful of queries."""
+    state = DesiredState()
+    speakers = list(BgpSpeaker.objects.filter(enabled=True).prefetch_related("neighbors"))
+    routers = list(Router.objects.filter(enabled=True, role="edge").order_by("name"))
+    flow_by_bgp = {
+        n.router_id for s in speakers for n in s.neighbors.all() if n.router_id and any("flow" in f for f in n.families)
+    }
+    rows = Mitigation.objects.filter(state__in=[*CARRIED_STATES, MitigationStateChoices.WITHDRAWING])
+    for mitigation_id, mitigation_state in rows.values_list("id", "state"):
+        target = state.withdrawing if mitigation_state == MitigationStateChoices.WITHDRAWING else state.applying
+        if mitigation_state != MitigationStateChoices.ACTIVE:
+            target.append(mitigation_id)
+    actions: list[Action] = []
+    if not ControlSwitch.current().panic:
+        actions = list(
+            Action.objects.filter(status=ActionStatusChoices.DESIRED, mitigation__state__in=CARRIED_STATES)
+        )
+    for speaker in speakers:
+        state.speakers[speaker.pk] = (speaker, set())
+    flow_rules: list[tuple[Action, FlowSpecRule]] = []
+    diversions: list[tuple[Action, UnicastRoute]] = []
+    for action in actions:
+        route = route_from_spec(action.spec)
+        for speaker in speakers:
+            chosen = _neighbors_for(route, action.targets, list(speaker.neighbors.all()))
+            if chosen:
+                state.speakers[speaker.pk][1].add(_with_neighbors(route, chosen))
+                state.placements[action.pk].add(f"speaker:{speaker.name}")
+        if isinstance(route, FlowSpecRule) and EDGE_TARGET in action.targets:
+            flow_rules.append((action, route))
+        elif isinstance(route, UnicastRoute) and action.kind == ActionKindChoices.DIVERSION:
+            diversions.append((action, route))
+    for router in routers:
+        rules = [] if router.pk in flow_by_bgp else flow_rules
+        intent = DeviceIntent(
+            flow_rules=tuple(sorted({without_neighbors(r) for _, r in rules}, key=lambda r: r.name)),  # type: ignore[misc]
+            diversions=tuple(sorted({_static(r) for _, r in diversions}, key=lambda r: r.prefix)),
+        )
+        state.routers[router.pk] = (router, intent)
+        for action, _ in [*rules, *diversions]:
+            state.placements[action.pk].add(f"router:{router.name}")
+    return state
+
+
+def _with_neighbors(route: Route, neighbors: tuple[str, ...]) -> Route:
+    import dataclasses
+
+    return dataclasses.replace(route, neighbors=neighbors)
+
+
+def _static(route: UnicastRoute) -> UnicastRoute:
+    """A diversion as a router holds it: a static route to the center's next hop, no BGP attributes."""
+    return UnicastRoute(prefix=route.prefix, next_hop=route.next_hop)
+
+
+@contextmanager
+def element_locks(names: list[str], *, required: bool) -> Iterator[None]:
+    """Per-element Redis locks with timeouts, taken in a fixed order so two jobs never deadlock.
+
+    When Redis cannot be reached and the caller does not require locks (the kill switch), proceed without them.
+    """
+    with ExitStack() as stack:
+        try:
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+            for name in sorted(names):
+                lock = client.lock(f"sluice:lock:{name}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S)
+                if not lock.acquire():
+                    raise LockError(f"{name} is busy with another job")
+                stack.callback(_release, lock)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if required:
+                raise ConvergeError(f"cannot take element locks: {error}", transient=True) from error
+            logger.warning("converging without element locks: %s", error)
+        yield
+
+
+def _release(lock: redis.lock.Lock) -> None:
+    try:
+        lock.release()
+    except (redis.RedisError, OSError):
+        logger.warning("lock %s expired before release", lock.name)
+
+
+def _stage(router: Router, intent: DeviceIntent) -> tuple[ConfigDriver, str, bool]:
+    driver = driver_for(router)
+    driver.open()
+    try:
+        result = driver.stage(intent, confirm_minutes=CONFIRM_MINUTES)
+    except BaseException:
+        driver.close()
+        raise
+    return driver, result.diff, result.commit_pending
+
+
+def converge_network(*, acting_user: Actor = ENGINE, require_locks: bool = True) -> ConvergeReport:
+    """Push the desired state to every element, all or none, then record deployments and lifecycle changes.
+
+    Raises ConvergeError after putting every element back when any element fails. Side effects: device
+    configuration commits, speaker announcements, Deployment rows, mitigation state changes, events and audit.
+    """
+    desired = desired_state()
+    names = [f"router:{r.name}" for r, _ in desired.routers.values()]
+    names += [f"speaker:{s.name}" for s, _ in desired.speakers.values()]
+    with element_locks(names, required=require_locks):
+        diffs = _push(desired)
+    return _record(desired, diffs, acting_user)
+
+
+def _push(desired: DesiredState) -> dict[str, str]:
+    staged: list[tuple[str, ConfigDriver]] = []
+    restored: list[tuple[ExaBgpSpeaker, set[Route]]] = []
+    diffs: dict[str, str] = {}
+    failures: list[tuple[str, BaseException]] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(desired.routers)))) as pool:
+        futures = {
+            f"router:{router.name}": pool.submit(_stage, router, intent)
+            for router, intent in desired.routers.values()
+        }
+        for speaker, routes in desired.speakers.values():
+            name = f"speaker:{speaker.name}"
+            try:
+                client = speaker_client(speaker)
+                before = client.announced()
+                added, removed = client.sync(routes)
+                restored.append((client, before))
+                if not routes <= client.announced():
+                    raise DriverError(f"{name} does not show every desired route after announcing")
+                if added or removed:
+                    diffs[name] = f"+{added} -{removed} routes"
+            except DriverError as error:
+                failures.append((name, error))
+        for name, future in futures.items():
+            try:
+                driver, diff, pending = future.result()
+            except DriverError as error:
+                failures.append((name, error))
+                continue
+            staged.append((name, driver))
+            if pending:
+                diffs[name] = diff
+    try:
+        if failures:
+            _undo(staged, restored)
+            message = "; ".join(f"{name}: {error}" for name, error in failures)
+            transient = all(getattr(error, "transient", False) for _, error in failures)
+            raise ConvergeError(message, transient=transient)
+        for name, driver in staged:
+            driver.confirm()
+    finally:
+        for _, driver in staged:
+            driver.close()
+    return diffs
+
+
+def _undo(staged: list[tuple[str, ConfigDriver]], restored: list[tuple[ExaBgpSpeaker, set[Route]]]) -> None:
+    for name, driver in staged:
+        try:
+            driver.abort()
+        except DriverError as error:
+            # The commit confirmed rolls back by itself on the router when it is never confirmed.
+            logger.error("%s: abort failed (%s); its commit confirmed will roll back by itself", name, error)
+    for client, before in restored:
+        try:
+            client.sync(before)
+        except DriverError as error:
+            logger.error("speaker could not be restored: %s", error)
+
+
+def _record(desired: DesiredState, diffs: dict[str, str], acting_user: Actor) -> ConvergeReport:
+    now = timezone.now()
+    with transaction.atomic():
+        for action_id, elements in desired.placements.items():
+            for element in elements:
+                Deployment.objects.update_or_create(
+                    action_id=action_id, element=element,
+                    defaults={"state": DeploymentStateChoices.PRESENT, "verified_at": now, "detail": ""},
+                )
+        Deployment.objects.filter(state=DeploymentStateChoices.PRESENT).exclude(
+            action_id__in=list(desired.placements)
+        ).update(state=DeploymentStateChoices.ABSENT, verified_at=now)
+        activated = _transition(desired.applying, MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE, now)
+        ended = _transition(desired.withdrawing, MitigationStateChoices.WITHDRAWING, MitigationStateChoices.ENDED, now)
+        if diffs:
+            record_audit(acting_user, "network.converge", reason="desired state pushed", diff=diffs)
+            publish("network.converged", {"elements": sorted(diffs)}, tenant_schema=None)
+    return ConvergeReport(tuple(sorted(diffs)), activated, ended, diffs)
+
+
+def _transition(ids: list[int], source: str, target: str, now: datetime.datetime) -> int:
+    mitigations = list(
+        Mitigation.objects.select_for_update().select_related("attack", "tenant").filter(pk__in=ids, state=source)
+    )
+    for mitigation in mitigations:
+        mitigation.state = target
+        if target == MitigationStateChoices.ACTIVE:
+            mitigation.activated_at = mitigation.activated_at or now
+            mitigation.last_error = ""
+        else:
+            mitigation.ended_at = now
+            Action.objects.filter(mitigation=mitigation, status=ActionStatusChoices.DESIRED).update(
+                status=ActionStatusChoices.RETIRED, retired_at=now
+            )
+            attack = mitigation.attack
+            if attack.status == AttackStatusChoices.ACTIVE:
+                attack.status, attack.ended_at = AttackStatusChoices.ENDED, now
+                attack.save(update_fields=["status", "ended_at"])
+        mitigation.save()
+        event = "mitigation.active" if target == MitigationStateChoices.ACTIVE else "mitigation.ended"
+        publish(event, mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
+    return len(mitigations)
+
+
+def record_failure(error: ConvergeError, *, final: bool) -> None:
+    """Note a failed convergence on the mitigations waiting for it; after the last retry they are failed."""
+    with transaction.atomic():
+        waiting = Mitigation.objects.select_related("attack", "tenant").filter(state=MitigationStateChoices.APPLYING)
+        for mitigation in waiting:
+            mitigation.last_error = str(error)
+            if final and not error.transient:
+                mitigation.state = MitigationStateChoices.FAILED
+            mitigation.save(update_fields=["last_error", "state", "updated_at"])
+            publish("mitigation.error", {**mitigation_event(mitigation), "error": str(error)},
+                    tenant_schema=mitigation.tenant.schema_name)

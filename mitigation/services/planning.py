@@ -1,0 +1,239 @@
+"""Planning: every live attack planned together by the engine, the result stored with its reasons.
+
+The engine is pure; this module loads its inputs from the public schema, runs the safety validators once more
+against the database's own view (nothing bypasses them), and turns the plan into Decisions and Actions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from devices.selectors import network_snapshot, tenant_latencies
+from devices.models import ScrubbingCenter
+from mitigation import safety
+from mitigation.choices import ActionStatusChoices, MitigationStateChoices
+from mitigation.engine import plan_mitigations
+from mitigation.engine.types import (
+    ActionKind,
+    AppProfile,
+    Level,
+    LiveAttack,
+    PlannedAction,
+    PlannedMitigation,
+    PreviousPlan,
+    TenantPolicy,
+)
+from mitigation.models import Action, ControlSwitch, Decision, Mitigation, NeverBlockPrefix, TenantPolicy as PolicyRow
+from mitigation.models import VerifiedPrefix
+from mitigation.routes import route_key, route_to_spec
+from mitigation.signal_types import AttackVector
+from portal.accounts.actors import ENGINE, Actor
+from portal.events import publish
+from tenants.customer.choices import AutomationModeChoices
+
+PLANNABLE_STATES = (
+    MitigationStateChoices.DETECTED,
+    MitigationStateChoices.PLANNED,
+    MitigationStateChoices.AWAITING_APPROVAL,
+    MitigationStateChoices.APPLYING,
+    MitigationStateChoices.ACTIVE,
+)
+PLANNING_LOCK = 71_170_001
+
+
+@dataclass(frozen=True)
+class PlanningSummary:
+    planned: int
+    changed: int
+    refused: int
+
+
+def load_policies(tenant_ids: Iterable[int]) -> dict[int, TenantPolicy]:
+    """The engine's view of each tenant: verified space, thresholds (center and region overrides), latencies."""
+    ids = set(tenant_ids)
+    prefixes: dict[int, list[str]] = defaultdict(list)
+    for row in VerifiedPrefix.objects.filter(tenant_id__in=ids).values_list("tenant_id", "prefix"):
+        prefixes[row[0]].append(str(row[1]))
+    centers = dict(ScrubbingCenter.objects.values_list("slug", "id"))
+    latencies = tenant_latencies()
+    policies = {}
+    for row in PolicyRow.objects.filter(tenant_id__in=ids).select_related("tenant"):
+        center_thresholds: dict[int, float] = {}
+        region_thresholds: dict[str, float] = {}
+        for scope, value in (row.latency_overrides or {}).items():
+            kind, _, name = scope.partition(":")
+            if kind == "center" and name in centers:
+                center_thresholds[centers[name]] = float(value)
+            elif kind == "region":
+                region_thresholds[name] = float(value)
+        policies[row.tenant_id] = TenantPolicy(
+            tenant_id=row.tenant_id,
+            slug=row.tenant.slug,
+            verified_prefixes=tuple(prefixes.get(row.tenant_id, ())),
+            latency_threshold_ms=float(row.latency_threshold_ms),
+            center_thresholds_ms=center_thresholds,
+            region_thresholds_ms=region_thresholds,
+            latency_ms=latencies.get(row.tenant_id, {}),
+            profile=AppProfile(row.application_profile),
+            allowed_actions=frozenset(ActionKind(a) for a in row.allowed_actions),
+        )
+    return policies
+
+
+def never_block_list() -> tuple[str, ...]:
+    return tuple(str(p) for p in NeverBlockPrefix.objects.values_list("prefix", flat=True))
+
+
+def plan_network(*, now: datetime.datetime | None = None, acting_user: Actor = ENGINE) -> PlanningSummary:
+    """Plan every live mitigation and store what changed. Serialised across workers by an advisory lock.
+
+    Side effects after commit: live events per changed mitigation, and a network convergence job.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PLANNING_LOCK])
+        if ControlSwitch.current().panic:
+            return PlanningSummary(0, 0, 0)
+        mitigations = list(
+            Mitigation.objects.select_related("attack", "tenant").filter(state__in=PLANNABLE_STATES)
+        )
+        if not mitigations:
+            return PlanningSummary(0, 0, 0)
+        policies = load_policies(m.tenant_id for m in mitigations)
+        attacks = [
+            LiveAttack(
+                id=m.attack_id, tenant_id=m.tenant_id, target=str(m.attack.target),
+                vectors=tuple(AttackVector(v) for v in m.attack.vectors if v in AttackVector.__members__.values()),
+                bps=m.attack.bps, pps=m.attack.pps, top_sources=tuple(m.attack.top_sources),
+            )
+            for m in mitigations
+        ]
+        previous = [
+            PreviousPlan(m.attack_id, Level(m.level), m.center_id, m.level_since)
+            for m in mitigations
+            if m.level != Level.NONE
+        ]
+        never_block = never_block_list()
+        result = plan_mitigations(network_snapshot(now=now), attacks, policies, previous, never_block=never_block)
+        by_attack = {m.attack_id: m for m in mitigations}
+        changed = refused = 0
+        for planned in result.mitigations:
+            mitigation = by_attack[planned.attack_id]
+            policy = policies.get(mitigation.tenant_id)
+            delta = _store_plan(mitigation, planned, policy, never_block, now, acting_user)
+            changed += delta[0]
+            refused += delta[1]
+        if changed:
+            _schedule_convergence()
+        return PlanningSummary(len(result.mitigations), changed, refused)
+
+
+def _validated(
+    planned: PlannedAction, policy: TenantPolicy | None, never_block: tuple[str, ...]
+) -> list[safety.Refusal]:
+    """The validators once more, with the registry's own prefixes: the engine's word is not taken for it."""
+    prefixes = policy.verified_prefixes if policy else ()
+    return safety.validate_action(
+        planned, tenant_prefixes=prefixes, never_block=never_block, limits=safety.SafetyLimits()
+    )
+
+
+def _store_plan(
+    mitigation: Mitigation,
+    planned: PlannedMitigation,
+    policy: TenantPolicy | None,
+    never_block: tuple[str, ...],
+    now: datetime.datetime,
+    acting_user: Actor,
+) -> tuple[int, int]:
+    current = {a.route_key: a for a in mitigation.actions.filter(status=ActionStatusChoices.DESIRED)}
+    wanted = {route_key(a.route): a for a in planned.actions}
+    same = (
+        set(current) == set(wanted)
+        and mitigation.level == planned.level
+        and mitigation.center_id == planned.center_id
+        and mitigation.state != MitigationStateChoices.DETECTED
+    )
+    if same:
+        return 0, 0
+    Decision.objects.create(
+        mitigation=mitigation, level=planned.level, center_id=planned.center_id, reason=planned.reason,
+        inputs=planned.inputs, cost=planned.cost if planned.cost != float("inf") else 0.0, actor=str(acting_user),
+    )
+    refused = 0
+    for key, action in current.items():
+        if key not in wanted:
+            action.status, action.retired_at = ActionStatusChoices.RETIRED, now
+            action.save(update_fields=["status", "retired_at"])
+    for key, planned_action in wanted.items():
+        if key in current:
+            continue
+        refusals = _validated(planned_action, policy, never_block)
+        refused += bool(refusals)
+        Action.objects.create(
+            mitigation=mitigation, kind=planned_action.kind, spec=route_to_spec(planned_action.route), route_key=key,
+            targets=list(planned_action.targets), reason=planned_action.reason,
+            status=ActionStatusChoices.REFUSED if refusals else ActionStatusChoices.DESIRED,
+            refusal_code=refusals[0].code if refusals else "",
+            refusal_reason="; ".join(r.message for r in refusals),
+        )
+    if mitigation.level != planned.level:
+        mitigation.level_since = now
+    mitigation.level, mitigation.center_id, mitigation.reason = planned.level, planned.center_id, planned.reason
+    _advance_after_plan(mitigation, planned, now)
+    mitigation.save()
+    publish("mitigation.planned", mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
+    return 1, refused
+
+
+def _advance_after_plan(mitigation: Mitigation, planned: PlannedMitigation, now: datetime.datetime) -> None:
+    """Move the lifecycle on after a new plan, by the tenant's automation mode (approval is per mitigation)."""
+    state = mitigation.state
+    if state in {MitigationStateChoices.ACTIVE, MitigationStateChoices.APPLYING}:
+        mitigation.state = MitigationStateChoices.APPLYING
+        return
+    if state == MitigationStateChoices.AWAITING_APPROVAL:
+        return
+    if planned.level == Level.NONE:
+        mitigation.state = MitigationStateChoices.PLANNED
+        return
+    policy = PolicyRow.objects.filter(tenant_id=mitigation.tenant_id).first()
+    mode = policy.automation_mode if policy else AutomationModeChoices.AUTOMATIC
+    if mode == AutomationModeChoices.AUTOMATIC:
+        mitigation.state, mitigation.approved_by = MitigationStateChoices.APPLYING, "engine (automatic)"
+        return
+    mitigation.state = MitigationStateChoices.AWAITING_APPROVAL
+    if mode == AutomationModeChoices.AUTO_UNLESS_REJECTED and policy is not None:
+        mitigation.approval_deadline = now + datetime.timedelta(minutes=policy.approval_window_minutes)
+    publish("mitigation.approval_needed", {"mitigation": mitigation.pk, "target": str(mitigation.attack.target),
+            "deadline": mitigation.approval_deadline}, tenant_schema=mitigation.tenant.schema_name)
+
+
+def mitigation_event(mitigation: Mitigation) -> dict[str, object]:
+    return {
+        "mitigation": mitigation.pk, "attack": mitigation.attack_id, "state": mitigation.state,
+        "level": mitigation.level, "center": mitigation.center_id, "reason": mitigation.reason,
+        "target": str(mitigation.attack.target), "tenant": mitigation.tenant.slug,
+    }
+
+
+def _schedule_convergence() -> None:
+    from mitigation.tasks import converge_network_task, enqueue
+
+    transaction.on_commit(lambda: enqueue(converge_network_task))
+
+
+def is_inside(target: str, prefixes: Iterable[str]) -> bool:
+    network = ipaddress.ip_network(target)
+    return any(
+        network.version == p.version and network.subnet_of(p)  # type: ignore[arg-type]
+        for p in map(ipaddress.ip_network, prefixes)
+    )

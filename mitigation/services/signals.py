@@ -1,0 +1,130 @@
+"""Signals in, by one path: the REST API, the FastNetMon hook and the flow collector all call record_signal()."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from mitigation.choices import AttackStatusChoices, MitigationStateChoices
+from mitigation.models import Attack, Mitigation, SignalRecord, TenantPolicy, VerifiedPrefix
+from mitigation.signal_types import AttackSignal, SignalPhase
+from portal.accounts.actors import Actor
+from portal.events import publish
+from tenants.models import Tenant
+
+MAX_TOP_SOURCES = 20
+
+
+def attribute_target(target: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Tenant | None:
+    """The tenant whose verified prefix covers the whole target, or None (unattributed: never announced)."""
+    registry = VerifiedPrefix.objects.filter(prefix__net_contains_or_equals=target).select_related("tenant").first()
+    return registry.tenant if registry else None
+
+
+def attack_event(attack: Attack) -> dict[str, object]:
+    return {
+        "attack": attack.pk, "target": str(attack.target), "vectors": attack.vectors, "bps": attack.bps,
+        "pps": attack.pps, "status": attack.status, "tenant": attack.tenant.slug if attack.tenant else None,
+    }
+
+
+def record_signal(signal: AttackSignal, *, acting_user: Actor) -> Attack | None:
+    """Record one signal: create or update the target's active Attack, or start its end.
+
+    Returns the Attack, or None for an end signal with no active attack on that target. Side effects after
+    commit: live events, and a planning job when the attack belongs to a tenant.
+    """
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _record(signal, acting_user)
+        except IntegrityError:
+            # Another signal created the target's attack concurrently: take the update path on the next try.
+            if attempt == 2:
+                raise
+    return None
+
+
+def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
+    now = timezone.now()
+    target = ipaddress.ip_network(signal.target)
+    attack = Attack.objects.select_for_update().filter(target=target, status=AttackStatusChoices.ACTIVE).first()
+    if signal.phase == SignalPhase.END:
+        if attack is None:
+            return None
+        _log(attack, signal, acting_user)
+        _end_signalled(attack, now)
+        return attack
+    tenant = attribute_target(target)
+    created = attack is None
+    if attack is None:
+        attack = Attack.objects.create(tenant=tenant, target=target, started_at=now)
+    _absorb(attack, signal, now)
+    _log(attack, signal, acting_user)
+    publish("attack.started" if created else "attack.updated", attack_event(attack),
+            tenant_schema=tenant.schema_name if tenant else None)
+    if tenant is None:
+        return attack
+    mitigation, _ = Mitigation.objects.get_or_create(attack=attack, defaults={"tenant": tenant})
+    if mitigation.hold_down_until is not None:
+        mitigation.hold_down_until = None
+        mitigation.save(update_fields=["hold_down_until", "updated_at"])
+    if mitigation.state in {MitigationStateChoices.ENDED, MitigationStateChoices.FAILED}:
+        mitigation.state = MitigationStateChoices.DETECTED
+        mitigation.save(update_fields=["state", "updated_at"])
+    _schedule_planning()
+    return attack
+
+
+def _absorb(attack: Attack, signal: AttackSignal, now: datetime.datetime) -> None:
+    attack.vectors = sorted(set(attack.vectors) | {str(v) for v in signal.vectors})
+    attack.bps, attack.pps = signal.bps, signal.pps
+    attack.peak_bps, attack.peak_pps = max(attack.peak_bps, signal.bps), max(attack.peak_pps, signal.pps)
+    if signal.top_sources:
+        attack.top_sources = list(signal.top_sources[:MAX_TOP_SOURCES])
+    if signal.detector not in attack.detectors:
+        attack.detectors = [*attack.detectors, signal.detector]
+    attack.last_signal_at = now
+    attack.end_signalled_at = None
+    attack.save()
+
+
+def _log(attack: Attack, signal: AttackSignal, acting_user: Actor) -> None:
+    SignalRecord.objects.create(
+        attack=attack, phase=str(signal.phase), detector=signal.detector, vectors=[str(v) for v in signal.vectors],
+        bps=signal.bps, pps=signal.pps, actor=str(acting_user),
+    )
+
+
+def _end_signalled(attack: Attack, now: datetime.datetime) -> None:
+    """The attack is over by its detector's word: its mitigation holds for the tenant's hold-down, then withdraws."""
+    attack.end_signalled_at = now
+    attack.save(update_fields=["end_signalled_at"])
+    mitigation = Mitigation.objects.filter(attack=attack).first()
+    if mitigation is None:
+        attack.status, attack.ended_at = AttackStatusChoices.ENDED, now
+        attack.save(update_fields=["status", "ended_at"])
+        publish("attack.ended", attack_event(attack), tenant_schema=None)
+        return
+    policy = TenantPolicy.objects.filter(tenant_id=mitigation.tenant_id).first()
+    hold = datetime.timedelta(minutes=policy.hold_down_minutes if policy else 10)
+    mitigation.hold_down_until = now + hold
+    mitigation.save(update_fields=["hold_down_until", "updated_at"])
+    publish("attack.end_signalled", {**attack_event(attack), "hold_down_until": mitigation.hold_down_until},
+            tenant_schema=mitigation.tenant.schema_name)
+    _schedule_lifecycle()
+
+
+def _schedule_planning() -> None:
+    from mitigation.tasks import plan_network_task
+
+    transaction.on_commit(lambda: plan_network_task.apply_async())
+
+
+def _schedule_lifecycle() -> None:
+    from mitigation.tasks import lifecycle_tick_task
+
+    transaction.on_commit(lambda: lifecycle_tick_task.apply_async())
