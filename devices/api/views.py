@@ -1,0 +1,85 @@
+"""The inventory API on the provider's domain: operators read, operator admins write; appliances post load."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from devices.api import serializers
+from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, ScrubbingCenter, TenantLatency, UpstreamPeer
+from devices.services import record_center_load
+from portal.accounts.actors import Actor
+from portal.accounts.choices import ApiTokenScopeChoices
+from portal.accounts.models import ApiToken
+from portal.permissions import AdminWrites
+
+
+class TelemetryToken(BasePermission):
+    """Only an operator's API token with the telemetry scope: appliances never log in with a session.
+
+    Tokens are looked up in the schema of the request's domain, so a tenant's token is unknown here anyway.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        token = request.auth
+        return (isinstance(token, ApiToken) and ApiTokenScopeChoices.TELEMETRY in token.scopes
+                and bool(request.user and request.user.is_active))
+
+
+class ScrubbingCenterViewSet(viewsets.ModelViewSet):
+    queryset = ScrubbingCenter.objects.all()
+    serializer_class = serializers.ScrubbingCenterSerializer
+    permission_classes = [AdminWrites]
+    lookup_field = "slug"
+    filterset_fields = ["region", "healthy"]
+
+    @action(detail=True, methods=["post"], url_path="load", permission_classes=[TelemetryToken],
+            serializer_class=serializers.CenterLoadSerializer)
+    def load(self, request: Request, slug: str | None = None) -> Response:
+        """Record a load report of this center (scrubbing appliances, every telemetry interval)."""
+        center = self.get_object()
+        body = serializers.CenterLoadSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        center = record_center_load(
+            center, load_gbps=body.validated_data["load_gbps"], load_mpps=body.validated_data["load_mpps"],
+            healthy=body.validated_data.get("healthy", center.healthy),
+            acting_user=Actor.for_user(request.user, token=request.auth),
+        )
+        return Response(serializers.ScrubbingCenterSerializer(center).data, status=status.HTTP_200_OK)
+
+
+class RouterViewSet(viewsets.ModelViewSet):
+    queryset = Router.objects.select_related("center")
+    serializer_class = serializers.RouterSerializer
+    permission_classes = [AdminWrites]
+    filterset_fields = ["vendor", "role", "enabled"]
+
+
+class UpstreamPeerViewSet(viewsets.ModelViewSet):
+    queryset = UpstreamPeer.objects.select_related("router", "center")
+    serializer_class = serializers.UpstreamPeerSerializer
+    permission_classes = [AdminWrites]
+    filterset_fields = ["isp", "asn", "session_state"]
+
+
+class BgpSpeakerViewSet(viewsets.ModelViewSet):
+    queryset = BgpSpeaker.objects.select_related("center").prefetch_related("neighbors")
+    serializer_class = serializers.BgpSpeakerSerializer
+    permission_classes = [AdminWrites]
+
+
+class BgpSpeakerNeighborViewSet(viewsets.ModelViewSet):
+    queryset = BgpSpeakerNeighbor.objects.select_related("speaker", "router", "upstream")
+    serializer_class = serializers.BgpSpeakerNeighborSerializer
+    permission_classes = [AdminWrites]
+
+
+class TenantLatencyViewSet(viewsets.ModelViewSet):
+    queryset = TenantLatency.objects.select_related("tenant", "center")
+    serializer_class = serializers.TenantLatencySerializer
+    permission_classes = [AdminWrites]
