@@ -8,4 +8,5 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("tenants.api.urls")),
     path("", include("devices.api.urls")),
+    path("", include("mitigation.api.urls")),
 ]

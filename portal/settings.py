@@ -65,6 +65,9 @@ SLUICE_ALLOW_BOGON_FLAG = not PRODUCTION
 # Key for credentials encrypted at rest (Fernet, urlsafe base64 of 32 bytes); derived from SECRET_KEY when unset.
 SLUICE_CREDENTIALS_KEY = os.environ.get("SLUICE_CREDENTIALS_KEY", "")
 SLUICE_DATA_DIR = Path(os.environ.get("SLUICE_DATA_DIR", BASE_DIR / "var"))
+# An attack whose detector falls silent without an end signal is treated as ended after this long.
+SLUICE_SIGNAL_EXPIRY_MINUTES = int(os.environ.get("SLUICE_SIGNAL_EXPIRY_MINUTES", "30"))
+SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5"))
 
 SHARED_APPS = [
     "django_tenants",
@@ -210,6 +213,17 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULE = {
+    "mitigation.reconcile": {
+        "task": "mitigation.tasks.reconcile_task",
+        "schedule": SLUICE_RECONCILE_SECONDS,
+        "options": {"expires": SLUICE_RECONCILE_SECONDS * 2},
+    },
+}
+
+from devices.beat import BEAT_SCHEDULE as _DEVICES_BEAT  # noqa: E402
+
+CELERY_BEAT_SCHEDULE.update(_DEVICES_BEAT)
 
 LOGGING = {
     "version": 1,

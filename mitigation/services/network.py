@@ -9,6 +9,7 @@ confirmed. Any failure rolls the routers back and restores the speaker's previou
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from collections import defaultdict
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from devices.drivers.base import ConfigDriver, DeviceIntent, DriverError, FlowSpecRule, LockError, UnicastRoute
 from devices.drivers.bgp import ExaBgpSpeaker
-from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router
+from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, UpstreamPeer
 from devices.services import driver_for, speaker_client
 from mitigation.audit import record_audit
 from mitigation.choices import (
@@ -82,15 +83,23 @@ def _family(route: Route) -> str:
     return f"ipv{route.family} {kind}"
 
 
-def _neighbors_for(route: Route, targets: list[str], neighbors: list[BgpSpeakerNeighbor]) -> tuple[str, ...]:
-    """The speaker sessions that should carry the route: edge sessions for `edge`, the upstream's for `peer:<id>`."""
+def _neighbors_for(
+    route: Route, targets: list[str], neighbors: list[BgpSpeakerNeighbor], peer_routers: dict[int, int]
+) -> tuple[str, ...]:
+    """The speaker sessions that should carry the route.
+
+    `edge` goes to every session that is not an upstream's own. `peer:<id>` goes to that upstream's own session,
+    or to the session of the edge router the upstream is attached to (which exports it with its communities).
+    """
     family = _family(route)
     peers = {int(t.split(":", 1)[1]) for t in targets if t.startswith("peer:")}
+    routers = {peer_routers[p] for p in peers if p in peer_routers}
     chosen = []
     for neighbor in neighbors:
         if family not in neighbor.families:
             continue
-        if neighbor.upstream_id is None and EDGE_TARGET in targets or neighbor.upstream_id in peers:
+        edge = EDGE_TARGET in targets and neighbor.upstream_id is None
+        if edge or neighbor.upstream_id in peers or (neighbor.upstream_id is None and neighbor.router_id in routers):
             chosen.append(str(neighbor.peer_address))
     return tuple(sorted(chosen))
 
@@ -113,6 +122,7 @@ def desired_state() -> DesiredState:
         actions = list(
             Action.objects.filter(status=ActionStatusChoices.DESIRED, mitigation__state__in=CARRIED_STATES)
         )
+    peer_routers = dict(UpstreamPeer.objects.values_list("id", "router_id"))
     for speaker in speakers:
         state.speakers[speaker.pk] = (speaker, set())
     flow_rules: list[tuple[Action, FlowSpecRule]] = []
@@ -120,7 +130,7 @@ def desired_state() -> DesiredState:
     for action in actions:
         route = route_from_spec(action.spec)
         for speaker in speakers:
-            chosen = _neighbors_for(route, action.targets, list(speaker.neighbors.all()))
+            chosen = _neighbors_for(route, action.targets, list(speaker.neighbors.all()), peer_routers)
             if chosen:
                 state.speakers[speaker.pk][1].add(_with_neighbors(route, chosen))
                 state.placements[action.pk].add(f"speaker:{speaker.name}")
@@ -141,8 +151,6 @@ def desired_state() -> DesiredState:
 
 
 def _with_neighbors(route: Route, neighbors: tuple[str, ...]) -> Route:
-    import dataclasses
-
     return dataclasses.replace(route, neighbors=neighbors)
 
 

@@ -7,7 +7,6 @@ against the database's own view (nothing bypasses them), and turns the plan into
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -230,10 +229,3 @@ def _schedule_convergence() -> None:
 
     transaction.on_commit(lambda: enqueue(converge_network_task))
 
-
-def is_inside(target: str, prefixes: Iterable[str]) -> bool:
-    network = ipaddress.ip_network(target)
-    return any(
-        network.version == p.version and network.subnet_of(p)  # type: ignore[arg-type]
-        for p in map(ipaddress.ip_network, prefixes)
-    )

@@ -119,12 +119,12 @@ def _end_signalled(attack: Attack, now: datetime.datetime) -> None:
 
 
 def _schedule_planning() -> None:
-    from mitigation.tasks import plan_network_task
+    from mitigation.tasks import enqueue, plan_network_task
 
-    transaction.on_commit(lambda: plan_network_task.apply_async())
+    transaction.on_commit(lambda: enqueue(plan_network_task))
 
 
 def _schedule_lifecycle() -> None:
-    from mitigation.tasks import lifecycle_tick_task
+    from mitigation.tasks import enqueue, lifecycle_tick_task
 
-    transaction.on_commit(lambda: lifecycle_tick_task.apply_async())
+    transaction.on_commit(lambda: enqueue(lifecycle_tick_task))

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from rest_framework import serializers
+
+from mitigation.models import Action, Attack, Decision, Deployment, Mitigation
+from mitigation.signal_types import AttackVector, SignalPhase
+
+
+class SignalSerializer(serializers.Serializer):
+    """An attack signal from a detector: starts, updates or ends an attack on a target."""
+
+    target = serializers.CharField(help_text="An address or a prefix, e.g. 203.0.113.7 or 203.0.113.0/26")
+    vectors = serializers.ListField(
+        child=serializers.ChoiceField(choices=[v.value for v in AttackVector]), allow_empty=False, max_length=20
+    )
+    bps = serializers.IntegerField(min_value=0, max_value=10**15)
+    pps = serializers.IntegerField(min_value=0, max_value=10**13)
+    phase = serializers.ChoiceField(choices=[p.value for p in SignalPhase], default=SignalPhase.START.value)
+    detector = serializers.CharField(max_length=100, default="api")
+    top_sources = serializers.ListField(child=serializers.IPAddressField(), required=False, max_length=100)
+
+    def validate_target(self, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value.strip(), strict=True)
+        except ValueError:
+            raise serializers.ValidationError(f"{value!r} is not an address or a prefix without host bits") from None
+        return str(network)
+
+
+class AttackSerializer(serializers.ModelSerializer):
+    target = serializers.SerializerMethodField()
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    unattributed = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Attack
+        fields = ["id", "tenant", "target", "vectors", "bps", "pps", "peak_bps", "peak_pps", "top_sources",
+                  "detectors", "status", "unattributed", "started_at", "last_signal_at", "end_signalled_at", "ended_at"]
+
+    def get_target(self, attack: Attack) -> str:
+        return str(attack.target)
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Deployment
+        fields = ["element", "state", "verified_at", "detail"]
+
+
+class ActionSerializer(serializers.ModelSerializer):
+    deployments = DeploymentSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Action
+        fields = ["id", "mitigation", "kind", "spec", "targets", "status", "reason", "refusal_code",
+                  "refusal_reason", "created_at", "retired_at", "deployments"]
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    center = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Decision
+        fields = ["id", "mitigation", "created_at", "level", "center", "reason", "inputs", "cost", "actor"]
+
+
+class MitigationSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    center = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    attack = AttackSerializer(read_only=True)
+    actions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Mitigation
+        fields = ["id", "tenant", "attack", "state", "level", "center", "reason", "approval_deadline", "approved_by",
+                  "hold_down_until", "last_error", "created_at", "updated_at", "activated_at", "ended_at", "actions"]
+
+    def get_actions(self, mitigation: Mitigation) -> list[dict[str, Any]]:
+        return ActionSerializer(mitigation.actions.exclude(status="retired"), many=True).data
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

@@ -1,0 +1,149 @@
+"""The control-plane API: signals in; attacks, mitigations, actions and decisions out; approvals and withdrawals.
+
+The same views serve the provider's domain (every tenant) and each tenant's domain (that tenant only), through
+the selectors in mitigation.selectors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mitigation import selectors
+from mitigation.api.serializers import (
+    ActionSerializer,
+    AttackSerializer,
+    DecisionSerializer,
+    MitigationSerializer,
+    ReasonSerializer,
+    SignalSerializer,
+)
+from mitigation.models import Action, Attack, Decision, Mitigation
+from mitigation.services import lifecycle
+from mitigation.services.signals import attribute_target, record_signal
+from mitigation.signal_types import AttackSignal
+from portal.accounts.actors import Actor
+from portal.accounts.choices import UserRoleChoices
+from portal.accounts.models import ApiToken
+from portal.permissions import OperatorWrites, RolePermission
+from tenants.validation import ValidationProblem
+
+
+def request_actor(request: Request) -> Actor:
+    tenant = selectors.request_tenant(request)
+    token = request.auth if isinstance(request.auth, ApiToken) else None
+    return Actor.for_user(request.user, tenant_slug=tenant.slug if tenant else "", token=token)
+
+
+class SignalPermission(RolePermission):
+    """Posting signals needs an operator role; a token also needs the `signals` scope."""
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        user = request.user
+        if not user or not user.is_authenticated or not user.has_role(UserRoleChoices.OPERATOR):
+            return False
+        token = request.auth
+        return not isinstance(token, ApiToken) or "signals" in token.scopes
+
+
+class SignalView(APIView):
+    """Record an attack signal. At a tenant's domain the target must lie in that tenant's verified space."""
+
+    permission_classes = [IsAuthenticated, SignalPermission]
+
+    @extend_schema(request=SignalSerializer, responses={202: AttackSerializer, 200: None})
+    def post(self, request: Request) -> Response:
+        serializer = SignalSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        signal = AttackSignal(
+            target=data["target"], vectors=tuple(data["vectors"]), bps=data["bps"], pps=data["pps"],
+            phase=data["phase"], detector=data["detector"], top_sources=tuple(data.get("top_sources", ())),
+        )
+        tenant = selectors.request_tenant(request)
+        if tenant is not None:
+            owner = attribute_target(ipaddress.ip_network(signal.target))
+            if owner is None or owner.pk != tenant.pk:
+                raise ValidationProblem("target", "is not inside a verified prefix of this tenant")
+        attack = record_signal(signal, acting_user=request_actor(request))
+        if attack is None:
+            return Response({"status": "no active attack on this target"}, status=status.HTTP_200_OK)
+        return Response(AttackSerializer(attack).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AttackViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = AttackSerializer
+    permission_classes = [RolePermission]
+    filterset_fields = ["status"]
+    queryset = Attack.objects.none()
+
+    def get_queryset(self) -> QuerySet[Attack]:
+        return selectors.attacks_for(selectors.request_tenant(self.request))
+
+
+class MitigationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Mitigations; POST approve / reject / withdraw on one (operator role or above)."""
+
+    serializer_class = MitigationSerializer
+    permission_classes = [OperatorWrites]
+    filterset_fields = ["state", "level"]
+    queryset = Mitigation.objects.none()
+
+    def get_queryset(self) -> QuerySet[Mitigation]:
+        return selectors.mitigations_for(selectors.request_tenant(self.request)).prefetch_related(
+            "actions__deployments"
+        )
+
+    def _act(self, request: Request, service: object) -> Response:
+        mitigation = self.get_object()
+        reason = ReasonSerializer(data=request.data)
+        reason.is_valid(raise_exception=True)
+        kwargs = {"acting_user": request_actor(request)}
+        if service is not lifecycle.approve_mitigation:
+            kwargs["reason"] = reason.validated_data["reason"]
+        updated = service(mitigation.pk, **kwargs)  # type: ignore[operator]
+        return Response(MitigationSerializer(updated).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=ReasonSerializer, responses={202: MitigationSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, lifecycle.approve_mitigation)
+
+    @extend_schema(request=ReasonSerializer, responses={202: MitigationSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, lifecycle.reject_mitigation)
+
+    @extend_schema(request=ReasonSerializer, responses={202: MitigationSerializer})
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request: Request, pk: str | None = None) -> Response:
+        return self._act(request, lifecycle.withdraw_mitigation)
+
+
+class ActionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = ActionSerializer
+    permission_classes = [RolePermission]
+    filterset_fields = ["status", "kind", "mitigation"]
+    queryset = Action.objects.none()
+
+    def get_queryset(self) -> QuerySet[Action]:
+        return selectors.actions_for(selectors.request_tenant(self.request)).prefetch_related("deployments")
+
+
+class DecisionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = DecisionSerializer
+    permission_classes = [RolePermission]
+    filterset_fields = ["mitigation"]
+    queryset = Decision.objects.none()
+
+    def get_queryset(self) -> QuerySet[Decision]:
+        return selectors.decisions_for(selectors.request_tenant(self.request))
+

@@ -1,0 +1,35 @@
+"""The kill switch from a shell: works when Celery or Redis is down."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from mitigation.services.panic import clear_panic, panic
+from portal.accounts.actors import Actor
+
+
+class Command(BaseCommand):
+    help = "Withdraw everything Sluice announced (and keep it withdrawn until --clear), audited."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--reason", default="kill switch from the command line")
+        parser.add_argument("--clear", action="store_true", help="allow announcements again")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        actor = Actor("user", f"{getpass.getuser()} (sluice_panic)")
+        if options["clear"]:
+            clear_panic(acting_user=actor, reason=options["reason"])
+            self.stdout.write("Kill switch cleared: Sluice may announce again.")
+            return
+        report = panic(acting_user=actor, reason=options["reason"])
+        self.stdout.write(f"Kill switch on: {report.mitigations} mitigation(s) withdrawing.")
+        if report.error:
+            raise CommandError(
+                f"some elements could not be reached: {report.error}. The switch stays on; the reconcile loop and "
+                "the routers' commit-confirmed timers will finish the withdrawal. Run again to retry."
+            )
+        changed = ", ".join(report.converge.changed_elements) if report.converge else ""
+        self.stdout.write(f"Network converged to nothing announced{': ' + changed if changed else ''}.")

@@ -1,0 +1,121 @@
+"""The mitigation lifecycle beyond planning: approvals, rejections, withdrawals, hold-down and expiry.
+
+detected -> planned -> (awaiting_approval ->) applying -> active -> withdrawing -> ended; failed and rejected
+end a mitigation early. Every change here is audited and published after commit.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from mitigation.audit import record_audit
+from mitigation.choices import AttackStatusChoices, MitigationStateChoices
+from mitigation.models import Mitigation
+from mitigation.services.planning import mitigation_event
+from portal.accounts.actors import ENGINE, Actor
+from portal.events import publish
+from tenants.validation import ValidationProblem
+
+LIVE_STATES = (
+    MitigationStateChoices.DETECTED,
+    MitigationStateChoices.PLANNED,
+    MitigationStateChoices.AWAITING_APPROVAL,
+    MitigationStateChoices.APPLYING,
+    MitigationStateChoices.ACTIVE,
+)
+
+
+def _locked(mitigation_id: int) -> Mitigation:
+    return Mitigation.objects.select_for_update().select_related("attack", "tenant").get(pk=mitigation_id)
+
+
+def _changed(mitigation: Mitigation, action: str, acting_user: Actor, reason: str = "") -> None:
+    mitigation.save()
+    record_audit(acting_user, action, tenant_slug=mitigation.tenant.slug, obj=mitigation, reason=reason,
+                 diff={"state": mitigation.state, "level": mitigation.level})
+    publish(f"mitigation.{mitigation.state}", mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
+
+
+def _converge_after_commit() -> None:
+    from mitigation.tasks import converge_network_task, enqueue
+
+    transaction.on_commit(lambda: enqueue(converge_network_task))
+
+
+def approve_mitigation(mitigation_id: int, *, acting_user: Actor) -> Mitigation:
+    """Approve a mitigation awaiting approval; it is applied at once."""
+    with transaction.atomic():
+        mitigation = _locked(mitigation_id)
+        if mitigation.state != MitigationStateChoices.AWAITING_APPROVAL:
+            raise ValidationProblem("state", f"only a mitigation awaiting approval can be approved, not {mitigation.state}")
+        mitigation.state = MitigationStateChoices.APPLYING
+        mitigation.approved_by = str(acting_user)
+        mitigation.approval_deadline = None
+        _changed(mitigation, "mitigation.approve", acting_user)
+        _converge_after_commit()
+    return mitigation
+
+
+def reject_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str = "") -> Mitigation:
+    """Reject a mitigation awaiting approval: nothing is announced for this attack unless it is planned anew."""
+    with transaction.atomic():
+        mitigation = _locked(mitigation_id)
+        if mitigation.state != MitigationStateChoices.AWAITING_APPROVAL:
+            raise ValidationProblem("state", f"only a mitigation awaiting approval can be rejected, not {mitigation.state}")
+        mitigation.state = MitigationStateChoices.REJECTED
+        mitigation.ended_at = timezone.now()
+        _changed(mitigation, "mitigation.reject", acting_user, reason)
+    return mitigation
+
+
+def withdraw_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str = "") -> Mitigation:
+    """Withdraw a mitigation now (a customer's request or an operator's action), whatever its hold-down."""
+    with transaction.atomic():
+        mitigation = _locked(mitigation_id)
+        if mitigation.state not in LIVE_STATES:
+            raise ValidationProblem("state", f"a mitigation in state {mitigation.state} cannot be withdrawn")
+        mitigation.state = MitigationStateChoices.WITHDRAWING
+        mitigation.withdraw_requested_by = str(acting_user)
+        _changed(mitigation, "mitigation.withdraw", acting_user, reason)
+        _converge_after_commit()
+    return mitigation
+
+
+def lifecycle_tick(*, now: datetime.datetime | None = None) -> dict[str, int]:
+    """The timers: approval deadlines, hold-down expiry, and attacks whose signals stopped without an end.
+
+    Returns counts of what moved; schedules a convergence when anything did.
+    """
+    now = now or timezone.now()
+    moved = {"approved": 0, "withdrawing": 0, "expired": 0}
+    expiry = datetime.timedelta(minutes=settings.SLUICE_SIGNAL_EXPIRY_MINUTES)
+    with transaction.atomic():
+        due = Mitigation.objects.select_for_update().select_related("attack", "tenant")
+        for mitigation in due.filter(state=MitigationStateChoices.AWAITING_APPROVAL, approval_deadline__lte=now):
+            mitigation.state = MitigationStateChoices.APPLYING
+            mitigation.approved_by = "engine (not rejected within the approval window)"
+            mitigation.approval_deadline = None
+            _changed(mitigation, "mitigation.auto_approve", ENGINE)
+            moved["approved"] += 1
+        for mitigation in due.filter(state__in=LIVE_STATES, attack__last_signal_at__lte=now - expiry,
+                                     hold_down_until__isnull=True):
+            mitigation.hold_down_until = now
+            mitigation.save(update_fields=["hold_down_until", "updated_at"])
+            moved["expired"] += 1
+        for mitigation in due.filter(state__in=LIVE_STATES, hold_down_until__lte=now):
+            if mitigation.state in {MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE}:
+                mitigation.state = MitigationStateChoices.WITHDRAWING
+            else:
+                mitigation.state = MitigationStateChoices.ENDED
+                mitigation.ended_at = now
+                mitigation.attack.status, mitigation.attack.ended_at = AttackStatusChoices.ENDED, now
+                mitigation.attack.save(update_fields=["status", "ended_at"])
+            _changed(mitigation, "mitigation.hold_down_over", ENGINE, "the attack ended and the hold-down passed")
+            moved["withdrawing"] += 1
+        if moved["approved"] or moved["withdrawing"]:
+            _converge_after_commit()
+    return moved

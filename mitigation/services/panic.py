@@ -1,0 +1,49 @@
+"""The kill switch: withdraw everything Sluice announced, with or without Celery and Redis.
+
+It sets the switch in PostgreSQL first (so no job re-announces anything), moves every live mitigation to
+withdrawing, audits, then converges the network to the empty desired state directly from this process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from mitigation.audit import record_audit
+from mitigation.choices import MitigationStateChoices
+from mitigation.models import ControlSwitch, Mitigation
+from mitigation.services.lifecycle import LIVE_STATES
+from mitigation.services.network import ConvergeError, ConvergeReport, converge_network
+from portal.accounts.actors import Actor
+
+
+@dataclass(frozen=True)
+class PanicReport:
+    mitigations: int
+    converge: ConvergeReport | None
+    error: str
+
+
+def panic(*, acting_user: Actor, reason: str) -> PanicReport:
+    """Withdraw everything now. Works when Celery or Redis is down: no task, and locks are best effort."""
+    with transaction.atomic():
+        switch = ControlSwitch.current()
+        switch.panic, switch.changed_by, switch.reason = True, str(acting_user), reason
+        switch.save()
+        count = Mitigation.objects.filter(state__in=LIVE_STATES).update(state=MitigationStateChoices.WITHDRAWING)
+        record_audit(acting_user, "panic", reason=reason, diff={"mitigations_withdrawing": count})
+    try:
+        report = converge_network(acting_user=acting_user, require_locks=False)
+    except ConvergeError as error:
+        return PanicReport(count, None, str(error))
+    return PanicReport(count, report, "")
+
+
+def clear_panic(*, acting_user: Actor, reason: str) -> None:
+    """Allow announcements again; attacks still running are planned anew by the next signal or planning run."""
+    with transaction.atomic():
+        switch = ControlSwitch.current()
+        switch.panic, switch.changed_by, switch.reason = False, str(acting_user), reason
+        switch.save()
+        record_audit(acting_user, "panic.clear", reason=reason)

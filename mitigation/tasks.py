@@ -1,0 +1,59 @@
+"""Celery tasks of the control plane: thin, idempotent (desired-state), acks_late, retried only when it may help."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+from kombu.exceptions import OperationalError
+
+from mitigation.services.lifecycle import lifecycle_tick
+from mitigation.services.network import ConvergeError, converge_network, record_failure
+from mitigation.services.planning import plan_network
+from portal.celery import app
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue(task: Task, **kwargs: object) -> None:
+    """Send a task; when the broker is down, log it: the beat's reconcile loop will do the same work later."""
+    try:
+        task.apply_async(kwargs=kwargs)
+    except (OperationalError, OSError) as error:
+        logger.warning("could not enqueue %s (%s); the reconcile loop will catch up", task.name, error)
+
+
+@app.task(acks_late=True, name="mitigation.tasks.plan_network_task")
+def plan_network_task() -> dict[str, int]:
+    summary = plan_network()
+    return {"planned": summary.planned, "changed": summary.changed, "refused": summary.refused}
+
+
+@app.task(bind=True, acks_late=True, max_retries=5, name="mitigation.tasks.converge_network_task")
+def converge_network_task(self: Task) -> dict[str, object]:
+    try:
+        report = converge_network()
+    except ConvergeError as error:
+        final = not error.transient or self.request.retries >= self.max_retries
+        record_failure(error, final=final)
+        if final:
+            return {"error": str(error)}
+        raise self.retry(exc=error, countdown=min(2 ** self.request.retries, 30)) from error
+    return {"changed": list(report.changed_elements), "activated": report.activated, "ended": report.ended}
+
+
+@app.task(acks_late=True, name="mitigation.tasks.lifecycle_tick_task")
+def lifecycle_tick_task() -> dict[str, int]:
+    return lifecycle_tick()
+
+
+@app.task(acks_late=True, name="mitigation.tasks.reconcile_task")
+def reconcile_task() -> dict[str, object]:
+    """Every few seconds: the timers, then the network back to the desired state (repairs any drift)."""
+    moved = lifecycle_tick()
+    try:
+        report = converge_network()
+    except ConvergeError as error:
+        record_failure(error, final=False)
+        return {**moved, "error": str(error)}
+    return {**moved, "changed": list(report.changed_elements)}
