@@ -57,6 +57,7 @@ def _send(event_type: str, data: dict[str, Any], tenant_schema: str | None) -> N
         seq = int(client.incr(SEQUENCE_KEY))
         event = {"type": event_type, "seq": seq, "ts": time.time(), "tenant": tenant_schema, "data": data}
         payload = json.dumps(event, default=str)
+        event = json.loads(payload)  # what crosses the channel layer is plain JSON, as the browser gets it
         pipe = client.pipeline()
         for group in groups:
             pipe.zadd(backlog_key(group), {payload: seq})

@@ -196,7 +196,13 @@ SPECTACULAR_SETTINGS = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30, "prefix": "sluice:ch:"},
+        "CONFIG": {
+            # redis-py 8 reads with a 5 s socket timeout, as long as channels-redis blocks in BZPOPMIN.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+            "capacity": 1000,
+            "expiry": 30,
+            "prefix": "sluice:ch:",
+        },
     },
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -12,8 +13,38 @@ from tests.support.world import World, build_world
 
 
 @pytest.fixture(scope="session")
-def world(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> World:
+def django_db_setup(
+    request: pytest.FixtureRequest,
+    django_test_environment: None,
+    django_db_blocker: Any,
+    django_db_keepdb: bool,
+    django_db_createdb: bool,
+    django_db_modify_db_settings: None,
+) -> Iterator[None]:
+    """pytest-django's setup, except that the test database is always made.
+
+    pytest-django makes it only when some collected test carries the django_db mark; tests that cross process
+    boundaries (real workers and servers) commit on purpose and carry no mark, and would otherwise run against the
+    development database.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    verbosity = request.config.option.verbose
     with django_db_blocker.unblock():
+        config = setup_databases(
+            verbosity=verbosity, interactive=False, aliases={"default"},
+            keepdb=django_db_keepdb and not django_db_createdb,
+        )
+    yield
+    if not django_db_keepdb:
+        with django_db_blocker.unblock():
+            teardown_databases(config, verbosity=verbosity)
+
+
+@pytest.fixture(scope="session")
+def world(django_db_setup: None, django_db_blocker: Any) -> World:
+    with django_db_blocker.unblock():
+        assert connection.settings_dict["NAME"].startswith("test_"), "tests must never touch a real database"
         return build_world()
 
 
