@@ -12,100 +12,40 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
-from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
 
-from devices.models import BgpSpeaker, ScrubbingCenter, UpstreamPeer
-from devices.services import speaker_process
 from mitigation.models import Attack, Mitigation
-from netsim.bgplab import BirdPeer, BirdRouter, wait_for
+from netsim.bgplab import BirdRouter, wait_for
 from netsim.junos import JunosEmulator
 from portal.accounts.actors import Actor
 from portal.accounts.models import ApiToken, User
 from tenants.services import ProfileInput, update_service_profile
+from tests.support.lab import running_lab
 from tests.support.processes import asgi_server, celery_worker
 from tests.support.world import World, session_for
 
-BIRD_ADDRESS = "127.0.31.1"
-SPEAKER_ADDRESS = "127.0.31.254"
-BGP_PORT = 1931
-
-NETWORK = """
-centers:
-  - {{slug: e2e-fra, name: E2E Frankfurt, site: FRA, region: eu, capacity_gbps: 400, capacity_mpps: 300,
-     diversion_next_hop_v4: 192.0.2.10, diversion_next_hop_v6: "2001:db8:ffff::10", routing_instance: SCRUB-FRA,
-     route_target: "65010:100"}}
-routers:
-  - {{name: e2e-edge-1, vendor: juniper, platform: junos, role: edge, center: e2e-fra, mgmt_host: 127.0.0.1,
-     mgmt_port: {router_port}, username: sluice, password: e2e-secret}}
-upstreams:
-  - {{name: e2e-transit, isp: Transit, asn: 64500, router: e2e-edge-1, center: e2e-fra, neighbor_address: 198.51.100.201,
-     capacity_gbps: 100, blackhole_community: "64500:666", prepend_community: "64500:3"}}
-speakers:
-  - name: e2e-speaker
-    kind: exabgp
-    router_id: {speaker}
-    local_as: 65010
-    local_address: {speaker}
-    neighbors:
-      - {{peer_address: {bird}, peer_as: 65020, port: {port}, router: e2e-edge-1,
-         families: [ipv4 unicast, ipv6 unicast, ipv4 flow, ipv6 flow]}}
-latencies:
-  acme: {{e2e-fra: 10}}
-"""
 
 
 @pytest.fixture(scope="module")
-def network(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_blocker: object) -> Iterator[dict]:
+def network(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[dict]:
     base = tmp_path_factory.mktemp("e2e")
-    emulator = JunosEmulator(hostname="e2e-edge-1", username="sluice", password="e2e-secret")
-    emulator.start()
-    bird = BirdRouter(base, "bird", BIRD_ADDRESS, 65020, [BirdPeer(SPEAKER_ADDRESS, 65010)], port=BGP_PORT)
-    bird.start()
-    network_file = base / "network.yaml"
-    network_file.write_text(NETWORK.format(router_port=emulator.port, speaker=SPEAKER_ADDRESS, bird=BIRD_ADDRESS,
-                                           port=BGP_PORT))
     with django_db_blocker.unblock():
-        call_command("load_network", str(network_file), stdout=open("/dev/null", "w"))
-        now = timezone.now()
-        ScrubbingCenter.objects.update(load_gbps=10, load_mpps=5, load_updated_at=now, healthy=True)
-        UpstreamPeer.objects.update(session_state="established", telemetry_updated_at=now, utilisation=0.2)
-        update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
-                               allowed_actions=("diversion",), hold_down_minutes=0), acting_user=Actor("system", "tests"))
-        speaker = speaker_process(BgpSpeaker.objects.get(name="e2e-speaker"))
-        with schema_context_public():
+        with running_lab(base, bird_address="127.0.31.1", speaker_address="127.0.31.254", bgp_port=1931) as lab:
+            update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
+                                   allowed_actions=("diversion",), hold_down_minutes=0),
+                                   acting_user=Actor("system", "tests"))
             operator = User.objects.get(username="soc")
             key, prefix, digest = ApiToken.generate_key()
             ApiToken.objects.create(user=operator, name="e2e detector", key_prefix=prefix, key_hash=digest,
                                     scopes=["signals", "read"])
-        soc_session = session_for("public", "soc")
-    speaker.start()
-    bird.wait_established(timeout=30)
-    try:
-        with celery_worker(base / "worker.log") as worker, asgi_server(base / "daphne.log") as port:
-            yield {"emulator": emulator, "bird": bird, "token": key, "port": port, "soc_session": soc_session,
-                   "worker": worker, "base": base}
-    finally:
-        speaker.stop()
-        bird.stop()
-        emulator.stop()
-
-
-class schema_context_public:
-    """The operator's token lives in the public schema."""
-
-    def __enter__(self) -> None:
-        from django.db import connection
-
-        connection.set_schema_to_public()
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+            soc_session = session_for("public", "soc")
+            with celery_worker(base / "worker.log") as worker, asgi_server(base / "daphne.log") as port:
+                yield {"emulator": lab.emulator, "bird": lab.bird, "token": key, "port": port,
+                       "soc_session": soc_session, "worker": worker, "base": base}
 
 
 def collect_events(port: int, session_key: str, stop: threading.Event, sink: list[dict]) -> None:
@@ -149,7 +89,6 @@ def test_a_signal_becomes_a_verified_diversion_and_its_end_withdraws_it(
     listener = threading.Thread(target=collect_events, args=(network["port"], network["soc_session"], stop, events))
     listener.start()
     try:
-        wait_for(lambda: events is not None, timeout=1)
         with django_db_blocker.unblock():
             attack = post_signal(network["token"], "start")
             wait_for(lambda: "203.0.113.0/24" in bird.unicast(4), timeout=60, what="diversion in BIRD's RIB")
@@ -161,10 +100,10 @@ def test_a_signal_becomes_a_verified_diversion_and_its_end_withdraws_it(
                 what="mitigation active",
             )
             assert mitigation.level == "diversion"
-            assert "E2E Frankfurt" in mitigation.reason
+            assert "Lab Frankfurt" in mitigation.reason
             assert mitigation.decisions.exists()
             assert {d.element for a in mitigation.actions.all() for d in a.deployments.all()} >= {
-                "speaker:e2e-speaker", "router:e2e-edge-1"}
+                "speaker:lab-speaker", "router:lab-edge-1"}
 
             post_signal(network["token"], "end")
             wait_for(lambda: "203.0.113.0/24" not in bird.unicast(4), timeout=60, what="withdrawn from BIRD")

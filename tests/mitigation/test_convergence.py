@@ -1,0 +1,220 @@
+"""Apply, verify, withdraw and reconcile against the real speaker, BIRD and the emulated Junos router.
+
+These tests drive the services directly (no worker), with committed data, so that each step's effect on the
+network can be checked before the next one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from mitigation.models import Attack, AuditEvent, ControlSwitch, Deployment, Mitigation
+from mitigation.services.lifecycle import approve_mitigation, lifecycle_tick, reject_mitigation
+from mitigation.services.network import ConvergeError, converge_network
+from mitigation.services.planning import plan_network
+from mitigation.services.signals import record_signal
+from mitigation.signal_types import AttackSignal, SignalPhase
+from netsim.bgplab import wait_for
+from portal.accounts.actors import Actor
+from tenants.services import ProfileInput, update_service_profile
+from tests.support.lab import Lab, refresh_telemetry, running_lab
+from tests.support.world import World
+
+DETECTOR = Actor("detector", "tests")
+OPERATOR = Actor("user", "soc")
+PREFIX = "203.0.113.0/24"
+
+
+@pytest.fixture(scope="module")
+def lab(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[Lab]:
+    with django_db_blocker.unblock():
+        with running_lab(tmp_path_factory.mktemp("lab"), bird_address="127.0.32.1",
+                         speaker_address="127.0.32.254", bgp_port=1932) as running:
+            yield running
+
+
+@pytest.fixture
+def db_committed(lab: Lab, world: World, django_db_blocker: Any) -> Iterator[None]:
+    """Committed database access for one test, with the network and the rows cleaned afterwards."""
+    with django_db_blocker.unblock():
+        refresh_telemetry()
+        set_profile(world, "automatic")
+        yield
+        lab.emulator.clear_faults()
+        Attack.objects.all().delete()
+        ControlSwitch.objects.update(panic=False)
+        converge_network()
+
+
+def set_profile(world: World, mode: str, hold_down_minutes: int = 0) -> None:
+    update_service_profile(
+        world.acme,
+        ProfileInput(latency_threshold_ms=40, application_profile="web", allowed_actions=("diversion",),
+                     automation_mode=mode, approval_window_minutes=5, hold_down_minutes=hold_down_minutes),
+        acting_user=Actor("system", "tests"),
+    )
+
+
+def signal(phase: str = "start", target: str = "203.0.113.77") -> Attack | None:
+    return record_signal(AttackSignal(target=target, vectors=("udp_flood",), bps=30_000_000_000, pps=4_000_000,
+                                      phase=SignalPhase(phase), detector="tests"), acting_user=DETECTOR)
+
+
+def in_bird(lab: Lab) -> bool:
+    return PREFIX in lab.bird.unicast(4)
+
+
+def mitigate(lab: Lab) -> Mitigation:
+    attack = signal()
+    assert attack is not None
+    plan_network()
+    converge_network()
+    wait_for(lambda: in_bird(lab), timeout=20, what="diversion in BIRD")
+    return Mitigation.objects.get(attack=attack)
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_apply_then_end_withdraws_everywhere(lab: Lab) -> None:
+    mitigation = mitigate(lab)
+    assert mitigation.state == "active" and mitigation.level == "diversion"
+    assert lab.router_has(PREFIX)
+    assert Deployment.objects.filter(action__mitigation=mitigation, state="present").count() >= 2
+    signal("end")
+    lifecycle_tick()
+    converge_network()
+    wait_for(lambda: not in_bird(lab), timeout=20, what="withdrawal from BIRD")
+    assert not lab.router_has(PREFIX)
+    mitigation.refresh_from_db()
+    assert mitigation.state == "ended"
+    assert not Deployment.objects.filter(action__mitigation=mitigation, state="present").exists()
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_a_router_failure_leaves_every_element_as_it_was(lab: Lab) -> None:
+    before = lab.emulator.committed_set()
+    lab.emulator.set_commit_error("simulated commit failure")
+    attack = signal()
+    plan_network()
+    with pytest.raises(ConvergeError, match="simulated commit failure"):
+        converge_network()
+    assert lab.emulator.committed_set() == before
+    assert lab.emulator.lock_holder() is None
+    assert not in_bird(lab), "the speaker's announcement must be rolled back too"
+    assert Mitigation.objects.get(attack=attack).state == "applying"
+    lab.emulator.clear_faults()
+    converge_network()
+    assert Mitigation.objects.get(attack=attack).state == "active"
+    assert lab.router_has(PREFIX) and in_bird(lab)
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_reconcile_repairs_drift_on_the_router_and_after_a_speaker_restart(lab: Lab) -> None:
+    mitigate(lab)
+    lab.emulator.reset("\n".join(line for line in lab.emulator.committed_set() if PREFIX not in line))
+    assert not lab.router_has(PREFIX)
+    lab.speaker.kill()
+    wait_for(lambda: lab.speaker.pid is not None and not in_bird(lab) or in_bird(lab), timeout=20)
+    report = converge_network()
+    assert "router:lab-edge-1" in report.changed_elements
+    assert lab.router_has(PREFIX)
+    wait_for(lambda: in_bird(lab), timeout=30, what="route back in BIRD after the speaker restart")
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_converging_twice_changes_nothing_the_second_time(lab: Lab) -> None:
+    mitigate(lab)
+    assert converge_network().changed_elements == ()
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_manual_approval_announces_nothing_until_approved(lab: Lab, world: World) -> None:
+    set_profile(world, "manual")
+    attack = signal()
+    plan_network()
+    mitigation = Mitigation.objects.get(attack=attack)
+    assert mitigation.state == "awaiting_approval"
+    converge_network()
+    assert not in_bird(lab) and not lab.router_has(PREFIX)
+    approve_mitigation(mitigation.pk, acting_user=OPERATOR)
+    converge_network()
+    wait_for(lambda: in_bird(lab), timeout=20)
+    assert Mitigation.objects.get(pk=mitigation.pk).approved_by == str(OPERATOR)
+    assert AuditEvent.objects.filter(action="mitigation.approve", object_id=str(mitigation.pk)).exists()
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_automatic_unless_rejected_applies_after_the_window(lab: Lab, world: World) -> None:
+    set_profile(world, "auto_unless_rejected")
+    attack = signal()
+    plan_network()
+    mitigation = Mitigation.objects.get(attack=attack)
+    assert mitigation.state == "awaiting_approval" and mitigation.approval_deadline is not None
+    assert lifecycle_tick()["approved"] == 0
+    assert lifecycle_tick(now=timezone.now() + datetime.timedelta(minutes=6))["approved"] == 1
+    converge_network()
+    assert Mitigation.objects.get(pk=mitigation.pk).state == "active"
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_a_rejected_mitigation_is_never_applied(lab: Lab, world: World) -> None:
+    set_profile(world, "auto_unless_rejected")
+    attack = signal()
+    plan_network()
+    mitigation = Mitigation.objects.get(attack=attack)
+    reject_mitigation(mitigation.pk, acting_user=Actor("user", "admin", "acme"), reason="we handle it")
+    lifecycle_tick(now=timezone.now() + datetime.timedelta(minutes=6))
+    converge_network()
+    assert Mitigation.objects.get(pk=mitigation.pk).state == "rejected"
+    assert not in_bird(lab)
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_hold_down_keeps_the_diversion_until_it_passes(lab: Lab, world: World) -> None:
+    set_profile(world, "automatic", hold_down_minutes=5)
+    mitigation = mitigate(lab)
+    signal("end")
+    lifecycle_tick()
+    converge_network()
+    assert in_bird(lab), "withdrawn before the hold-down passed"
+    signal("start")  # the attack comes back during the hold-down: the hold-down is cancelled
+    mitigation.refresh_from_db()
+    assert mitigation.hold_down_until is None
+    signal("end")
+    lifecycle_tick(now=timezone.now() + datetime.timedelta(minutes=6))
+    converge_network()
+    wait_for(lambda: not in_bird(lab), timeout=20)
+    assert Mitigation.objects.get(pk=mitigation.pk).state == "ended"
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_an_unattributed_target_is_recorded_and_never_announced(lab: Lab) -> None:
+    attack = signal(target="192.0.2.99")
+    assert attack is not None and attack.unattributed
+    assert not Mitigation.objects.filter(attack=attack).exists()
+    plan_network()
+    converge_network()
+    assert lab.bird.unicast(4) == {}
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_the_kill_switch_withdraws_everything_even_without_redis(lab: Lab, settings: Any) -> None:
+    mitigate(lab)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: Redis is "down"
+    out = io.StringIO()
+    call_command("sluice_panic", "--reason", "test", stdout=out)
+    assert "Kill switch on" in out.getvalue()
+    wait_for(lambda: not in_bird(lab), timeout=20, what="everything withdrawn")
+    assert not lab.router_has(PREFIX)
+    assert ControlSwitch.current().panic
+    assert AuditEvent.objects.filter(action="panic").exists()
+    signal("start", target="203.0.113.78")
+    plan_network()
+    converge_network(require_locks=False)
+    assert not in_bird(lab), "nothing is announced while the kill switch is on"
