@@ -11,6 +11,13 @@ with HINCRBY. Field names:
 
 Per batch, only the heaviest hosts, ports and sources of each prefix are kept (heavy hitters show up in every
 batch; a spoofed random spread must not turn into millions of counters).
+
+Speed comes from never sorting records: every flow gets one small "combo" id (its exclusive base class times the
+fragment bit), destination hosts of IPv4 prefixes up to a /16 get a dense slot, and one `np.bincount` over
+(host slot, combo) yields prefix totals, class totals, host totals and host classes at once (a 0/1 matrix maps
+combos to the overlapping classes). Only IPv6 and very large prefixes fall back to grouping by sorting. Sources
+are ranked on an even sample of at most `SOURCE_SAMPLE` records with sums scaled back up: they are estimates
+that only serve to name the heaviest sources.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from collector.records import (
     TCP_SYN,
     FlowArray,
     address_from_halves,
+    address_halves,
 )
 from mitigation.signal_types import AMPLIFICATION_SOURCE_PORTS, AttackVector
 
@@ -44,38 +52,73 @@ CLASSES: tuple[str, ...] = (*AMPLIFICATION_CLASSES, "syn", "ack", "tcp", "icmp",
 HOSTS_PER_BATCH = 256
 RECORD_COUNTER_CAP = np.uint64(1 << 40)
 DENSE_COUNT_LIMIT = 4 * 65536
+DENSE_HOST_BITS = 16
+DENSE_HOST_LIMIT = 1 << 18
 TOP_PER_BATCH = 10
+SOURCE_SAMPLE = 4096
 
 Fields = Counter[str]
 
+# Exclusive base classes: every flow is exactly one of these; the fragment bit doubles them into "combos".
+_BASES: tuple[str, ...] = (*AMPLIFICATION_CLASSES, "udp", "syn", "ack", "tcp_other", "icmp", "gre", "other")
+_BASE = {name: index for index, name in enumerate(_BASES)}
+COMBOS = 2 * len(_BASES)
 
-def classify(flows: FlowArray) -> dict[str, npt.NDArray[np.bool_]]:
-    """Masks of the traffic classes each flow belongs to (a flow can be in several, e.g. tcp and syn)."""
-    proto = flows["proto"]
-    flags = flows["tcp_flags"]
-    frag = flows["frag"] == 1
-    udp = proto == PROTO_UDP
-    tcp = proto == PROTO_TCP
-    masks: dict[str, npt.NDArray[np.bool_]] = {}
-    amplified = np.zeros(flows.size, dtype=bool)
+
+def _base_tables() -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Lookup tables: base by protocol, base of a TCP flow by flags, base of an unfragmented UDP flow by port."""
+    by_proto = np.full(256, _BASE["other"], dtype=np.int64)
+    by_proto[PROTO_ICMP] = by_proto[PROTO_ICMPV6] = _BASE["icmp"]
+    by_proto[PROTO_GRE] = _BASE["gre"]
+    by_flags = np.full(256, _BASE["tcp_other"], dtype=np.int64)
+    for flags in range(256):
+        if flags & TCP_SYN and not flags & TCP_ACK:
+            by_flags[flags] = _BASE["syn"]
+        elif flags & (TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST | TCP_PSH) == TCP_ACK:
+            by_flags[flags] = _BASE["ack"]
+    by_port = np.full(65536, _BASE["udp"], dtype=np.int64)
     for name, (_, port) in AMPLIFICATION_CLASSES.items():
-        masks[name] = udp & ~frag & (flows["sport"] == port)
-        amplified |= masks[name]
-    masks["syn"] = tcp & ((flags & TCP_SYN) != 0) & ((flags & TCP_ACK) == 0)
-    masks["ack"] = tcp & ((flags & (TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST | TCP_PSH)) == TCP_ACK)
-    masks["tcp"] = tcp
-    masks["icmp"] = (proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)
-    masks["gre"] = proto == PROTO_GRE
-    masks["frag"] = frag
-    masks["udp"] = udp & ~frag & ~amplified
-    return masks
+        by_port[port] = _BASE[name]
+    return by_proto, by_flags, by_port
+
+
+def _combo_classes() -> npt.NDArray[np.float64]:
+    """(combo x class) 0/1 matrix: which of the overlapping `CLASSES` each combo counts towards."""
+    column = {name: index for index, name in enumerate(CLASSES)}
+    members: dict[str, tuple[str, ...]] = {name: (name,) for name in AMPLIFICATION_CLASSES}
+    members.update(udp=("udp",), syn=("syn", "tcp"), ack=("ack", "tcp"), tcp_other=("tcp",), icmp=("icmp",),
+                   gre=("gre",), other=())  # fmt: skip
+    matrix = np.zeros((COMBOS, len(CLASSES)), dtype=np.float64)
+    for base, name in enumerate(_BASES):
+        for frag in (0, 1):
+            for member in members[name]:
+                matrix[2 * base + frag, column[member]] = 1.0
+            if frag:
+                matrix[2 * base + frag, column["frag"]] = 1.0
+    return matrix
+
+
+BASE_BY_PROTO, BASE_BY_TCP_FLAGS, BASE_BY_UDP_PORT = _base_tables()
+COMBO_CLASSES = _combo_classes()
+
+
+def combos(flows: FlowArray) -> npt.NDArray[np.int64]:
+    """The combo id of every flow: 2 * exclusive base class + fragment bit (see `COMBO_CLASSES`)."""
+    proto = flows["proto"]
+    frag = flows["frag"] != 0
+    base = BASE_BY_PROTO[proto]
+    base = np.where(proto == PROTO_TCP, BASE_BY_TCP_FLAGS[flows["tcp_flags"]], base)
+    # A fragmented UDP flow is only a fragment: its ports (if any) are not trusted for amplification.
+    base = np.where((proto == PROTO_UDP) & ~frag, BASE_BY_UDP_PORT[flows["sport"]], base)
+    return base * 2 + frag
 
 
 class AddressNames:
-    """Bounded cache of address text for (hi, lo) halves: formatting is the slow part of naming fields."""
+    """Bounded cache of field names per (hi, lo) address: formatting is the slow part of naming fields."""
 
     def __init__(self, limit: int = 200_000) -> None:
         self._names: dict[tuple[int, int], str] = {}
+        self._host_fields: dict[tuple[int, int], tuple[str, str, tuple[tuple[str, str], ...]]] = {}
         self._limit = limit
 
     def __call__(self, hi: int, lo: int) -> str:
@@ -87,144 +130,217 @@ class AddressNames:
             name = self._names[key] = address_from_halves(hi, lo)
         return name
 
+    def host_fields(self, hi: int, lo: int) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        """Field names of a host: bytes, packets, and (bytes, packets) per class in `CLASSES` order."""
+        key = (hi, lo)
+        fields = self._host_fields.get(key)
+        if fields is None:
+            if len(self._host_fields) >= self._limit:
+                self._host_fields.clear()
+            name = self(hi, lo)
+            per_class = tuple((f"hc|{name}|{c}|b", f"hc|{name}|{c}|p") for c in CLASSES)
+            fields = self._host_fields[key] = (f"h|{name}|b", f"h|{name}|p", per_class)
+        return fields
 
-def _sum_by(keys: npt.NDArray[np.int64], values: npt.NDArray[np.uint64], size: int) -> npt.NDArray[np.int64]:
-    return np.bincount(keys, weights=values.astype(np.float64), minlength=size).astype(np.int64)
+
+class _Layout:
+    """Where the hosts of each prefix go in a dense table (IPv4 prefixes of at most `DENSE_HOST_BITS` host bits)."""
+
+    def __init__(self, cidrs: list[str]) -> None:
+        size = len(cidrs)
+        self.network_lo = np.zeros(size, dtype=np.uint64)
+        self.span = np.zeros(size, dtype=np.int64)
+        self.dense = np.zeros(size, dtype=bool)
+        for index, cidr in enumerate(cidrs):
+            address, length = cidr.split("/")
+            hi, lo = address_halves(address)
+            host_bits = (32 if ":" not in address else 128) - int(length)
+            if ":" not in address and host_bits <= DENSE_HOST_BITS and hi == 0:
+                self.network_lo[index] = lo
+                self.span[index] = 1 << host_bits
+                self.dense[index] = True
+
+
+def _top_per_prefix(group_prefix: npt.NDArray[np.int64], weight: npt.NDArray[np.float64], limit: int) -> np.ndarray:
+    """Indexes of the `limit` heaviest groups of each prefix (all of them when no prefix has more)."""
+    if group_prefix.size <= limit or np.bincount(group_prefix).max() <= limit:
+        return np.arange(group_prefix.size)
+    order = np.lexsort((-weight, group_prefix))
+    ranked_prefix = group_prefix[order]
+    first = np.searchsorted(ranked_prefix, ranked_prefix, side="left")
+    rank = np.arange(order.size) - first
+    return np.sort(order[rank < limit])
 
 
 class BatchAggregator:
-    """Turns matched flows into per-prefix field increments; stateless apart from the address-name cache."""
+    """Turns matched flows into per-prefix field increments; stateless apart from name and layout caches."""
 
     def __init__(self) -> None:
         self.names = AddressNames()
+        self._layout: _Layout | None = None
+        self._layout_cidrs: list[str] | None = None
+
+    def _layout_for(self, cidrs: list[str]) -> _Layout:
+        if self._layout is None or self._layout_cidrs is not cidrs:
+            self._layout, self._layout_cidrs = _Layout(cidrs), cidrs
+        return self._layout
 
     def aggregate(self, flows: FlowArray, prefix_index: npt.NDArray[np.int64], cidrs: list[str]) -> dict[str, Fields]:
         """Field increments per prefix cidr for the flows whose destination is in a monitored prefix."""
         matched = prefix_index >= 0
-        if not matched.any():
-            return {}
-        flows, pidx = flows[matched], prefix_index[matched]
+        if not matched.all():
+            if not matched.any():
+                return {}
+            flows, prefix_index = flows[matched], prefix_index[matched]
+        pidx = prefix_index.astype(np.int64, copy=False)
+        # Work on the prefixes present in the batch only (numbered 0..k-1): there may be 100,000 monitored ones.
+        records_per_prefix = np.bincount(pidx, minlength=len(cidrs))
+        present = np.flatnonzero(records_per_prefix)
+        compact = np.zeros(len(cidrs), dtype=np.int64)
+        compact[present] = np.arange(present.size)
+        local = compact[pidx]
+        names = [cidrs[i] for i in present.tolist()]
         # A corrupt or hostile record must not overflow the 64-bit sums (Redis HINCRBY is signed 64-bit too).
-        flows["bytes"] = np.minimum(flows["bytes"], RECORD_COUNTER_CAP)
-        flows["packets"] = np.minimum(flows["packets"], RECORD_COUNTER_CAP)
-        present = np.unique(pidx)
-        out: dict[str, Fields] = {cidrs[i]: Counter() for i in present.tolist()}
-        size = len(cidrs)
-        nbytes, npackets = flows["bytes"], flows["packets"]
-        totals_b, totals_p = _sum_by(pidx, nbytes, size), _sum_by(pidx, npackets, size)
-        masks = classify(flows)
-        for i in present.tolist():
-            fields = out[cidrs[i]]
-            fields["b"] += int(totals_b[i])
-            fields["p"] += int(totals_p[i])
-        class_columns = []
-        for name in CLASSES:
-            mask = masks[name]
-            class_columns.append(mask)
-            if not mask.any():
-                continue
-            cb, cp = _sum_by(pidx[mask], nbytes[mask], size), _sum_by(pidx[mask], npackets[mask], size)
-            for i in np.flatnonzero(cp).tolist():
-                fields = out[cidrs[i]]
-                fields[f"c|{name}|b"] += int(cb[i])
-                fields[f"c|{name}|p"] += int(cp[i])
-        self._hosts(flows, pidx, cidrs, out, np.stack(class_columns, axis=1))
-        self._breakdown(pidx, flows["proto"].astype(np.int64), nbytes, npackets, cidrs, out, "proto", limit=256)
-        self._breakdown(pidx, flows["tcp_flags"].astype(np.int64), nbytes, npackets, cidrs, out, "flags", limit=256)
-        self._breakdown(pidx, flows["sport"].astype(np.int64), nbytes, npackets, cidrs, out, "sport", TOP_PER_BATCH)
-        self._breakdown(pidx, flows["dport"].astype(np.int64), nbytes, npackets, cidrs, out, "dport", TOP_PER_BATCH)
-        self._sources(flows, pidx, cidrs, out)
+        nbytes = np.minimum(flows["bytes"], RECORD_COUNTER_CAP).astype(np.float64)
+        npackets = np.minimum(flows["packets"], RECORD_COUNTER_CAP).astype(np.float64)
+        out: dict[str, Fields] = {name: Counter() for name in names}
+        layout = self._layout_for(cidrs)
+        self._hosts(flows, local, nbytes, npackets, names, out, layout, present)
+        self._breakdown(local, flows["proto"], nbytes, npackets, names, out, "proto", 256, limit=256)
+        self._breakdown(local, flows["tcp_flags"], nbytes, npackets, names, out, "flags", 256, limit=256)
+        self._breakdown(local, flows["sport"], nbytes, npackets, names, out, "sport", 65536, TOP_PER_BATCH)
+        self._breakdown(local, flows["dport"], nbytes, npackets, names, out, "dport", 65536, TOP_PER_BATCH)
+        self._sources(flows, local, nbytes, npackets, names, out, records_per_prefix[present])
         return out
 
-    def _groups(
-        self, pidx: npt.NDArray[np.int64], hi: npt.NDArray[np.uint64], lo: npt.NDArray[np.uint64]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Sort order and group starts of records by (prefix, hi, lo) address."""
-        if pidx.size and int(pidx.max()) < (1 << 31) and not hi.any() and ((lo >> np.uint64(32)) == 0xFFFF).all():
-            # IPv4 only: one 64-bit key (prefix, address) sorts much faster than three.
-            key = (pidx.astype(np.uint64) << np.uint64(32)) | (lo & np.uint64(0xFFFF_FFFF))
-            order = np.argsort(key)
-        else:
-            order = np.lexsort((lo, hi, pidx))
-        s_p, s_hi, s_lo = pidx[order], hi[order], lo[order]
+    @staticmethod
+    def _host_groups(
+        flows: FlowArray, local: npt.NDArray[np.int64], layout: _Layout, present: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        """A group id per flow (one group per destination host) and each group's (local) prefix and address.
+
+        Without sorting when every prefix in the batch is a small IPv4 prefix: a host's slot is its offset in its
+        prefix, and used slots are renumbered densely. Otherwise groups come from sorting (prefix, address).
+        """
+        spans = layout.span[present]
+        if layout.dense[present].all() and int(spans.sum()) <= DENSE_HOST_LIMIT:
+            first_slot = np.cumsum(spans) - spans
+            network_lo = layout.network_lo[present]
+            slot = first_slot[local] + (flows["dst_lo"] - network_lo[local]).astype(np.int64)
+            used = np.flatnonzero(np.bincount(slot, minlength=int(spans.sum())))
+            renumber = np.zeros(int(spans.sum()), dtype=np.int64)
+            renumber[used] = np.arange(used.size)
+            group_prefix = np.searchsorted(first_slot, used, side="right") - 1
+            group_lo = network_lo[group_prefix] + (used - first_slot[group_prefix]).astype(np.uint64)
+            return renumber[slot], group_prefix, np.zeros(used.size, dtype=np.uint64), group_lo
+        hi, lo = flows["dst_hi"], flows["dst_lo"]
+        order = np.lexsort((lo, hi, local))
+        s_p, s_hi, s_lo = local[order], hi[order], lo[order]
         change = np.ones(order.size, dtype=bool)
         change[1:] = (s_p[1:] != s_p[:-1]) | (s_hi[1:] != s_hi[:-1]) | (s_lo[1:] != s_lo[:-1])
-        return order, np.flatnonzero(change)
-
-    @staticmethod
-    def _top_per_prefix(group_prefix: npt.NDArray[np.int64], weight: npt.NDArray[np.int64], limit: int) -> np.ndarray:
-        """Indexes of the `limit` heaviest groups of each prefix."""
-        order = np.lexsort((-weight, group_prefix))
-        ranked_prefix = group_prefix[order]
-        first = np.searchsorted(ranked_prefix, ranked_prefix, side="left")
-        rank = np.arange(order.size) - first
-        return order[rank < limit]
+        starts = np.flatnonzero(change)
+        group = np.empty(order.size, dtype=np.int64)
+        group[order] = np.cumsum(change) - 1
+        return group, s_p[starts], s_hi[starts], s_lo[starts]
 
     def _hosts(
-        self, flows: FlowArray, pidx: npt.NDArray[np.int64], cidrs: list[str], out: dict[str, Fields],
-        class_matrix: npt.NDArray[np.bool_],
+        self, flows: FlowArray, local: npt.NDArray[np.int64], nbytes: npt.NDArray[np.float64],
+        npackets: npt.NDArray[np.float64], names: list[str], out: dict[str, Fields], layout: _Layout,
+        present: npt.NDArray[np.int64],
     ) -> None:
-        order, starts = self._groups(pidx, flows["dst_hi"], flows["dst_lo"])
-        nbytes = flows["bytes"][order].astype(np.int64)
-        npackets = flows["packets"][order].astype(np.int64)
-        host_b = np.add.reduceat(nbytes, starts)
-        host_p = np.add.reduceat(npackets, starts)
-        host_prefix = pidx[order][starts]
-        keep = self._top_per_prefix(host_prefix, host_b, HOSTS_PER_BATCH)
-        classes = class_matrix[order]
-        class_b = np.add.reduceat(classes * nbytes[:, None], starts, axis=0)[keep]
-        class_p = np.add.reduceat(classes * npackets[:, None], starts, axis=0)[keep]
-        his = flows["dst_hi"][order][starts][keep].tolist()
-        los = flows["dst_lo"][order][starts][keep].tolist()
-        prefixes = host_prefix[keep].tolist()
-        kept_b, kept_p = host_b[keep].tolist(), host_p[keep].tolist()
-        for row, (hi, lo, prefix, b, p) in enumerate(zip(his, los, prefixes, kept_b, kept_p, strict=True)):
-            fields = out[cidrs[prefix]]
-            name = self.names(hi, lo)
-            fields[f"h|{name}|b"] += b
-            fields[f"h|{name}|p"] += p
-            for column in np.flatnonzero(class_p[row]).tolist():
-                fields[f"hc|{name}|{CLASSES[column]}|b"] += int(class_b[row, column])
-                fields[f"hc|{name}|{CLASSES[column]}|p"] += int(class_p[row, column])
+        """Prefix totals, class totals, host totals and host classes from one (host, combo) count."""
+        group, group_prefix, group_hi, group_lo = self._host_groups(flows, local, layout, present)
+        count = group_prefix.size
+        key = group * COMBOS + combos(flows)
+        table_b = np.bincount(key, weights=nbytes, minlength=count * COMBOS).reshape(count, COMBOS)
+        table_p = np.bincount(key, weights=npackets, minlength=count * COMBOS).reshape(count, COMBOS)
+        host_b, host_p = table_b.sum(axis=1), table_p.sum(axis=1)
+        class_b, class_p = table_b @ COMBO_CLASSES, table_p @ COMBO_CLASSES
 
+        prefix_b = np.bincount(group_prefix, weights=host_b, minlength=len(names))
+        prefix_p = np.bincount(group_prefix, weights=host_p, minlength=len(names))
+        prefix_class_b = np.zeros((len(names), len(CLASSES)))
+        prefix_class_p = np.zeros((len(names), len(CLASSES)))
+        np.add.at(prefix_class_b, group_prefix, class_b)
+        np.add.at(prefix_class_p, group_prefix, class_p)
+        for i, cidr in enumerate(names):
+            fields = out[cidr]
+            fields["b"] += int(prefix_b[i])
+            fields["p"] += int(prefix_p[i])
+            row_b, row_p = prefix_class_b[i].tolist(), prefix_class_p[i].tolist()
+            for column, name in enumerate(CLASSES):
+                if row_b[column] or row_p[column]:
+                    fields[f"c|{name}|b"] += int(row_b[column])
+                    fields[f"c|{name}|p"] += int(row_p[column])
+
+        keep = _top_per_prefix(group_prefix, host_b, HOSTS_PER_BATCH)
+        rows = zip(
+            group_hi[keep].tolist(), group_lo[keep].tolist(), group_prefix[keep].tolist(),
+            host_b[keep].astype(np.int64).tolist(), host_p[keep].astype(np.int64).tolist(),
+            class_b[keep].astype(np.int64).tolist(), class_p[keep].astype(np.int64).tolist(), strict=True,
+        )  # fmt: skip
+        for hi, lo, prefix, b, p, row_b, row_p in rows:
+            fields = out[names[prefix]]
+            name_b, name_p, per_class = self.names.host_fields(hi, lo)
+            fields[name_b] += b
+            fields[name_p] += p
+            for (class_name_b, class_name_p), cb, cp in zip(per_class, row_b, row_p, strict=True):
+                if cb or cp:
+                    fields[class_name_b] += cb
+                    fields[class_name_p] += cp
+
+    @staticmethod
     def _breakdown(
-        self, pidx: npt.NDArray[np.int64], values: npt.NDArray[np.int64], nbytes: npt.NDArray[np.uint64],
-        npackets: npt.NDArray[np.uint64], cidrs: list[str], out: dict[str, Fields], label: str, limit: int,
+        local: npt.NDArray[np.int64], values: npt.NDArray[np.unsignedinteger], nbytes: npt.NDArray[np.float64],
+        npackets: npt.NDArray[np.float64], names: list[str], out: dict[str, Fields], label: str, width: int,
+        limit: int,
     ) -> None:
-        keys = pidx * 65536 + values
-        present, compact = np.unique(pidx, return_inverse=True)
-        if present.size * 65536 <= DENSE_COUNT_LIMIT:
-            # Dense counting (no sort): the common case of a few attacked prefixes per batch.
-            dense_keys = compact * 65536 + values
-            size = present.size * 65536
-            dense_b = np.bincount(dense_keys, weights=nbytes.astype(np.float64), minlength=size)
-            dense_p = np.bincount(dense_keys, weights=npackets.astype(np.float64), minlength=size)
+        """Bytes and packets per value of one header field (protocol, flags, port), heaviest `limit` per prefix."""
+        keys = local * width + values
+        if len(names) * width <= DENSE_COUNT_LIMIT:
+            size = len(names) * width
+            dense_b = np.bincount(keys, weights=nbytes, minlength=size)
+            dense_p = np.bincount(keys, weights=npackets, minlength=size)
             slots = np.flatnonzero(dense_p)
-            unique = present[slots // 65536] * 65536 + slots % 65536
-            sum_b, sum_p = dense_b[slots].astype(np.int64), dense_p[slots].astype(np.int64)
+            sum_b, sum_p = dense_b[slots], dense_p[slots]
         else:
-            unique, inverse = np.unique(keys, return_inverse=True)
-            sum_b = np.bincount(inverse, weights=nbytes.astype(np.float64)).astype(np.int64)
-            sum_p = np.bincount(inverse, weights=npackets.astype(np.float64)).astype(np.int64)
-        group_prefix = unique // 65536
-        keep = self._top_per_prefix(group_prefix, sum_b, limit) if unique.size > limit else np.arange(unique.size)
-        for key, b, p in zip(unique[keep].tolist(), sum_b[keep].tolist(), sum_p[keep].tolist(), strict=True):
-            fields = out[cidrs[key // 65536]]
-            fields[f"{label}|{key % 65536}|b"] += b
-            fields[f"{label}|{key % 65536}|p"] += p
+            slots, inverse = np.unique(keys, return_inverse=True)
+            sum_b = np.bincount(inverse, weights=nbytes)
+            sum_p = np.bincount(inverse, weights=npackets)
+        prefix_of, value_of = slots // width, slots % width
+        keep = _top_per_prefix(prefix_of, sum_b, limit)
+        rows = zip(prefix_of[keep].tolist(), value_of[keep].tolist(), sum_b[keep].astype(np.int64).tolist(),
+                   sum_p[keep].astype(np.int64).tolist(), strict=True)  # fmt: skip
+        for prefix, value, b, p in rows:
+            fields = out[names[prefix]]
+            fields[f"{label}|{value}|b"] += b
+            fields[f"{label}|{value}|p"] += p
 
-    def _sources(self, flows: FlowArray, pidx: npt.NDArray[np.int64], cidrs: list[str], out: dict[str, Fields]) -> None:
-        order, starts = self._groups(pidx, flows["src_hi"], flows["src_lo"])
-        src_b = np.add.reduceat(flows["bytes"][order].astype(np.int64), starts)
-        src_p = np.add.reduceat(flows["packets"][order].astype(np.int64), starts)
-        src_prefix = pidx[order][starts]
-        keep = self._top_per_prefix(src_prefix, src_b, TOP_PER_BATCH)
-        his = flows["src_hi"][order][starts][keep].tolist()
-        los = flows["src_lo"][order][starts][keep].tolist()
-        for hi, lo, prefix, b, p in zip(
-            his, los, src_prefix[keep].tolist(), src_b[keep].tolist(), src_p[keep].tolist(), strict=True
-        ):
-            fields = out[cidrs[prefix]]
+    def _sources(
+        self, flows: FlowArray, local: npt.NDArray[np.int64], nbytes: npt.NDArray[np.float64],
+        npackets: npt.NDArray[np.float64], names: list[str], out: dict[str, Fields],
+        records_per_prefix: npt.NDArray[np.int64],
+    ) -> None:
+        """Estimated bytes and packets of the heaviest sources per prefix, from an even sample of the records."""
+        step = max(1, -(-local.size // SOURCE_SAMPLE))
+        s_local, s_hi, s_lo = local[::step], flows["src_hi"][::step], flows["src_lo"][::step]
+        s_b, s_p = nbytes[::step], npackets[::step]
+        # Each prefix's sampled sums are scaled by its own sampling ratio, so estimates stay in bytes and packets.
+        scale = records_per_prefix / np.maximum(np.bincount(s_local, minlength=len(names)), 1)
+        order = np.lexsort((s_lo, s_hi, s_local))
+        o_p, o_hi, o_lo = s_local[order], s_hi[order], s_lo[order]
+        change = np.ones(order.size, dtype=bool)
+        change[1:] = (o_p[1:] != o_p[:-1]) | (o_hi[1:] != o_hi[:-1]) | (o_lo[1:] != o_lo[:-1])
+        starts = np.flatnonzero(change)
+        src_prefix = o_p[starts]
+        src_b = np.add.reduceat(s_b[order], starts) * scale[src_prefix]
+        src_p = np.add.reduceat(s_p[order], starts) * scale[src_prefix]
+        keep = _top_per_prefix(src_prefix, src_b, TOP_PER_BATCH)
+        rows = zip(o_hi[starts][keep].tolist(), o_lo[starts][keep].tolist(), src_prefix[keep].tolist(),
+                   np.rint(src_b[keep]).astype(np.int64).tolist(), np.rint(src_p[keep]).astype(np.int64).tolist(),
+                   strict=True)  # fmt: skip
+        for hi, lo, prefix, b, p in rows:
+            fields = out[names[prefix]]
             name = self.names(hi, lo)
             fields[f"src|{name}|b"] += b
             fields[f"src|{name}|p"] += p

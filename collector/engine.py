@@ -3,6 +3,10 @@
 Time comes from an injectable clock so that tests drive seconds forward without sleeping. Flows are counted in
 the second they arrive (the collector's clock, not the exporter's timestamps: NetFlow active timeouts would smear
 an attack's onset over a minute).
+
+Matched flows wait in a per-second buffer and are aggregated once per flush, not once per socket batch: the
+fixed cost of aggregation (naming fields, ranking hosts) is then paid ten times a second instead of per batch,
+which is what keeps records per CPU-second high when datagrams trickle in.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from collector.aggregate import BatchAggregator
 from collector.decode import PacketDecoder
@@ -27,6 +32,7 @@ from mitigation.signal_types import AttackSignal
 logger = logging.getLogger(__name__)
 
 MAX_CATCH_UP_SECONDS = 60
+MAX_PENDING_RECORDS = 1_000_000
 
 
 class FlowCollector:
@@ -63,6 +69,8 @@ class FlowCollector:
         self.matcher = PrefixMatcher([])
         self._cidrs: list[str] = []
         self._local: dict[int, dict[str, Counter[str]]] = {}
+        self._pending: dict[int, list[tuple[FlowArray, npt.NDArray[np.int64]]]] = {}
+        self._pending_records = 0
         self._last_flush = float("-inf")
         self._last_refresh = float("-inf")
         self._last_partial = float("-inf")
@@ -87,6 +95,7 @@ class FlowCollector:
         except Exception:  # noqa: BLE001 - a broken prefix source must not stop collection
             logger.exception("prefix source failed; keeping %d prefixes", len(self._cidrs))
             return
+        self._aggregate_pending()  # buffered prefix indexes refer to the list being replaced
         self.matcher = PrefixMatcher(prefixes)
         self._cidrs = [p.cidr for p in self.matcher.prefixes]
         self.detector.set_prefixes(self.matcher.prefixes)
@@ -109,21 +118,39 @@ class FlowCollector:
         return self.ingest_batch(b"".join(packets), offsets, lengths, [exporter] * len(packets), now)
 
     def ingest_flows(self, flows: FlowArray, now: float | None = None) -> None:
-        """Add decoded flows to the second they arrived in."""
+        """Buffer the decoded flows that hit a monitored prefix under the second they arrived in."""
         if flows.size == 0 or not self._cidrs:
             return
         second = int(self.clock() if now is None else now)
-        increments = self.aggregator.aggregate(flows, self.matcher.match(flows), self._cidrs)
-        bucket = self._local.setdefault(second, {})
-        for cidr, fields in increments.items():
-            current = bucket.get(cidr)
-            if current is None:
-                bucket[cidr] = fields
-            else:
-                current.update(fields)
+        prefix_index = self.matcher.match(flows)
+        matched = prefix_index >= 0
+        if not matched.all():
+            flows, prefix_index = flows[matched], prefix_index[matched]
+        if flows.size == 0:
+            return
+        self._pending.setdefault(second, []).append((flows, prefix_index))
+        self._pending_records += int(flows.size)
+        if self._pending_records >= MAX_PENDING_RECORDS:
+            self._aggregate_pending()
+
+    def _aggregate_pending(self) -> None:
+        """Aggregate buffered flows into the local per-second counters."""
+        pending, self._pending, self._pending_records = self._pending, {}, 0
+        for second, parts in pending.items():
+            flows = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+            prefix_index = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+            increments = self.aggregator.aggregate(flows, prefix_index, self._cidrs)
+            bucket = self._local.setdefault(second, {})
+            for cidr, fields in increments.items():
+                current = bucket.get(cidr)
+                if current is None:
+                    bucket[cidr] = fields
+                else:
+                    current.update(fields)
 
     def flush(self) -> None:
-        """Push local counters to the shared store and start afresh."""
+        """Aggregate buffered flows, push local counters to the shared store and start afresh."""
+        self._aggregate_pending()
         local, self._local = self._local, {}
         for second, deltas in sorted(local.items()):
             if deltas:
@@ -134,7 +161,7 @@ class FlowCollector:
         """Periodic work: prefix refresh, flush, detection. Call it often (every loop turn); it rate-limits itself."""
         now = self.clock() if now is None else now
         self.refresh_prefixes()
-        if now - self._last_flush >= self.flush_interval or any(s < int(now) for s in self._local):
+        if now - self._last_flush >= self.flush_interval or any(s < int(now) for s in self._pending):
             self.flush()
         if self.detect_enabled:
             self._detect(now)

@@ -4,6 +4,11 @@ Python has no recvmmsg, so a batch is a loop of `recvfrom_into` on non-blocking 
 right after the previous one in a large buffer; the decoders then work on the whole batch at once. The kernel
 receive buffer is raised (32 MiB by default) because the default (~208 KiB) overflows within milliseconds at
 flow-export rates while the collector is busy decoding.
+
+Once the first datagram of a batch is there, the reader lingers a few milliseconds (sleeping, the kernel queues
+meanwhile) before draining: decoding and aggregation cost a fixed amount per batch, so a thousand datagrams read
+at once cost far less CPU than a thousand batches of one. Every datagram starts at an 8-byte aligned offset in the
+buffer, so XDR-encoded formats (sFlow) can be read as aligned big-endian words.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,12 +48,14 @@ class UdpListener:
         listen: Mapping[str, tuple[str, int]],
         *,
         receive_buffer: int = 32 * 1024 * 1024,
-        batch_bytes: int = 4 * 1024 * 1024,
-        max_datagrams: int = 2048,
+        batch_bytes: int = 8 * 1024 * 1024,
+        max_datagrams: int = 8192,
+        linger: float = 0.02,
     ) -> None:
         self.stats: Counter[str] = Counter()
         self.sockets: dict[str, socket.socket] = {}
         self.max_datagrams = max_datagrams
+        self.linger = linger
         self._buffer = bytearray(batch_bytes + MAX_DATAGRAM)
         self._view = memoryview(self._buffer)
         self._limit = batch_bytes
@@ -58,7 +66,6 @@ class UdpListener:
             self.close()
             raise
         self._poll = select.poll()
-        self._by_fd = {s.fileno(): s for s in self.sockets.values()}
         for s in self.sockets.values():
             self._poll.register(s.fileno(), select.POLLIN)
 
@@ -84,17 +91,19 @@ class UdpListener:
         return {name: s.getsockname()[:2] for name, s in self.sockets.items()}
 
     def read_batch(self, timeout: float) -> Batch:
-        """Wait up to `timeout` seconds for data, then drain sockets until the buffer or batch size is full."""
+        """Wait up to `timeout` seconds for data, linger, then drain sockets until the buffer or batch size is full."""
         batch = Batch(self._buffer)
         ready = self._poll.poll(max(0, int(timeout * 1000)))
         if not ready:
             return batch
+        if self.linger > 0:
+            time.sleep(self.linger)
         position = 0
         view = self._view
-        for fd, _ in ready:
-            sock = self._by_fd[fd]
+        offsets, lengths, exporters = batch.offsets, batch.lengths, batch.exporters
+        for sock in self.sockets.values():
             recv = sock.recvfrom_into
-            while position < self._limit and len(batch.offsets) < self.max_datagrams:
+            while position < self._limit and len(offsets) < self.max_datagrams:
                 try:
                     size, address = recv(view[position:], MAX_DATAGRAM)
                 except (BlockingIOError, InterruptedError):
@@ -102,12 +111,12 @@ class UdpListener:
                 except OSError:
                     self.stats["receive_errors"] += 1
                     break
-                batch.offsets.append(position)
-                batch.lengths.append(size)
-                batch.exporters.append(address[0])
-                position += size
+                offsets.append(position)
+                lengths.append(size)
+                exporters.append(address[0])
+                position += (size + 7) & ~7
         self.stats["datagrams"] += len(batch)
-        self.stats["bytes"] += position
+        self.stats["bytes"] += sum(lengths)
         return batch
 
     def close(self) -> None:

@@ -4,7 +4,11 @@ sFlow is a chain of length-prefixed samples and records, so offsets depend on wh
 each datagram in Python, every step of the walk is taken for all datagrams (then all samples) at once: step k reads
 the k-th sample header of every datagram that has one. The number of Python iterations is the largest sample count
 in the batch, not the number of samples. Sampled packet headers (Ethernet, optional VLAN tags, IPv4/IPv6, TCP/UDP)
-are then parsed as columns of a (samples x 128 bytes) matrix.
+are then parsed from windows re-based at their L3 and L4 headers, so every field sits in a fixed column.
+
+sFlow is XDR: every item length is a multiple of four, so with datagrams at 4-byte aligned offsets (the listener
+aligns them) every header word is one element of a big-endian word view of the buffer, read without gathering
+bytes. Unaligned input (tests, replays, malformed lengths) takes the byte-gathering path.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from collector.decode.common import ByteArray, DecodeStats, IntArray, be32_safe, gather_rows
+from collector.decode.common import ByteArray, DecodeStats, IntArray, be32_at, gather_rows
 from collector.records import FlowArray, V4_MAPPED, empty_flows
 
 BoolArray = npt.NDArray[np.bool_]
@@ -30,8 +34,33 @@ MAX_STEPS = 256
 VLAN_ETHERTYPES = (0x8100, 0x88A8, 0x9100)
 
 
+class _Words:
+    """Big-endian 32-bit reads at many offsets of one buffer: a word view when aligned, byte gathers otherwise."""
+
+    def __init__(self, u8: ByteArray) -> None:
+        self.u8 = u8
+        self.words = np.frombuffer(u8.data, dtype=">u4", count=u8.size // 4) if u8.size >= 4 else None
+
+    def at(self, offsets: IntArray) -> npt.NDArray[np.uint32]:
+        """Words at offsets; callers guarantee offset + 4 <= len(u8)."""
+        if self.words is not None and u8_aligned(self.u8) and not (offsets & 3).any():
+            return self.words[offsets >> 2].astype(np.uint32)
+        return be32_at(self.u8, offsets)
+
+    def safe(self, offsets: IntArray, valid: BoolArray) -> npt.NDArray[np.uint32]:
+        """Words where `valid`, zero elsewhere, never reading outside the buffer."""
+        if self.u8.size < 4:
+            return np.zeros(offsets.size, dtype=np.uint32)
+        return np.where(valid, self.at(np.where(valid, offsets, 0)), 0).astype(np.uint32)
+
+
+def u8_aligned(u8: ByteArray) -> bool:
+    """Whether the buffer itself starts at a 4-byte aligned address (offsets are relative to it)."""
+    return u8.ctypes.data % 4 == 0
+
+
 def _walk(
-    u8: ByteArray, starts: IntArray, ends: IntArray, counts: npt.NDArray[np.uint32], owner: IntArray
+    words: _Words, starts: IntArray, ends: IntArray, counts: npt.NDArray[np.uint32], owner: IntArray
 ) -> tuple[IntArray, npt.NDArray[np.uint32], IntArray, IntArray, BoolArray]:
     """Walk `counts[i]` (format, length, body) items from `starts[i]` up to `ends[i]`, for all i at once.
 
@@ -49,8 +78,8 @@ def _walk(
         fits = cursor + 8 <= ends
         bad |= active & ~fits
         active &= fits
-        fmt = be32_safe(u8, cursor, active)
-        length = be32_safe(u8, cursor + 4, active).astype(np.int64)
+        fmt = words.safe(cursor, active)
+        length = words.safe(cursor + 4, active).astype(np.int64)
         overflow = active & (cursor + 8 + length > ends)
         bad |= overflow
         active &= ~overflow
@@ -85,21 +114,22 @@ class SflowDecoder:
         self.stats["sflow_packets"] += n
         ends = offsets + lengths
         ok = lengths >= 28
-        version = be32_safe(u8, offsets, ok)
-        agent_type = be32_safe(u8, offsets + 4, ok)
+        words = _Words(u8)
+        version = words.safe(offsets, ok)
+        agent_type = words.safe(offsets + 4, ok)
         header_len = np.where(agent_type == 2, 40, 28).astype(np.int64)
         ok &= (version == 5) & ((agent_type == 1) | (agent_type == 2)) & (lengths >= header_len)
-        nsamples = be32_safe(u8, offsets + header_len - 4, ok)
+        nsamples = words.safe(offsets + header_len - 4, ok)
         nsamples = np.where(ok, nsamples, 0).astype(np.uint32)
         owner = np.arange(n, dtype=np.int64)
-        s_owner, s_format, s_body, s_len, bad = _walk(u8, offsets + header_len, ends, nsamples, owner)
+        s_owner, s_format, s_body, s_len, bad = _walk(words, offsets + header_len, ends, nsamples, owner)
         ok &= ~bad
-        flows = self._flow_samples(u8, s_owner, s_format, s_body, s_len, ok)
+        flows = self._flow_samples(words, s_owner, s_format, s_body, s_len, ok)
         self.stats["malformed"] += int(n - ok.sum())
         return flows
 
     def _flow_samples(
-        self, u8: ByteArray, owner: IntArray, fmt: npt.NDArray[np.uint32], body: IntArray, length: IntArray,
+        self, words: _Words, owner: IntArray, fmt: npt.NDArray[np.uint32], body: IntArray, length: IntArray,
         datagram_ok: BoolArray,
     ) -> FlowArray:
         plain = (fmt == FLOW_SAMPLE) & (length >= 32)
@@ -109,18 +139,19 @@ class SflowDecoder:
         self.stats["sflow_flow_samples"] += int(owner.size)
         if owner.size == 0:
             return empty_flows()
-        rate = be32_at_all(u8, body + np.where(expanded, 12, 8)).astype(np.uint64)
-        nrecords = be32_at_all(u8, body + np.where(expanded, 40, 28))
+        u8 = words.u8
+        rate = words.at(body + np.where(expanded, 12, 8)).astype(np.uint64)
+        nrecords = words.at(body + np.where(expanded, 40, 28))
         first_record = body + np.where(expanded, 44, 32)
         sample_ids = np.arange(owner.size, dtype=np.int64)
-        r_sample, r_format, r_body, r_len, bad = _walk(u8, first_record, body + length, nrecords, sample_ids)
+        r_sample, r_format, r_body, r_len, bad = _walk(words, first_record, body + length, nrecords, sample_ids)
         if bad.any():
             datagram_ok[owner[bad]] = False
         sample_ok = datagram_ok[owner]
         choice = self._choose_records(r_sample, r_format, r_len, sample_ok)
         r_sample, r_format, r_body = r_sample[choice], r_format[choice], r_body[choice]
         parts = [
-            self._raw_headers(u8, r_body[r_format == RAW_HEADER], r_len[choice][r_format == RAW_HEADER]),
+            self._raw_headers(words, r_body[r_format == RAW_HEADER], r_len[choice][r_format == RAW_HEADER]),
             self._sampled_ipv4(u8, r_body[r_format == SAMPLED_IPV4]),
             self._sampled_ipv6(u8, r_body[r_format == SAMPLED_IPV6]),
         ]
@@ -129,9 +160,11 @@ class SflowDecoder:
         )
         flows = np.concatenate([p[0] for p in parts])
         kept = np.concatenate([p[1] for p in parts])
-        flows, order = flows[kept], order[kept]
-        sorter = np.argsort(order, kind="stable")
-        flows, order = flows[sorter], order[sorter]
+        if not kept.all():
+            flows, order = flows[kept], order[kept]
+        if order.size > 1 and (order[1:] < order[:-1]).any():
+            sorter = np.argsort(order, kind="stable")
+            flows, order = flows[sorter], order[sorter]
         sample_rate = np.maximum(rate[order], 1)
         flows["sampling"] = sample_rate
         flows["packets"] = sample_rate
@@ -160,84 +193,72 @@ class SflowDecoder:
         _, first = np.unique(r_sample[ranked], return_index=True)
         return np.sort(ranked[first])
 
-    def _raw_headers(self, u8: ByteArray, body: IntArray, length: IntArray) -> tuple[FlowArray, BoolArray]:
-        """Parse sampled packet headers column-wise: L2 (with up to two VLAN tags), L3, then ports and flags."""
+    def _raw_headers(self, words: _Words, body: IntArray, length: IntArray) -> tuple[FlowArray, BoolArray]:
+        """Parse sampled packet headers: L2 (up to two VLAN tags), then L3 and L4 from windows starting at them.
+
+        Fields are read only where the captured header (`visible`) covers them; bytes past it may belong to the
+        next record and are never trusted.
+        """
         n = body.size
         flows = empty_flows(n)
         if n == 0:
             return flows, np.zeros(0, dtype=bool)
-        header_proto = be32_at_all(u8, body)
-        frame_length = be32_at_all(u8, body + 4).astype(np.uint64)
-        header_length = be32_at_all(u8, body + 12).astype(np.int64)
+        header_proto = words.at(body)
+        frame_length = words.at(body + 4).astype(np.uint64)
+        header_length = words.at(body + 12).astype(np.int64)
         ok = (header_length + 16 <= length) & (header_length > 0)
         visible = np.where(ok, np.minimum(header_length, WINDOW), 0)
-        window = self._window(u8, body + 16, visible)
-        rows = np.arange(n)
+        u8 = words.u8
+        # Windows may reach past the buffer's end for short or garbage headers; pad rather than read outside it.
+        if u8.size < int(body.max()) + 16 + 2 * WINDOW:
+            u8 = np.concatenate([u8, np.zeros(2 * WINDOW, dtype=np.uint8)])
+        start = body + 16
+        l2 = gather_rows(u8, start, 22).astype(np.int64)
 
-        def byte(at: IntArray) -> npt.NDArray[np.int64]:
-            return window[rows, np.clip(at, 0, WINDOW - 1)].astype(np.int64)
-
-        def short(at: IntArray) -> npt.NDArray[np.int64]:
-            return (byte(at) << 8) | byte(at + 1)
-
-        l3 = np.zeros(n, dtype=np.int64)
-        ethertype = np.zeros(n, dtype=np.int64)
         ether = header_proto == HEADER_ETHERNET
-        ethertype[ether] = short(np.full(n, 12))[ether]
-        l3[ether] = 14
-        for _ in range(2):
-            tagged = ether & np.isin(ethertype, VLAN_ETHERTYPES)
-            ethertype = np.where(tagged, short(l3 + 2), ethertype)
+        ethertype = np.where(ether, (l2[:, 12] << 8) | l2[:, 13], 0)
+        l3 = np.where(ether, 14, 0)
+        for tag in range(2):
+            tagged = ether & np.isin(ethertype, VLAN_ETHERTYPES) & (l3 == 14 + 4 * tag)
+            ethertype = np.where(tagged, (l2[:, 16 + 4 * tag] << 8) | l2[:, 17 + 4 * tag], ethertype)
             l3 = np.where(tagged, l3 + 4, l3)
         ethertype = np.where(header_proto == HEADER_IPV4, 0x0800, ethertype)
         ethertype = np.where(header_proto == HEADER_IPV6, 0x86DD, ethertype)
-        version = byte(l3) >> 4
+
+        ip = gather_rows(u8, start + l3, 48)
+        version = ip[:, 0] >> 4
         is4 = (ethertype == 0x0800) & (version == 4) & (l3 + 20 <= visible)
         is6 = (ethertype == 0x86DD) & (version == 6) & (l3 + 40 <= visible)
         ok &= is4 | is6
-
-        ihl = (byte(l3) & 0x0F) * 4
-        frag_word = short(l3 + 6)
-        v6_next = byte(l3 + 6)
+        ihl = (ip[:, 0] & 0x0F).astype(np.int64) * 4
+        frag_word = (ip[:, 6].astype(np.int64) << 8) | ip[:, 7]
+        v6_next = ip[:, 6].astype(np.int64)
         v6_frag = is6 & (v6_next == 44) & (l3 + 48 <= visible)
-        proto = np.where(is4, byte(l3 + 9), np.where(v6_frag, byte(l3 + 40), v6_next))
+        proto = np.where(is4, ip[:, 9], np.where(v6_frag, ip[:, 40], v6_next))
         frag = np.where(is4, (frag_word & 0x3FFF) != 0, v6_frag)
-        later_fragment = np.where(is4, (frag_word & 0x1FFF) != 0, v6_frag & ((short(l3 + 42) >> 3) != 0))
+        v6_offset = ((ip[:, 42].astype(np.int64) << 8) | ip[:, 43]) >> 3
+        later_fragment = np.where(is4, (frag_word & 0x1FFF) != 0, v6_frag & (v6_offset != 0))
         l4 = np.where(is4, l3 + ihl, np.where(v6_frag, l3 + 48, l3 + 40))
         has_ports = ((proto == 6) | (proto == 17)) & ~later_fragment & (l4 + 4 <= visible)
         has_flags = (proto == 6) & ~later_fragment & (l4 + 14 <= visible)
+        transport = gather_rows(u8, start + np.minimum(l4, WINDOW), 14)
 
+        v4 = np.ascontiguousarray(ip[:, 12:20]).view(">u4").astype(np.uint64)
+        v6 = np.ascontiguousarray(ip[:, 8:40]).view(">u8").astype(np.uint64)
         flows["ipv6"] = is6
-        flows["src_lo"] = np.where(is4, self._be(window, l3 + 12, 4) | V4_MAPPED, self._be(window, l3 + 16, 8))
-        flows["src_hi"] = np.where(is4, 0, self._be(window, l3 + 8, 8))
-        flows["dst_lo"] = np.where(is4, self._be(window, l3 + 16, 4) | V4_MAPPED, self._be(window, l3 + 32, 8))
-        flows["dst_hi"] = np.where(is4, 0, self._be(window, l3 + 24, 8))
+        flows["src_lo"] = np.where(is4, v4[:, 0] | V4_MAPPED, v6[:, 1])
+        flows["src_hi"] = np.where(is4, 0, v6[:, 0])
+        flows["dst_lo"] = np.where(is4, v4[:, 1] | V4_MAPPED, v6[:, 3])
+        flows["dst_hi"] = np.where(is4, 0, v6[:, 2])
         flows["proto"] = proto
         flows["frag"] = frag
-        flows["sport"] = np.where(has_ports, short(l4), 0)
-        flows["dport"] = np.where(has_ports, short(l4 + 2), 0)
-        flows["tcp_flags"] = np.where(has_flags, byte(l4 + 13), 0)
+        ports = np.ascontiguousarray(transport[:, 0:4]).view(">u2")
+        flows["sport"] = np.where(has_ports, ports[:, 0], 0)
+        flows["dport"] = np.where(has_ports, ports[:, 1], 0)
+        flows["tcp_flags"] = np.where(has_flags, transport[:, 13], 0)
         flows["bytes"] = frame_length
         self.stats["sflow_non_ip_samples"] += int(n - ok.sum())
         return flows, ok
-
-    @staticmethod
-    def _window(u8: ByteArray, starts: IntArray, visible: IntArray) -> npt.NDArray[np.uint8]:
-        """The first bytes of each header, zero past its captured length (so nothing outside it is read)."""
-        if u8.size < int(starts.max(initial=0)) + WINDOW:
-            u8 = np.concatenate([u8, np.zeros(WINDOW, dtype=np.uint8)])
-        rows = gather_rows(u8, starts, WINDOW)
-        inside = np.arange(WINDOW, dtype=np.int64)[None, :] < visible[:, None]
-        return rows * inside
-
-    @staticmethod
-    def _be(window: npt.NDArray[np.uint8], at: IntArray, width: int) -> npt.NDArray[np.uint64]:
-        rows = np.arange(window.shape[0])
-        out = np.zeros(window.shape[0], dtype=np.uint64)
-        for i in range(width):
-            column = window[rows, np.clip(at + i, 0, WINDOW - 1)].astype(np.uint64)
-            out = (out << np.uint64(8)) | column
-        return out
 
     def _sampled_ipv4(self, u8: ByteArray, body: IntArray) -> tuple[FlowArray, BoolArray]:
         """sFlow sampled IPv4 record: length, protocol, src, dst, ports, tcp flags, tos (32-bit words)."""
@@ -272,8 +293,3 @@ class SflowDecoder:
     def _words(u8: ByteArray, body: IntArray, count: int) -> npt.NDArray[np.uint32]:
         rows = gather_rows(u8, body, 4 * count)
         return np.ascontiguousarray(rows).view(">u4").reshape(body.size, count).astype(np.uint32)
-
-
-def be32_at_all(u8: ByteArray, offsets: IntArray) -> npt.NDArray[np.uint32]:
-    """Big-endian words at offsets already known to be inside their item."""
-    return be32_safe(u8, offsets, np.ones(offsets.size, dtype=bool))
