@@ -1,0 +1,147 @@
+"""`manage.py run_collector`: verified prefixes and tenant thresholds in, Attack rows out, over real loopback UDP."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.db import DatabaseError, connections
+
+from mitigation.management.commands.run_collector import (
+    SignalRecorder,
+    collect,
+    default_listen,
+    load_prefixes,
+    parse_listen,
+)
+from mitigation.models import Attack, TenantPolicy, VerifiedPrefix
+from mitigation.signal_types import AttackSignal, AttackVector, SignalPhase
+from netsim.flowgen import Scenario, encoder_for
+from tests.support.world import World
+
+WAIT_LIMIT = 60.0
+TARGET = "203.0.113.77"
+SAMPLING = 1000
+
+
+def wait_for(condition: Callable[[], bool]) -> bool:
+    """Poll a condition; the limit only keeps a broken build from hanging, it is not what the test checks."""
+    deadline = time.monotonic() + WAIT_LIMIT
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def in_own_connection(work: Callable[[], None]) -> None:
+    """Run database work committed outside the test's transaction (the collector's rows are committed too)."""
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+
+
+def test_listen_defaults_come_from_the_environment() -> None:
+    assert default_listen({}) == {"sflow": ("127.0.0.1", 6343), "netflow": ("127.0.0.1", 2055),
+                                  "ipfix": ("127.0.0.1", 4739)}  # fmt: skip
+    assert default_listen({"SLUICE_NETFLOW_PORT": "9995"})["netflow"] == ("127.0.0.1", 9995)
+    assert parse_listen(["ipfix=127.0.0.1:4739", "v6=[::1]:2055"]) == {"ipfix": ("127.0.0.1", 4739),
+                                                                        "v6": ("::1", 2055)}  # fmt: skip
+    for bad in ("ipfix", "ipfix=127.0.0.1", "=127.0.0.1:1", "x=127.0.0.1:70000"):
+        with pytest.raises(ValueError):
+            parse_listen([bad])
+
+
+@pytest.mark.django_db
+def test_prefixes_carry_tenant_thresholds_unless_the_prefix_has_its_own(world: World) -> None:
+    VerifiedPrefix.objects.filter(prefix="198.51.100.0/24").update(threshold_pps=5_000)
+    policy = TenantPolicy.objects.get(tenant=world.acme)
+    prefixes = {p.cidr: p for p in load_prefixes()}
+    assert {"203.0.113.0/24", "2001:db8:100::/48", "198.51.100.0/24", "2001:db8:200::/48"} <= set(prefixes)
+    acme = prefixes["203.0.113.0/24"]
+    assert (acme.tenant, acme.host_pps, acme.host_bps) == ("acme", policy.detection_threshold_pps,
+                                                           policy.detection_threshold_bps)  # fmt: skip
+    assert prefixes["198.51.100.0/24"].tenant == "globex"
+    assert prefixes["198.51.100.0/24"].host_pps == 5_000
+
+
+def test_database_errors_keep_signals_queued_in_order_and_bounded() -> None:
+    recorded: list[AttackSignal] = []
+    failing = [True]
+
+    def record(signal: AttackSignal, *, acting_user: object) -> None:
+        if failing[0]:
+            raise DatabaseError("connection refused")
+        recorded.append(signal)
+
+    recorder = SignalRecorder(record=record, max_pending=2, refresh=lambda: None)
+    signals = [AttackSignal(target=f"203.0.113.{i}", vectors=(AttackVector.UDP_FLOOD,), bps=1, pps=1,
+                            phase=SignalPhase.START) for i in range(3)]  # fmt: skip
+    for signal in signals:
+        recorder(signal)
+    assert recorder.pending == 2 and recorder.stats["dropped"] == 1
+    failing[0] = False
+    assert recorder.deliver() == 2
+    assert recorded == signals[1:]
+
+
+@pytest.fixture
+def collector_thread(world: World) -> Iterator[tuple[dict[str, tuple[str, int]], SignalRecorder]]:
+    stop = threading.Event()
+    ready: dict[str, tuple[str, int]] = {}
+    recorder = SignalRecorder()
+    namespace = f"sluice:flow:test:{uuid.uuid4().hex}"
+    thread = threading.Thread(
+        target=collect,
+        kwargs={"listen": {"ipfix": ("127.0.0.1", 0), "sflow": ("127.0.0.1", 0)}, "redis_url": _redis_url(),
+                "stop_event": stop, "namespace": namespace, "recorder": recorder, "on_ready": ready.update},
+        daemon=True,
+    )  # fmt: skip
+    thread.start()
+    assert wait_for(lambda: len(ready) == 2)
+    try:
+        yield ready, recorder
+    finally:
+        stop.set()
+        thread.join(30)
+        in_own_connection(lambda: Attack.objects.filter(target=f"{TARGET}/32").delete())
+
+
+def _redis_url() -> str:
+    from django.conf import settings
+
+    return settings.REDIS_URL
+
+
+@pytest.mark.django_db
+def test_dns_amplification_at_20x_the_tenant_threshold_becomes_an_attack(
+    world: World, collector_thread: tuple[dict[str, tuple[str, int]], SignalRecorder]
+) -> None:
+    addresses, recorder = collector_thread
+    threshold_pps = TenantPolicy.objects.get(tenant=world.acme).detection_threshold_pps
+    records_per_second = 20 * threshold_pps // SAMPLING
+    scenario = Scenario("dns_amplification", target=TARGET, attack_start=0, attack_end=1e9, attack_share=1.0)
+    packets = encoder_for("ipfix", sampling=SAMPLING).encode(scenario.records(0.5, records_per_second // 10))
+
+    def attack_recorded() -> bool:
+        # A tenth of a second of attack per poll: the collector sees 20x the threshold per second.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for packet in packets:
+                sender.sendto(packet, addresses["ipfix"])
+        return Attack.objects.filter(target=f"{TARGET}/32", vectors__contains=["dns_amplification"]).exists()
+
+    assert wait_for(attack_recorded), f"no attack recorded; recorder {dict(recorder.stats)}"
+    attack = Attack.objects.get(target=f"{TARGET}/32")
+    assert attack.tenant_id == world.acme.id
+    assert recorder.stats["recorded"] >= 1 and recorder.pending == 0
