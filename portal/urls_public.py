@@ -11,4 +11,5 @@ urlpatterns = [
     path("logout/", views.logout_view, name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api_urls_public")),
+    path("soc/", include("portal.soc.urls")),
 ]

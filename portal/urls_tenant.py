@@ -9,4 +9,5 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.logout_view, name="logout"),
     path("api/v1/", include("portal.api_urls_tenant")),
+    path("", include("portal.customer.urls")),
 ]

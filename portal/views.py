@@ -1,18 +1,78 @@
-"""Views shared by the public domain (SOC console) and tenant domains (customer portal)."""
+"""Views shared by the public domain (SOC console) and tenant domains (customer portal), and their access rules.
+
+The same role names mean the same thing on both sides: viewers see, operators act on mitigations, admins manage.
+Which side a request is on is decided by its domain (the urlconf django-tenants picked), never by the user.
+"""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
+
+from portal.accounts.actors import Actor
+from portal.accounts.choices import UserRoleChoices
+from tenants.validation import ValidationProblem
+
+View = Callable[..., HttpResponse]
 
 
 def is_public_request(request: HttpRequest) -> bool:
     return connection.schema_name == "public"
+
+
+def role_required(role: str) -> Callable[[View], View]:
+    """Log in first (anonymous users are sent to the login page), then hold `role` or a stronger one (else 403).
+
+    Views that look up an object by id check the role themselves after the lookup, so that a foreign id answers
+    404 to every role alike and a weak role cannot tell foreign ids from its own.
+    """
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        @login_required
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.has_role(role):
+                raise PermissionDenied(f"needs the {role} role")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+viewer_required = role_required(UserRoleChoices.VIEWER)
+
+
+def require_role(request: HttpRequest, role: str) -> None:
+    """The role check for views that first had to find their object (see role_required)."""
+    if not request.user.has_role(role):
+        raise PermissionDenied(f"needs the {role} role")
+
+
+def request_actor(request: HttpRequest) -> Actor:
+    """The audit actor of a page request: a customer user carries its tenant's slug, an operator none."""
+    tenant = getattr(request, "tenant", None)
+    slug = "" if tenant is None or tenant.is_public else tenant.slug
+    return Actor.for_user(request.user, tenant_slug=slug)
+
+
+def add_problem(form: Any, problem: ValidationProblem, field_map: dict[str, str] | None = None) -> None:
+    """Show a service's refusal on the form, on the field it names when the form has one."""
+    field = (field_map or {}).get(problem.field, problem.field)
+    if field in form.fields:
+        form.add_error(field, problem.message)
+    else:
+        form.add_error(None, f"{problem.field}: {problem.message}")
 
 
 class LoginView(auth_views.LoginView):
@@ -37,8 +97,12 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return redirect("login")
 
 
-@login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """'/': the SOC board at the provider's domain, the customer dashboard at a tenant's."""
     if is_public_request(request):
-        return render(request, "portal/soc_home.html", {"tenant": request.tenant})
-    return render(request, "portal/customer_home.html", {"tenant": request.tenant})
+        from portal.soc.views import board
+
+        return board(request)
+    from portal.customer.views import dashboard
+
+    return dashboard(request)

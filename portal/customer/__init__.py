@@ -1,0 +1,1 @@
+"""The customer self-service portal, served at a tenant's own domain."""

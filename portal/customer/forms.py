@@ -1,0 +1,69 @@
+"""Forms of the customer portal. They only shape input; the services in tenants.services decide what is allowed."""
+
+from __future__ import annotations
+
+from django import forms
+
+from portal.accounts.choices import UserRoleChoices
+from tenants.customer.choices import ApplicationProfileChoices, AutomationModeChoices, MitigationActionChoices
+
+
+class ReasonForm(forms.Form):
+    """Why a person approves, rejects or withdraws: kept in the audit log next to their name."""
+
+    reason = forms.CharField(max_length=300, required=False)
+
+
+class PrefixRequestForm(forms.Form):
+    """Ask the provider to protect a prefix; it stays pending until an operator verifies it."""
+
+    prefix = forms.CharField(max_length=50, widget=forms.TextInput(attrs={"placeholder": "203.0.113.0/24"}))
+    description = forms.CharField(max_length=200, required=False)
+
+
+class ServiceProfileForm(forms.Form):
+    """The service profile; field names follow ProfileInput so a refusal lands on the right field."""
+
+    latency_threshold_ms = forms.IntegerField(label="Latency threshold (ms)", min_value=1, max_value=1000)
+    application_profile = forms.ChoiceField(choices=ApplicationProfileChoices.choices)
+    automation_mode = forms.ChoiceField(choices=AutomationModeChoices.choices)
+    approval_window_minutes = forms.IntegerField(label="Approval window (minutes)", min_value=1, max_value=240)
+    allowed_actions = forms.MultipleChoiceField(
+        choices=MitigationActionChoices.choices, widget=forms.CheckboxSelectMultiple
+    )
+    hold_down_minutes = forms.IntegerField(label="Hold-down (minutes)", min_value=0, max_value=1440)
+    detection_threshold_bps = forms.IntegerField(label="Detection threshold (bit/s)", min_value=1)
+    detection_threshold_pps = forms.IntegerField(label="Detection threshold (packets/s)", min_value=1)
+    latency_overrides = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "center:fra=30\nregion:eu=40"}),
+        help_text="One per line: center:<slug>=<ms> or region:<name>=<ms>",
+    )
+
+    def clean_latency_overrides(self) -> dict[str, int]:
+        overrides: dict[str, int] = {}
+        for line in self.cleaned_data["latency_overrides"].splitlines():
+            if not line.strip():
+                continue
+            scope, sep, value = line.partition("=")
+            if not sep or not value.strip().isdigit():
+                raise forms.ValidationError(f"{line.strip()!r} must read center:<slug>=<ms> or region:<name>=<ms>")
+            overrides[scope.strip()] = int(value.strip())
+        return overrides
+
+
+# The service names a field by its ProfileInput meaning; these are the form's names for the same fields.
+PROFILE_FIELD_MAP = {
+    "latency_ms": "latency_threshold_ms",
+    "profile": "application_profile",
+    "detection_threshold": "detection_threshold_bps",
+}
+
+
+class UserCreateForm(forms.Form):
+    """A new user of this tenant; the password is generated and shown once, like onboarding's admin password."""
+
+    username = forms.RegexField(regex=r"^[\w.@+-]{2,150}$", max_length=150)
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=UserRoleChoices.choices, initial=UserRoleChoices.VIEWER)
+

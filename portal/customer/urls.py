@@ -1,0 +1,18 @@
+"""URLs of the customer portal, included at a tenant's domain only (portal.urls_tenant)."""
+
+from django.urls import path
+
+from portal.customer import views
+
+app_name = "customer"
+
+urlpatterns = [
+    path("board/fragment/", views.dashboard_fragment, name="board-fragment"),
+    path("mitigations/<int:pk>/", views.mitigation_detail, name="mitigation"),
+    path("mitigations/<int:pk>/approve/", views.mitigation_approve, name="mitigation-approve"),
+    path("mitigations/<int:pk>/reject/", views.mitigation_reject, name="mitigation-reject"),
+    path("mitigations/<int:pk>/withdraw/", views.mitigation_withdraw, name="mitigation-withdraw"),
+    path("prefixes/", views.prefixes, name="prefixes"),
+    path("profile/", views.profile, name="profile"),
+    path("users/", views.users, name="users"),
+]

@@ -1,0 +1,262 @@
+"""The customer portal: a tenant's attacks and mitigations live, approvals, prefixes, profile and users.
+
+Every public-schema row is read through mitigation.selectors with the request's tenant, so a foreign id and a
+missing id are the same 404. Tenant-schema rows (prefixes, profile, users) are the request's own schema already.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from mitigation import selectors
+from mitigation.audit import record_audit
+from mitigation.choices import AttackStatusChoices, MitigationStateChoices
+from mitigation.models import AuditEvent, Mitigation
+from mitigation.services import lifecycle
+from portal.accounts.choices import UserRoleChoices
+from portal.accounts.models import User
+from portal.customer.forms import (
+    PROFILE_FIELD_MAP,
+    PrefixRequestForm,
+    ReasonForm,
+    ServiceProfileForm,
+    UserCreateForm,
+)
+from portal.views import add_problem, request_actor, require_role, role_required, viewer_required
+from tenants.customer.models import ProtectedPrefix, ServiceProfile
+from tenants.models import Tenant
+from tenants.services import ProfileInput, request_prefix, update_service_profile
+from tenants.validation import ValidationProblem
+
+# States a customer wants on the dashboard: everything that is or may soon be on the network.
+BOARD_STATES = (*lifecycle.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
+RECENT_LIMIT = 20
+
+
+def _tenant(request: HttpRequest) -> Tenant:
+    """The request's tenant; the customer urlconf is only ever served at a tenant's domain."""
+    tenant = selectors.request_tenant(request)
+    assert tenant is not None, "customer views are only routed at a tenant's domain"
+    return tenant
+
+
+def _board_mitigations(tenant: Tenant) -> QuerySet[Mitigation]:
+    return (
+        selectors.mitigations_for(tenant)
+        .annotate(action_count=Count("actions", filter=~Q(actions__status="retired")))
+        .prefetch_related("actions")
+    )
+
+
+def _board_context(request: HttpRequest) -> dict[str, Any]:
+    tenant = _tenant(request)
+    return {
+        "tenant": tenant,
+        "attacks": selectors.attacks_for(tenant)
+        .select_related("mitigation")
+        .filter(status=AttackStatusChoices.ACTIVE)[:100],
+        "mitigations": _board_mitigations(tenant).filter(state__in=BOARD_STATES)[:100],
+        "recent": _board_mitigations(tenant).exclude(state__in=BOARD_STATES)[:RECENT_LIMIT],
+    }
+
+
+@viewer_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """The page a customer keeps open: live attacks and mitigations, refreshed on every live event."""
+    return render(request, "customer/dashboard.html", _board_context(request))
+
+
+@viewer_required
+@never_cache
+def dashboard_fragment(request: HttpRequest) -> HttpResponse:
+    """The dashboard's tables alone, fetched by the page when a `sluice:event` arrives (no full reload)."""
+    return render(request, "customer/_board.html", _board_context(request))
+
+
+@viewer_required
+def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One mitigation: why (decisions and their reasons), what (actions) and where it stands (deployments)."""
+    tenant = _tenant(request)
+    mitigation = get_object_or_404(selectors.mitigations_for(tenant), pk=pk)
+    context = {
+        "tenant": tenant,
+        "mitigation": mitigation,
+        "attack": mitigation.attack,
+        "actions": selectors.actions_for(tenant).filter(mitigation=mitigation).prefetch_related("deployments"),
+        "decisions": selectors.decisions_for(tenant).filter(mitigation=mitigation),
+        "can_act": request.user.has_role(UserRoleChoices.OPERATOR),
+        "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
+        "can_withdraw": mitigation.state in lifecycle.LIVE_STATES,
+        "form": ReasonForm(),
+    }
+    return render(request, "customer/mitigation_detail.html", context)
+
+
+def _act(request: HttpRequest, pk: int, service: Callable[..., Mitigation], verb: str) -> HttpResponse:
+    """Look up first (404 for foreign and missing ids alike, whatever the role), then check the role, then act."""
+    tenant = _tenant(request)
+    mitigation = get_object_or_404(selectors.mitigations_for(tenant), pk=pk)
+    require_role(request, UserRoleChoices.OPERATOR)
+    form = ReasonForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    kwargs: dict[str, Any] = {"acting_user": request_actor(request)}
+    if service is not lifecycle.approve_mitigation:
+        kwargs["reason"] = reason
+    try:
+        service(mitigation.pk, **kwargs)
+    except ValidationProblem as problem:
+        messages.error(request, f"Could not {verb}: {problem.message}")
+    else:
+        messages.success(request, f"Mitigation {mitigation.pk}: {verb} recorded.")
+    return redirect("customer:mitigation", pk=mitigation.pk)
+
+
+@require_POST
+@viewer_required
+def mitigation_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, lifecycle.approve_mitigation, "approve")
+
+
+@require_POST
+@viewer_required
+def mitigation_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, lifecycle.reject_mitigation, "reject")
+
+
+@require_POST
+@viewer_required
+def mitigation_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, lifecycle.withdraw_mitigation, "withdraw")
+
+
+@viewer_required
+def prefixes(request: HttpRequest) -> HttpResponse:
+    """The tenant's prefixes with their verification status; admins ask for new ones here."""
+    tenant = _tenant(request)
+    is_admin = request.user.has_role(UserRoleChoices.ADMIN)
+    form = PrefixRequestForm()
+    if request.method == "POST":
+        require_role(request, UserRoleChoices.ADMIN)
+        form = PrefixRequestForm(request.POST)
+        if form.is_valid():
+            try:
+                created = request_prefix(
+                    tenant, form.cleaned_data["prefix"], description=form.cleaned_data["description"],
+                    acting_user=request_actor(request),
+                )
+            except ValidationProblem as problem:
+                add_problem(form, problem)
+            else:
+                messages.success(request, f"{created.prefix} requested; it is pending until the provider verifies it.")
+                return redirect("customer:prefixes")
+    context = {"tenant": tenant, "prefixes": ProtectedPrefix.objects.all(), "form": form, "is_admin": is_admin}
+    return render(request, "customer/prefixes.html", context)
+
+
+def _profile_initial(profile: ServiceProfile | None) -> dict[str, Any]:
+    if profile is None:
+        return {}
+    overrides = "\n".join(f"{o.scope_kind}:{o.scope}={o.latency_ms}" for o in profile.latency_overrides.all())
+    return {
+        "latency_threshold_ms": profile.latency_threshold_ms,
+        "application_profile": profile.application_profile,
+        "automation_mode": profile.automation_mode,
+        "approval_window_minutes": profile.approval_window_minutes,
+        "allowed_actions": list(profile.allowed_actions),
+        "hold_down_minutes": profile.hold_down_minutes,
+        "detection_threshold_bps": profile.detection_threshold_bps,
+        "detection_threshold_pps": profile.detection_threshold_pps,
+        "latency_overrides": overrides,
+    }
+
+
+def _profile_history(tenant: Tenant) -> QuerySet[AuditEvent]:
+    """This tenant's profile changes; audit rows name their tenant by slug, so the filter is by that slug."""
+    return AuditEvent.objects.filter(tenant_slug=tenant.slug, action="profile.update")[:50]
+
+
+@viewer_required
+def profile(request: HttpRequest) -> HttpResponse:
+    """The service profile; admins change it, through the one service that also updates what routing reads."""
+    tenant = _tenant(request)
+    current = ServiceProfile.objects.prefetch_related("latency_overrides").first()
+    form = ServiceProfileForm(initial=_profile_initial(current))
+    if request.method == "POST":
+        require_role(request, UserRoleChoices.ADMIN)
+        form = ServiceProfileForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                update_service_profile(
+                    tenant,
+                    ProfileInput(
+                        latency_threshold_ms=data["latency_threshold_ms"],
+                        application_profile=data["application_profile"],
+                        automation_mode=data["automation_mode"],
+                        approval_window_minutes=data["approval_window_minutes"],
+                        allowed_actions=tuple(data["allowed_actions"]),
+                        hold_down_minutes=data["hold_down_minutes"],
+                        detection_threshold_bps=data["detection_threshold_bps"],
+                        detection_threshold_pps=data["detection_threshold_pps"],
+                        latency_overrides=data["latency_overrides"],
+                    ),
+                    acting_user=request_actor(request),
+                )
+            except ValidationProblem as problem:
+                add_problem(form, problem, PROFILE_FIELD_MAP)
+            else:
+                messages.success(request, "Service profile saved.")
+                return redirect("customer:profile")
+    context = {
+        "tenant": tenant,
+        "form": form,
+        "is_admin": request.user.has_role(UserRoleChoices.ADMIN),
+        "history": _profile_history(tenant),
+    }
+    return render(request, "customer/profile.html", context)
+
+
+@role_required(UserRoleChoices.ADMIN)
+@never_cache
+def users(request: HttpRequest) -> HttpResponse:
+    """The tenant's users and their roles. A new user's password is generated and shown on this response only."""
+    tenant = _tenant(request)
+    form = UserCreateForm()
+    created: tuple[str, str] | None = None
+    if request.method == "POST":
+        form = UserCreateForm(request.POST)
+        if form.is_valid():
+            created = _create_user(request, tenant, form)
+            if created is not None:
+                form = UserCreateForm()
+    context = {"tenant": tenant, "users": User.objects.all(), "form": form, "created": created}
+    return render(request, "customer/users.html", context)
+
+
+def _create_user(request: HttpRequest, tenant: Tenant, form: UserCreateForm) -> tuple[str, str] | None:
+    """Create the user and its audit row together; None (with the error on the form) when the name is taken."""
+    data = form.cleaned_data
+    password = secrets.token_urlsafe(12)
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username=data["username"], email=data["email"], password=password, role=data["role"]
+            )
+            record_audit(
+                request_actor(request), "user.create", tenant_slug=tenant.slug, obj=user,
+                diff={"username": user.username, "role": user.role},
+            )
+    except IntegrityError:
+        form.add_error("username", f"{data['username']!r} is taken")
+        return None
+    return user.username, password

@@ -1,0 +1,1 @@
+"""The provider's SOC console and onboarding, served at the public domain."""

@@ -1,0 +1,23 @@
+"""URLs of the SOC console and onboarding, included at the provider's public domain only (portal.urls_public)."""
+
+from django.urls import path
+
+from portal.soc import onboarding, views
+
+app_name = "soc"
+
+urlpatterns = [
+    path("board/fragment/", views.board_fragment, name="board-fragment"),
+    path("attacks/<int:pk>/", views.attack_detail, name="attack"),
+    path("mitigations/<int:pk>/", views.mitigation_detail, name="mitigation"),
+    path("mitigations/<int:pk>/approve/", views.mitigation_approve, name="mitigation-approve"),
+    path("mitigations/<int:pk>/reject/", views.mitigation_reject, name="mitigation-reject"),
+    path("mitigations/<int:pk>/withdraw/", views.mitigation_withdraw, name="mitigation-withdraw"),
+    path("panic/", views.panic_view, name="panic"),
+    path("prefixes/", views.prefix_queue, name="prefixes"),
+    path("prefixes/<slug:slug>/<int:pk>/verify/", views.prefix_verify, name="prefix-verify"),
+    path("prefixes/<slug:slug>/<int:pk>/reject/", views.prefix_reject, name="prefix-reject"),
+    path("inventory/", views.inventory, name="inventory"),
+    path("audit/", views.audit_log, name="audit"),
+    path("onboard/", onboarding.onboard, name="onboard"),
+]
