@@ -274,20 +274,25 @@ class BatchAggregator:
                     fields[f"c|{name}|p"] += int(row_p[column])
 
         keep = _top_per_prefix(group_prefix, host_b, HOSTS_PER_BATCH)
-        rows = zip(
-            group_hi[keep].tolist(), group_lo[keep].tolist(), group_prefix[keep].tolist(),
-            host_b[keep].astype(np.int64).tolist(), host_p[keep].astype(np.int64).tolist(),
-            class_b[keep].astype(np.int64).tolist(), class_p[keep].astype(np.int64).tolist(), strict=True,
-        )  # fmt: skip
-        for hi, lo, prefix, b, p, row_b, row_p in rows:
+        kept_prefix, kept_hi, kept_lo = group_prefix[keep].tolist(), group_hi[keep].tolist(), group_lo[keep].tolist()
+        host_names = []
+        for hi, lo, prefix, b, p in zip(kept_hi, kept_lo, kept_prefix, host_b[keep].astype(np.int64).tolist(),
+                                        host_p[keep].astype(np.int64).tolist(), strict=True):  # fmt: skip
             fields = out[names[prefix]]
             name_b, name_p, per_class = self.names.host_fields(hi, lo)
+            host_names.append((fields, per_class))
             fields[name_b] += b
             fields[name_p] += p
-            for (class_name_b, class_name_p), cb, cp in zip(per_class, row_b, row_p, strict=True):
-                if cb or cp:
-                    fields[class_name_b] += cb
-                    fields[class_name_p] += cp
+        # Only the (host, class) cells that saw traffic: a host is typically in two or three of the classes.
+        kept_b, kept_p = class_b[keep], class_p[keep]
+        rows, columns = np.nonzero((kept_b != 0) | (kept_p != 0))
+        cells = zip(rows.tolist(), columns.tolist(), kept_b[rows, columns].astype(np.int64).tolist(),
+                    kept_p[rows, columns].astype(np.int64).tolist(), strict=True)  # fmt: skip
+        for row, column, cb, cp in cells:
+            fields, per_class = host_names[row]
+            name_b, name_p = per_class[column]
+            fields[name_b] += cb
+            fields[name_p] += cp
 
     @staticmethod
     def _breakdown(

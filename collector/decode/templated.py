@@ -77,6 +77,8 @@ class TemplatedDecoder:
         self.pending: dict[TemplateKey, deque[tuple[float, bytes]]] = {}
         self._groups: dict[int, _Group] = {}
         self._extra: list[FlowArray] = []
+        # Exporters repeat the same template set every few packets; its bytes identify what it installed last time.
+        self._known_sets: dict[tuple[DomainKey, int], tuple[bytes, tuple[tuple[TemplateKey, Template], ...]]] = {}
 
     def decode_packet(self, buf: memoryview, offset: int, length: int, exporter: str) -> None:
         """Walk one export packet; malformed packets raise `Malformed` before any of their data is queued."""
@@ -138,7 +140,28 @@ class TemplatedDecoder:
             state.next_sequence = None
 
     def _template_set(self, buf: memoryview, dkey: DomainKey, set_id: int, pos: int, end: int) -> None:
+        """Install a template set's templates, or only count a refresh when the same bytes installed them already."""
+        raw = bytes(buf[pos:end])
+        known = self._known_sets.get((dkey, set_id))
+        if known is not None and known[0] == raw and all(self.templates.get(k) is t for k, t in known[1]):
+            self.stats["template_refreshes"] += len(known[1])
+            return
+        installed = self._parse_template_set(buf, dkey, set_id, pos, end)
+        if installed:
+            if len(self._known_sets) >= MAX_TEMPLATES:
+                self._known_sets.clear()
+            self._known_sets[(dkey, set_id)] = (raw, tuple((k, self.templates[k]) for k in installed))
+
+    def _parse_template_set(self, buf: memoryview, dkey: DomainKey, set_id: int, pos: int, end: int) -> list[
+        TemplateKey
+    ] | None:
+        """Parse and install every template of a set; returns the keys of the templates it holds.
+
+        None when the set also withdraws templates: replaying it is not a no-op, so it must never be skipped.
+        """
         version = dkey[2]
+        installed: list[TemplateKey] = []
+        withdraws = False
         options = set_id in (1, 3)
         while end - pos >= 4:
             if version == 9 and options:
@@ -162,17 +185,20 @@ class TemplatedDecoder:
                     pos += 2
                 if field_count == 0 and version == 10:
                     self._withdraw(dkey, template_id, options)
+                    withdraws = True
                     continue
                 if template_id < 256:
                     if version == 9 and template_id == 0 and field_count == 0:
                         break
                     raise Malformed("template id")
                 specs, pos = self._ipfix_fields(buf, pos, end, field_count, scope_count, version)
+            installed.append((*dkey, template_id))
             current = self.templates.get((*dkey, template_id))
             if current is not None and current.specs == tuple(specs) and current.is_options == options:
                 self.stats["template_refreshes"] += 1
                 continue
             self._install(dkey, Template(template_id, tuple(specs), options, version))
+        return None if withdraws else installed
 
     @staticmethod
     def _v9_fields(buf: memoryview, pos: int, count: int, *, scope: bool) -> list[FieldSpec]:
