@@ -151,6 +151,11 @@ def top_sources(packet_dump: object, limit: int = TOP_SOURCES) -> list[str]:
 
 def build_signal(argv: Sequence[str], details_raw: bytes) -> dict[str, Any] | None:
     """The signal body for FastNetMon's arguments and stdin; None for an outgoing attack (nothing to mitigate)."""
+    data = parse_details(details_raw)
+    if not argv and "ip" in data and "action" in data:
+        # JSON format without arguments (FastNetMon Advanced): everything comes on stdin.
+        details = data.get("attack_details") if isinstance(data.get("attack_details"), dict) else {}
+        argv = [str(data["ip"]), str(details.get("attack_direction", "incoming")), "0", str(data["action"])]
     if len(argv) != 4:
         raise UsageError("usage: fastnetmon_notify.py <ip> <direction> <pps> <ban|unban|attack_details>")
     ip, direction, pps_text, action = argv
@@ -162,7 +167,6 @@ def build_signal(argv: Sequence[str], details_raw: bytes) -> dict[str, Any] | No
         raise UsageError(f"not an IP address: {ip!r}") from None
     if direction.lower() == "outgoing":
         return None
-    data = parse_details(details_raw)
     details = data.get("attack_details", data)
     details = details if isinstance(details, dict) else {}
     pps = _number(details, "total_incoming_pps") or _number({"pps": pps_text}, "pps")

@@ -71,6 +71,11 @@ def test_attack_details_update_and_unban_ends_without_stdin() -> None:
                    "detector": "fastnetmon", "top_sources": []}  # fmt: skip
 
 
+def test_json_without_arguments_carries_ip_and_action() -> None:
+    body = build_signal([], json.dumps({**UDP_ATTACK, "action": "ban"}).encode())
+    assert body is not None and (body["target"], body["phase"], body["pps"]) == ("203.0.113.5", "start", 180_000)
+
+
 def test_text_details_of_older_versions_fall_back_to_the_arguments() -> None:
     body = build_signal(["203.0.113.5", "incoming", "52000", "ban"], b"IP: 203.0.113.5\nAttack type: syn_flood\n")
     assert body is not None and (body["pps"], body["bps"], body["vectors"]) == (52000, 0, ["other"])
