@@ -38,7 +38,17 @@ def django_db_setup(
     yield
     if not django_db_keepdb:
         with django_db_blocker.unblock():
+            _end_other_sessions()
             teardown_databases(config, verbosity=verbosity)
+
+
+def _end_other_sessions() -> None:
+    """Sessions left by helper threads and child processes of the tests would keep the test database alive."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(scope="session")

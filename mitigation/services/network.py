@@ -204,10 +204,11 @@ def converge_network(*, acting_user: Actor = ENGINE, require_locks: bool = True)
     Raises ConvergeError after putting every element back when any element fails. Side effects: device
     configuration commits, speaker announcements, Deployment rows, mitigation state changes, events and audit.
     """
-    desired = desired_state()
-    names = [f"router:{r.name}" for r, _ in desired.routers.values()]
-    names += [f"speaker:{s.name}" for s, _ in desired.speakers.values()]
+    names = [f"router:{name}" for name in Router.objects.filter(enabled=True, role="edge").values_list("name", flat=True)]
+    names += [f"speaker:{name}" for name in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
     with element_locks(names, required=require_locks):
+        # Read the desired state only once the locks are held: a run that waited pushes what is wanted now.
+        desired = desired_state()
         diffs = _push(desired)
     return _record(desired, diffs, acting_user)
 
@@ -275,12 +276,16 @@ def _undo(staged: list[tuple[str, ConfigDriver]], restored: list[tuple[ExaBgpSpe
 def _record(desired: DesiredState, diffs: dict[str, str], acting_user: Actor) -> ConvergeReport:
     now = timezone.now()
     with transaction.atomic():
-        for action_id, elements in desired.placements.items():
-            for element in elements:
-                Deployment.objects.update_or_create(
-                    action_id=action_id, element=element,
-                    defaults={"state": DeploymentStateChoices.PRESENT, "verified_at": now, "detail": ""},
-                )
+        Deployment.objects.bulk_create(
+            [
+                Deployment(action_id=action_id, element=element, state=DeploymentStateChoices.PRESENT, verified_at=now)
+                for action_id, elements in desired.placements.items()
+                for element in elements
+            ],
+            update_conflicts=True,
+            unique_fields=["action", "element"],
+            update_fields=["state", "verified_at", "detail"],
+        )
         Deployment.objects.filter(state=DeploymentStateChoices.PRESENT).exclude(
             action_id__in=list(desired.placements)
         ).update(state=DeploymentStateChoices.ABSENT, verified_at=now)

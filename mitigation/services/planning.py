@@ -123,11 +123,16 @@ def plan_network(*, now: datetime.datetime | None = None, acting_user: Actor = E
         never_block = never_block_list()
         result = plan_mitigations(network_snapshot(now=now), attacks, policies, previous, never_block=never_block)
         by_attack = {m.attack_id: m for m in mitigations}
+        modes = dict(PolicyRow.objects.filter(tenant_id__in=policies).values_list("tenant_id", "automation_mode"))
+        windows = dict(
+            PolicyRow.objects.filter(tenant_id__in=policies).values_list("tenant_id", "approval_window_minutes")
+        )
+        modes = {tenant: (mode, windows[tenant]) for tenant, mode in modes.items()}
         changed = refused = 0
         for planned in result.mitigations:
             mitigation = by_attack[planned.attack_id]
-            policy = policies.get(mitigation.tenant_id)
-            delta = _store_plan(mitigation, planned, policy, never_block, now, acting_user)
+            delta = _store_plan(mitigation, planned, policies.get(mitigation.tenant_id), modes.get(mitigation.tenant_id),
+                                never_block, now, acting_user)
             changed += delta[0]
             refused += delta[1]
         if changed:
@@ -149,6 +154,7 @@ def _store_plan(
     mitigation: Mitigation,
     planned: PlannedMitigation,
     policy: TenantPolicy | None,
+    mode: tuple[str, int] | None,
     never_block: tuple[str, ...],
     now: datetime.datetime,
     acting_user: Actor,
@@ -168,32 +174,35 @@ def _store_plan(
         inputs=planned.inputs, cost=planned.cost if planned.cost != float("inf") else 0.0, actor=str(acting_user),
     )
     refused = 0
-    for key, action in current.items():
-        if key not in wanted:
-            action.status, action.retired_at = ActionStatusChoices.RETIRED, now
-            action.save(update_fields=["status", "retired_at"])
+    retired = [action.pk for key, action in current.items() if key not in wanted]
+    if retired:
+        Action.objects.filter(pk__in=retired).update(status=ActionStatusChoices.RETIRED, retired_at=now)
+    new_actions = []
     for key, planned_action in wanted.items():
         if key in current:
             continue
         refusals = _validated(planned_action, policy, never_block)
         refused += bool(refusals)
-        Action.objects.create(
+        new_actions.append(Action(
             mitigation=mitigation, kind=planned_action.kind, spec=route_to_spec(planned_action.route), route_key=key,
             targets=list(planned_action.targets), reason=planned_action.reason,
             status=ActionStatusChoices.REFUSED if refusals else ActionStatusChoices.DESIRED,
             refusal_code=refusals[0].code if refusals else "",
             refusal_reason="; ".join(r.message for r in refusals),
-        )
+        ))
+    Action.objects.bulk_create(new_actions)
     if mitigation.level != planned.level:
         mitigation.level_since = now
     mitigation.level, mitigation.center_id, mitigation.reason = planned.level, planned.center_id, planned.reason
-    _advance_after_plan(mitigation, planned, now)
+    _advance_after_plan(mitigation, planned, mode, now)
     mitigation.save()
     publish("mitigation.planned", mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
     return 1, refused
 
 
-def _advance_after_plan(mitigation: Mitigation, planned: PlannedMitigation, now: datetime.datetime) -> None:
+def _advance_after_plan(
+    mitigation: Mitigation, planned: PlannedMitigation, mode_and_window: tuple[str, int] | None, now: datetime.datetime
+) -> None:
     """Move the lifecycle on after a new plan, by the tenant's automation mode (approval is per mitigation)."""
     state = mitigation.state
     if state in {MitigationStateChoices.ACTIVE, MitigationStateChoices.APPLYING}:
@@ -204,14 +213,13 @@ def _advance_after_plan(mitigation: Mitigation, planned: PlannedMitigation, now:
     if planned.level == Level.NONE:
         mitigation.state = MitigationStateChoices.PLANNED
         return
-    policy = PolicyRow.objects.filter(tenant_id=mitigation.tenant_id).first()
-    mode = policy.automation_mode if policy else AutomationModeChoices.AUTOMATIC
+    mode, window = mode_and_window or (AutomationModeChoices.AUTOMATIC, 5)
     if mode == AutomationModeChoices.AUTOMATIC:
         mitigation.state, mitigation.approved_by = MitigationStateChoices.APPLYING, "engine (automatic)"
         return
     mitigation.state = MitigationStateChoices.AWAITING_APPROVAL
-    if mode == AutomationModeChoices.AUTO_UNLESS_REJECTED and policy is not None:
-        mitigation.approval_deadline = now + datetime.timedelta(minutes=policy.approval_window_minutes)
+    if mode == AutomationModeChoices.AUTO_UNLESS_REJECTED:
+        mitigation.approval_deadline = now + datetime.timedelta(minutes=window)
     publish("mitigation.approval_needed", {"mitigation": mitigation.pk, "target": str(mitigation.attack.target),
             "deadline": mitigation.approval_deadline}, tenant_schema=mitigation.tenant.schema_name)
 

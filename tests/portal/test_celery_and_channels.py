@@ -114,7 +114,9 @@ def test_a_reconnecting_client_catches_up_from_the_backlog(world: World, server:
         session = session_for("acme", "admin")
         publish("mitigation.active", {"n": 1}, tenant_schema="acme")
         publish("mitigation.active", {"n": 2}, tenant_schema="acme")
-    from portal.events import backlog_since, tenant_group
+    from portal.events import backlog_since, flush_events, tenant_group
+
+    flush_events()
 
     backlog = backlog_since(tenant_group("acme"), 0)
     since = backlog[-2]["seq"] - 1

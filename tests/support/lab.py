@@ -44,8 +44,7 @@ speakers:
       - {{peer_address: {bird}, peer_as: 65020, port: {port}, router: lab-edge-1,
          families: [ipv4 unicast, ipv6 unicast, ipv4 flow, ipv6 flow]}}
 latencies:
-  acme: {{lab-fra: 10}}
-  globex: {{lab-fra: 10}}
+{latencies}
 """
 
 
@@ -68,25 +67,30 @@ def refresh_telemetry() -> None:
 
 
 @contextmanager
-def running_lab(base: Path, *, bird_address: str, speaker_address: str, bgp_port: int) -> Iterator[Lab]:
+def running_lab(
+    base: Path, *, bird_address: str, speaker_address: str, bgp_port: int, tenants: tuple[str, ...] = ("acme", "globex")
+) -> Iterator[Lab]:
     """Start the lab's elements and load its inventory; the caller holds the database unblocked."""
     emulator = JunosEmulator(hostname="lab-edge-1", username="sluice", password="lab-secret")
-    emulator.start()
     bird = BirdRouter(base, "bird", bird_address, 65020, [BirdPeer(speaker_address, 65010)], port=bgp_port)
-    bird.start()
-    network_file = base / "network.yaml"
-    network_file.write_text(
-        NETWORK.format(router_port=emulator.port, speaker=speaker_address, bird=bird_address, port=bgp_port)
-    )
-    call_command("load_network", str(network_file), stdout=io.StringIO())
-    refresh_telemetry()
-    speaker = speaker_process(BgpSpeaker.objects.get(name="lab-speaker"))
-    speaker.start()
+    speaker: ExaBgpProcess | None = None
     try:
+        emulator.start()
+        bird.start()
+        network_file = base / "network.yaml"
+        network_file.write_text(
+            NETWORK.format(router_port=emulator.port, speaker=speaker_address, bird=bird_address, port=bgp_port,
+                           latencies="\n".join(f"  {slug}: {{lab-fra: 10}}" for slug in tenants) or "  {}")
+        )
+        call_command("load_network", str(network_file), stdout=io.StringIO())
+        refresh_telemetry()
+        speaker = speaker_process(BgpSpeaker.objects.get(name="lab-speaker"))
+        speaker.start()
         bird.wait_established(timeout=30)
         yield Lab(emulator, bird, speaker, base)
     finally:
-        speaker.stop()
+        if speaker is not None:
+            speaker.stop()
         bird.stop()
         emulator.stop()
         Attack.objects.all().delete()
