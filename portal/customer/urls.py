@@ -9,6 +9,7 @@ app_name = "customer"
 urlpatterns = [
     path("board/fragment/", views.dashboard_fragment, name="board-fragment"),
     path("mitigations/<int:pk>/", views.mitigation_detail, name="mitigation"),
+    path("mitigations/<int:pk>/report.csv", views.mitigation_report, name="mitigation-report"),
     path("mitigations/<int:pk>/approve/", views.mitigation_approve, name="mitigation-approve"),
     path("mitigations/<int:pk>/reject/", views.mitigation_reject, name="mitigation-reject"),
     path("mitigations/<int:pk>/withdraw/", views.mitigation_withdraw, name="mitigation-withdraw"),

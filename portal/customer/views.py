@@ -6,6 +6,7 @@ missing id are the same 404. Tenant-schema rows (prefixes, profile, users) are t
 
 from __future__ import annotations
 
+import csv
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -100,6 +101,34 @@ def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "form": ReasonForm(),
     }
     return render(request, "customer/mitigation_detail.html", context)
+
+
+@viewer_required
+def mitigation_report(request: HttpRequest, pk: int) -> HttpResponse:
+    """The mitigation as CSV, for the customer's incident report: the attack, each decision, action and deployment."""
+    tenant = _tenant(request)
+    mitigation = get_object_or_404(selectors.mitigations_for(tenant), pk=pk)
+    attack = mitigation.attack
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="sluice-{tenant.slug}-mitigation-{mitigation.pk}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["section", "time", "what", "state", "detail"])
+    writer.writerow(["attack", attack.started_at.isoformat(), str(attack.target), attack.status,
+                     f"{','.join(attack.vectors)}; peak {attack.peak_bps} bit/s, {attack.peak_pps} pkt/s"])
+    writer.writerow(["mitigation", mitigation.created_at.isoformat(), mitigation.level, mitigation.state,
+                     mitigation.reason])
+    for decision in selectors.decisions_for(tenant).filter(mitigation=mitigation).order_by("created_at", "id"):
+        center = decision.center.name if decision.center else ""
+        writer.writerow(["decision", decision.created_at.isoformat(), decision.level, center, decision.reason])
+    actions = selectors.actions_for(tenant).filter(mitigation=mitigation).prefetch_related("deployments")
+    for action in actions:
+        route = action.spec.get("prefix") or action.spec.get("destination") or ""
+        writer.writerow(["action", action.created_at.isoformat(), f"{action.kind} {route}", action.status,
+                         action.reason])
+        for deployment in action.deployments.all():
+            writer.writerow(["deployment", deployment.verified_at.isoformat(), deployment.element, deployment.state,
+                             deployment.detail])
+    return response
 
 
 def _act(request: HttpRequest, pk: int, service: Callable[..., Mitigation], verb: str) -> HttpResponse:

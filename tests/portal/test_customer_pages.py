@@ -70,6 +70,7 @@ PAGES: tuple[Callable[[Mitigation], str], ...] = (
     lambda m: "/",
     lambda m: "/board/fragment/",
     lambda m: f"/mitigations/{m.pk}/",
+    lambda m: f"/mitigations/{m.pk}/report.csv",
     lambda m: "/prefixes/",
     lambda m: "/profile/",
 )
@@ -77,13 +78,16 @@ PAGES: tuple[Callable[[Mitigation], str], ...] = (
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_for_every_role(world: World, acme_mitigation: Mitigation, role: str, page: Callable) -> None:
+def test_every_page_renders_for_every_role(
+    world: World, acme_mitigation: Mitigation, role: str, page: Callable[[Mitigation], str]
+) -> None:
     response = client_as("acme", role).get(page(acme_mitigation))
     assert response.status_code == 200
-    assert b"Acme Corp" in response.content or page(acme_mitigation).endswith("fragment/")
+    url = page(acme_mitigation)
+    assert b"Acme Corp" in response.content or url.endswith(("fragment/", ".csv"))
 
 
-def test_dashboard_shows_live_attacks_and_mitigations_with_their_reason(world: World, acme_mitigation: Mitigation) -> None:
+def test_dashboard_shows_live_attacks_and_mitigations_and_reason(world: World, acme_mitigation: Mitigation) -> None:
     body = client_as("acme", "viewer").get("/").content.decode()
     assert "203.0.113.10/32" in body
     assert "Awaiting approval" in body
@@ -229,3 +233,13 @@ def test_admin_creates_a_user_and_sees_the_password_once(world: World) -> None:
     assert AuditEvent.objects.filter(action="user.create", tenant_slug="acme").exists()
     again = client.post("/users/", {"username": "noc-bob", "role": "viewer"})
     assert again.context["form"].errors["username"]
+
+
+def test_report_csv_lists_attack_decisions_actions_and_deployments(world: World, acme_mitigation: Mitigation) -> None:
+    response = client_as("acme", "viewer").get(f"/mitigations/{acme_mitigation.pk}/report.csv")
+    assert response["Content-Type"] == "text/csv"
+    lines = response.content.decode().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "section", "attack", "mitigation", "decision", "action", "deployment"
+    ]
+    assert "203.0.113.10/32" in lines[1] and "speaker:s1" in lines[5]

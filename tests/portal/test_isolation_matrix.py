@@ -41,6 +41,7 @@ class Probe:
 
 PAGE_PROBES = (
     Probe("page mitigation", "get", "/mitigations/{id}/", "mitigation"),
+    Probe("page report", "get", "/mitigations/{id}/report.csv", "mitigation"),
     Probe("page approve", "post", "/mitigations/{id}/approve/", "mitigation"),
     Probe("page reject", "post", "/mitigations/{id}/reject/", "mitigation"),
     Probe("page withdraw", "post", "/mitigations/{id}/withdraw/", "mitigation"),

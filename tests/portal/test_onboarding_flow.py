@@ -1,4 +1,4 @@
-"""Onboarding from the SOC: the form follows onboard_tenant's rules, names the field it refuses, shows the password once."""
+"""Onboarding from the SOC: onboard_tenant's rules, refusals on the named field, the password shown once."""
 
 from __future__ import annotations
 
