@@ -98,6 +98,7 @@ TENANT_APPS = [
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
 TENANT_MODEL = "tenants.Tenant"
+TENANT_LIMIT_SET_CALLS = True  # one SET search_path per connection and tenant, not one per statement
 TENANT_DOMAIN_MODEL = "tenants.Domain"
 PUBLIC_SCHEMA_URLCONF = "portal.urls_public"
 ROOT_URLCONF = "portal.urls_tenant"

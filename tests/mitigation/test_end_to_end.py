@@ -48,12 +48,15 @@ def network(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_bl
                        "soc_session": soc_session, "worker": worker, "base": base}
 
 
-def collect_events(port: int, session_key: str, stop: threading.Event, sink: list[dict]) -> None:
+def collect_events(
+    port: int, session_key: str, stop: threading.Event, sink: list[dict], ready: threading.Event
+) -> None:
     async def run() -> None:
         async with websockets.connect(
             f"ws://localhost:{port}/ws/live/", host="127.0.0.1", port=port,
             additional_headers={"Origin": f"http://localhost:{port}", "Cookie": f"sessionid={session_key}"},
         ) as socket:
+            ready.set()  # the consumer joined its group before it accepted the handshake
             while not stop.is_set():
                 try:
                     sink.append(json.loads(await asyncio.wait_for(socket.recv(), 0.2)))
@@ -85,10 +88,13 @@ def test_a_signal_becomes_a_verified_diversion_and_its_end_withdraws_it(
     bird: BirdRouter = network["bird"]
     emulator: JunosEmulator = network["emulator"]
     events: list[dict] = []
-    stop = threading.Event()
-    listener = threading.Thread(target=collect_events, args=(network["port"], network["soc_session"], stop, events))
+    stop, ready = threading.Event(), threading.Event()
+    listener = threading.Thread(
+        target=collect_events, args=(network["port"], network["soc_session"], stop, events, ready)
+    )
     listener.start()
     try:
+        assert ready.wait(30), "the SOC websocket did not connect"
         with django_db_blocker.unblock():
             attack = post_signal(network["token"], "start")
             wait_for(lambda: "203.0.113.0/24" in bird.unicast(4), timeout=60, what="diversion in BIRD's RIB")

@@ -139,10 +139,6 @@ def test_prefix_and_profile_api_are_the_domains_own(world: World, home: str, own
     assert page.context["form"].initial["latency_threshold_ms"] == (40 if home == "acme" else 25)
 
 
-@pytest.mark.xfail(
-    raises=AttributeError, strict=False,
-    reason="ServiceProfileSerializer feeds the latency_overrides related manager to a DictField (500 on GET)",
-)
 @pytest.mark.parametrize("home", ["acme", "globex"])
 def test_profile_api_is_the_domains_own(world: World, home: str) -> None:
     profile = client_as(home, "viewer").get("/api/v1/profile/").json()

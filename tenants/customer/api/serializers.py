@@ -22,7 +22,7 @@ class ProtectedPrefixSerializer(serializers.ModelSerializer):
 
 
 class ServiceProfileSerializer(serializers.ModelSerializer):
-    latency_overrides = serializers.DictField(child=serializers.IntegerField(), required=False)
+    latency_overrides = serializers.DictField(child=serializers.IntegerField(), required=False, write_only=True)
 
     class Meta:
         model = ServiceProfile
