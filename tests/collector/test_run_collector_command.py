@@ -144,4 +144,6 @@ def test_dns_amplification_at_20x_the_tenant_threshold_becomes_an_attack(
     assert wait_for(attack_recorded), f"no attack recorded; recorder {dict(recorder.stats)}"
     attack = Attack.objects.get(target=f"{TARGET}/32")
     assert attack.tenant_id == world.acme.id
-    assert recorder.stats["recorded"] >= 1 and recorder.pending == 0
+    # The row is visible as soon as record_signal commits, a moment before the recorder counts it.
+    assert wait_for(lambda: recorder.stats["recorded"] >= 1)
+    assert recorder.pending == 0
