@@ -36,7 +36,7 @@ from tenants.services import reject_prefix, verify_prefix
 from tenants.validation import ValidationProblem
 
 BOARD_STATES = (*lifecycle.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
-BOARD_ROWS = 200
+BOARD_ROWS = 100  # the board shows the newest; counts cover all, the API lists the rest
 AUDIT_PAGE_SIZE = 50
 
 operator_required = role_required(UserRoleChoices.OPERATOR)
