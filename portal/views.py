@@ -21,6 +21,9 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts.actors import Actor
 from portal.accounts.choices import UserRoleChoices
+from portal.accounts.forms import ThrottledAuthenticationForm, attempt_for
+from portal.accounts.throttling import record_success
+from portal.accounts.two_factor import has_two_factor
 from tenants.validation import ValidationProblem
 
 View = Callable[..., HttpResponse]
@@ -78,11 +81,23 @@ def add_problem(form: Any, problem: ValidationProblem, field_map: dict[str, str]
 class LoginView(auth_views.LoginView):
     """Login at the request's domain: operators at the public domain, a tenant's users at that tenant's domain.
 
-    Users live in the schema of their domain, so credentials of one tenant cannot match at another's.
+    Users live in the schema of their domain, so credentials of one tenant cannot match at another's. Failed
+    attempts are throttled per username and per address; a user with TOTP goes on to the code step and is logged
+    in only there.
     """
 
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+    authentication_form = ThrottledAuthenticationForm
+
+    def form_valid(self, form: ThrottledAuthenticationForm) -> HttpResponse:
+        from portal.accounts.views import start_two_factor
+
+        user = form.get_user()
+        if has_two_factor(user):
+            return start_two_factor(self.request, user, self.get_redirect_url())
+        record_success(attempt_for(self.request, user.username))
+        return super().form_valid(form)
 
     def get_context_data(self, **kwargs: object) -> dict[str, object]:
         context = super().get_context_data(**kwargs)

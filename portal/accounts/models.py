@@ -11,6 +11,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
+from devices.crypto import EncryptedTextField
 from portal.accounts.choices import ApiTokenScopeChoices, UserRoleChoices
 
 ROLE_RANK = {UserRoleChoices.VIEWER: 0, UserRoleChoices.OPERATOR: 1, UserRoleChoices.ADMIN: 2}
@@ -20,7 +21,8 @@ class User(AbstractUser):
     """An operator of the provider (public schema) or a user of one customer (that tenant's schema)."""
 
     role = models.CharField(max_length=20, choices=UserRoleChoices.choices, default=UserRoleChoices.VIEWER)
-    totp_secret = models.CharField(max_length=64, blank=True)
+    # Encrypted at rest: whoever reads the database must not be able to produce codes.
+    totp_secret = EncryptedTextField(blank=True)
 
     class Meta:
         ordering = ["username"]

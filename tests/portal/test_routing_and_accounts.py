@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.support.world import OPERATOR_PASSWORD, World
+from portal.accounts.throttling import reset_login_throttle
+from tests.support.world import OPERATOR_PASSWORD, World, login_with_code
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_login_counters() -> None:
+    """Some tests here fail logins on purpose; they must not lock out the next ones."""
+    reset_login_throttle()
 
 
 def login(client: Client, username: str, password: str) -> int:
@@ -52,7 +59,8 @@ def test_operator_credentials_do_not_work_at_a_tenant_domain(world: World) -> No
     client = Client(HTTP_HOST="acme.localhost")
     assert login(client, "soc", OPERATOR_PASSWORD) == 200
     public = Client(HTTP_HOST="localhost")
-    assert login(public, "soc", OPERATOR_PASSWORD) == 302
+    assert login_with_code(public, "soc", OPERATOR_PASSWORD).status_code == 302
+    assert public.get("/").status_code == 200
 
 
 def test_a_session_cookie_from_one_tenant_is_worthless_at_another(world: World) -> None:

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyotp
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.management import call_command
+from django.http import HttpResponse
+from django.test import Client
 from django_tenants.utils import schema_context
 
 from portal.accounts.actors import Actor
 from portal.accounts.choices import UserRoleChoices
 from portal.accounts.models import User
-from tenants.models import Tenant
+from portal.accounts.two_factor import forget_used_codes
+from tenants.models import Domain, Tenant
 from tenants.services import ProfileInput, onboard_tenant
 
 OPERATOR_PASSWORD = "operator-test-password"
+# Operators who can change the network must sign in with TOTP; the world's operators share this test secret.
+OPERATOR_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 TEST_ACTOR = Actor("system", "tests")
 
 
@@ -45,6 +51,7 @@ def build_world() -> World:
         prefixes=["198.51.100.0/24", "2001:db8:200::/48"], profile=ProfileInput(latency_threshold_ms=25,
         application_profile="gaming"), verify=True, acting_user=TEST_ACTOR,
     )
+    _enroll_operators()
     for tenant in (acme.tenant, globex.tenant):
         with schema_context(tenant.schema_name):
             User.objects.create_user(username="viewer", password="viewer-test-password", role=UserRoleChoices.VIEWER)
@@ -55,6 +62,26 @@ def build_world() -> World:
         acme_admin_password=acme.admin_password,
         globex_admin_password=globex.admin_password,
     )
+
+
+def _enroll_operators() -> None:
+    """Give `soc` TOTP and add an enrolled operator-role user, as the SOC pages refuse unenrolled staff."""
+    with schema_context("public"):
+        soc = User.objects.get(username="soc")
+        soc.totp_secret = OPERATOR_TOTP_SECRET
+        soc.save(update_fields=["totp_secret"])
+        User.objects.create_user(username="operator-public", password=OPERATOR_PASSWORD, role=UserRoleChoices.OPERATOR,
+                                 totp_secret=OPERATOR_TOTP_SECRET)
+
+
+def login_with_code(client: Client, username: str, password: str, secret: str = OPERATOR_TOTP_SECRET) -> HttpResponse:
+    """Sign in through both steps, password then the current TOTP code, as a person with the app would."""
+    first = client.post("/login/", {"username": username, "password": password})
+    assert first.status_code == 302 and first["Location"] == "/login/verify/", first
+    schema = Domain.objects.get(domain=client.defaults["HTTP_HOST"]).tenant.schema_name
+    with schema_context(schema):
+        forget_used_codes(User.objects.get(username=username), schema_name=schema)
+    return client.post("/login/verify/", {"code": pyotp.TOTP(secret).now()})
 
 
 def session_for(schema_name: str, username: str) -> str:

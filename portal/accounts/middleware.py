@@ -1,0 +1,55 @@
+"""Two-factor routing and enforcement for page requests.
+
+The sign-in pages for the second factor exist at every domain, so this middleware (after django-tenants' chose the
+domain's urlconf) serves that urlconf with portal.accounts.urls in front of it. Then it holds provider staff who
+must use TOTP but have not enrolled to the enrollment page: every other page redirects there, and the session API
+answers 403. Token-authenticated API calls carry no session user here and are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib import messages
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from portal.accounts import two_factor
+
+WITH_TWO_FACTOR_URLS = {
+    "portal.urls_public": "portal.accounts.urls_public",
+    "portal.urls_tenant": "portal.accounts.urls_tenant",
+}
+
+
+class TwoFactorMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        urlconf = str(getattr(request, "urlconf", None) or settings.ROOT_URLCONF)
+        request.urlconf = WITH_TWO_FACTOR_URLS.get(urlconf, urlconf)
+        user = getattr(request, "user", None)
+        if (
+            user is not None and user.is_authenticated
+            and two_factor.two_factor_required(user, connection.schema_name)
+            and not two_factor.has_two_factor(user)
+        ):
+            refusal = self._hold_for_enrollment(request)
+            if refusal is not None:
+                return refusal
+        return self.get_response(request)
+
+    @staticmethod
+    def _hold_for_enrollment(request: HttpRequest) -> HttpResponse | None:
+        allowed = {reverse(name, urlconf=request.urlconf) for name in ("two-factor", "logout")}
+        if request.path in allowed or request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+            return None
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": "Enroll in two-factor sign-in before using the API with a session."},
+                                status=403)
+        messages.warning(request, "Your role requires two-factor sign-in. Set it up to continue.")
+        return redirect(reverse("two-factor", urlconf=request.urlconf))
