@@ -47,6 +47,16 @@ def emulators_for(network: dict[str, Any], directory: Path) -> list[JunosEmulato
     return emulators
 
 
+def bring_up_upstreams(network: dict[str, Any], emulators: list[JunosEmulator]) -> None:
+    """Each emulated router reports its upstreams' BGP sessions Established, as a healthy network would."""
+    by_name = {emulator.hostname: emulator for emulator in emulators}
+    for upstream in network.get("upstreams") or []:
+        emulator = by_name.get(str(upstream.get("router")))
+        if emulator is not None:
+            emulator.set_bgp_neighbor(str(upstream["neighbor_address"]), remote_as=int(upstream["asn"]),
+                                      state="Established")
+
+
 def receivers_for(network: dict[str, Any], directory: Path) -> list[BirdRouter]:
     """A (not started) BIRD receiver per speaker neighbor on 127.0.0.0/8; it waits for the speaker to connect."""
     receivers = []
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for emulator in emulators:
             started.append(emulator.start())
             sys.stdout.write(f"junos {emulator.hostname} on 127.0.0.1:{emulator.port} (user {emulator.username})\n")
+        bring_up_upstreams(network, emulators)
         for receiver in receivers:
             receiver.start()
             started.append(receiver)
