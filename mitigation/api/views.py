@@ -102,30 +102,29 @@ class MitigationViewSet(viewsets.ReadOnlyModelViewSet):
             "actions__deployments"
         )
 
-    def _act(self, request: Request, service: object) -> Response:
+    def _act(self, request: Request, verb: str) -> Response:
         mitigation = self.get_object()
         reason = ReasonSerializer(data=request.data)
         reason.is_valid(raise_exception=True)
-        kwargs = {"acting_user": request_actor(request)}
-        if service is not lifecycle.approve_mitigation:
-            kwargs["reason"] = reason.validated_data["reason"]
-        updated = service(mitigation.pk, **kwargs)  # type: ignore[operator]
+        updated = lifecycle.MITIGATION_ACTIONS[verb](
+            mitigation.pk, acting_user=request_actor(request), reason=reason.validated_data["reason"]
+        )
         return Response(MitigationSerializer(updated).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=ReasonSerializer, responses={202: MitigationSerializer})
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, lifecycle.approve_mitigation)
+        return self._act(request, "approve")
 
     @extend_schema(request=ReasonSerializer, responses={202: MitigationSerializer})
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, lifecycle.reject_mitigation)
+        return self._act(request, "reject")
 
     @extend_schema(request=ReasonSerializer, responses={202: MitigationSerializer})
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, pk: str | None = None) -> Response:
-        return self._act(request, lifecycle.withdraw_mitigation)
+        return self._act(request, "withdraw")
 
 
 class ActionViewSet(viewsets.ReadOnlyModelViewSet):

@@ -46,7 +46,7 @@ def _converge_after_commit() -> None:
     transaction.on_commit(lambda: enqueue(converge_network_task))
 
 
-def approve_mitigation(mitigation_id: int, *, acting_user: Actor) -> Mitigation:
+def approve_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str = "") -> Mitigation:
     """Approve a mitigation awaiting approval; it is applied at once."""
     with transaction.atomic():
         mitigation = _locked(mitigation_id)
@@ -55,7 +55,7 @@ def approve_mitigation(mitigation_id: int, *, acting_user: Actor) -> Mitigation:
         mitigation.state = MitigationStateChoices.APPLYING
         mitigation.approved_by = str(acting_user)
         mitigation.approval_deadline = None
-        _changed(mitigation, "mitigation.approve", acting_user)
+        _changed(mitigation, "mitigation.approve", acting_user, reason)
         _converge_after_commit()
     return mitigation
 
@@ -119,3 +119,11 @@ def lifecycle_tick(*, now: datetime.datetime | None = None) -> dict[str, int]:
         if moved["approved"] or moved["withdrawing"]:
             _converge_after_commit()
     return moved
+
+
+# The actions a person may take on a mitigation, by the verb the pages and the API use.
+MITIGATION_ACTIONS = {
+    "approve": approve_mitigation,
+    "reject": reject_mitigation,
+    "withdraw": withdraw_mitigation,
+}
