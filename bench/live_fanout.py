@@ -76,11 +76,17 @@ async def client(port: int, slug: str, session: str, sink: dict, ready: asyncio.
     import websockets
 
     host = f"{slug}.localhost"
-    async with websockets.connect(
-        f"ws://{host}:{port}/ws/live/", host="127.0.0.1", port=port, open_timeout=60,
-        additional_headers={"Origin": f"http://{host}:{port}", "Cookie": f"sessionid={session}"},
-    ) as socket:
+    try:
+        socket = await websockets.connect(
+            f"ws://{host}:{port}/ws/live/", host="127.0.0.1", port=port, open_timeout=60,
+            additional_headers={"Origin": f"http://{host}:{port}", "Cookie": f"sessionid={session}"},
+        )
+    except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
+        sink["failed"] = True
+        return
+    finally:
         ready.set()
+    async with socket:
         while not stop.is_set():
             try:
                 message = await asyncio.wait_for(socket.recv(), 0.5)
@@ -116,7 +122,7 @@ async def run(port: int, tenants: list[tuple[str, list[str]]]) -> None:
     readies = []
     for slug, sessions in tenants:
         for index, session in enumerate(sessions):
-            sink = {"latencies": [], "seqs": set(), "foreign": 0}
+            sink = {"latencies": [], "seqs": set(), "foreign": 0, "failed": False}
             sinks[(slug, index)] = sink
             ready = asyncio.Event()
             readies.append(ready)
@@ -125,14 +131,15 @@ async def run(port: int, tenants: list[tuple[str, list[str]]]) -> None:
                 await asyncio.sleep(0.05)
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 300)
     await asyncio.sleep(1)
-    print(f"# {len(tasks)} clients connected", flush=True)
+    failed = sum(sink["failed"] for sink in sinks.values())
+    print(f"# {len(tasks) - failed} of {len(tasks)} clients connected", flush=True)
     sent: dict[str, set[int]] = {slug: set() for slug, _ in tenants}
     await asyncio.to_thread(publisher, tenants, sent)
     await asyncio.sleep(3)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     latencies = [value for sink in sinks.values() for value in sink["latencies"]]
-    lost = sum(len(sent[slug] - sink["seqs"]) for (slug, _), sink in sinks.items())
+    lost = sum(len(sent[slug] - sink["seqs"]) for (slug, _), sink in sinks.items() if not sink["failed"])
     foreign = sum(sink["foreign"] for sink in sinks.values())
     ordered = sorted(latencies)
     print(f"METRIC fanout_p50 {statistics.median(ordered):.1f} ms")
@@ -140,6 +147,7 @@ async def run(port: int, tenants: list[tuple[str, list[str]]]) -> None:
     print(f"METRIC fanout_delivered {len(latencies)} events")
     print(f"METRIC fanout_lost {lost} events")
     print(f"METRIC fanout_cross_tenant {foreign} events")
+    print(f"METRIC fanout_clients_failed {failed} clients")
 
 
 def main() -> None:

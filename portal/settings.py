@@ -200,7 +200,8 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # redis-py 8 reads with a 5 s socket timeout, as long as channels-redis blocks in BZPOPMIN.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+            # Each consumer's group_add and send takes a pooled connection: a burst of reconnecting browsers needs many.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5, "max_connections": 5000}],
             "capacity": 1000,
             "expiry": 30,
             "prefix": "sluice:ch:",
