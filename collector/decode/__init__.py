@@ -16,7 +16,7 @@ import numpy as np
 from collector.decode.common import DecodeStats, IntArray
 from collector.decode.netflow5 import NetFlow5Decoder
 from collector.decode.sflow import SflowDecoder
-from collector.decode.templated import Malformed, TemplatedDecoder
+from collector.decode.templated import TemplatedDecoder
 from collector.records import FlowArray, empty_flows
 
 __all__ = ["DecodeStats", "PacketDecoder"]
@@ -91,13 +91,9 @@ class PacketDecoder:
         if is_sflow.any():
             parts.append(self.sflow.decode(u8, offs[is_sflow], lens[is_sflow]))
         if is_templated.any():
-            chosen = np.flatnonzero(is_templated).tolist()
-            offsets, lengths = offs.tolist(), lens.tolist()
-            for i in chosen:
-                try:
-                    self.templated.decode_packet(view, offsets[i], lengths[i], exporters[i])
-                except (Malformed, IndexError, ValueError, OverflowError):
-                    self.stats["malformed"] += 1
+            chosen = np.flatnonzero(is_templated)
+            senders = exporters if chosen.size == offs.size else [exporters[i] for i in chosen.tolist()]
+            self.templated.decode_batch(u8, view, offs[chosen], lens[chosen], senders)
             parts.extend(self.templated.flush(u8))
         parts = [p for p in parts if p.size]
         if not parts:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from collector.decode.common import ByteArray, DecodeStats, expand_runs, gather_view
+from collector.decode.common import ByteArray, DecodeStats, IntArray, expand_runs, gather_view
+from collector.decode.setwalk import BoolArray, SetWalk, sequence_gaps, walk_sets
 from collector.decode.templates import FieldSpec, Template, sampling_of, to_flows
 from collector.records import FlowArray
 
@@ -50,12 +51,36 @@ class _Group:
 
 
 @dataclass
+class _BatchPlan:
+    """How a batch will be decoded: which packets go one by one, and the plain data sets queued in bulk."""
+
+    code: IntArray  # per packet: exporter, version and domain in one integer
+    dkeys: dict[int, DomainKey]
+    special: BoolArray  # per packet: decoded one by one (template or options sets, malformed)
+    owner: IntArray  # per plain data set from here on: its packet
+    start: IntArray
+    end: IntArray
+    template_index: IntArray
+    record_length: IntArray
+    templates: list[tuple[Template, DomainKey]]
+
+
+@dataclass
 class _DomainState:
     """What an exporter's observation domain told us: sampler rates, default rate, sequence expectations."""
 
     sampler_rates: dict[int, int] = field(default_factory=dict)
     default_rate: int = 0
     next_sequence: int | None = None
+
+
+def _exporter_ids(exporters: Sequence[str]) -> tuple[list[str], IntArray]:
+    """Distinct exporters and each packet's index among them; one exporter per batch is the common case."""
+    if isinstance(exporters, list) and exporters and exporters.count(exporters[0]) == len(exporters):
+        return [exporters[0]], np.zeros(len(exporters), dtype=np.int64)
+    lookup: dict[str, int] = {}
+    ids = np.fromiter((lookup.setdefault(e, len(lookup)) for e in exporters), dtype=np.int64, count=len(exporters))
+    return list(lookup), ids
 
 
 class TemplatedDecoder:
@@ -79,9 +104,159 @@ class TemplatedDecoder:
         self._extra: list[FlowArray] = []
         # Exporters repeat the same template set every few packets; its bytes identify what it installed last time.
         self._known_sets: dict[tuple[DomainKey, int], tuple[bytes, tuple[tuple[TemplateKey, Template], ...]]] = {}
+        # The last options data set each domain applied: the same bytes again leave the sampling state as it is.
+        self._known_options: dict[DomainKey, tuple[int, bytes, Template]] = {}
 
     def decode_packet(self, buf: memoryview, offset: int, length: int, exporter: str) -> None:
         """Walk one export packet; malformed packets raise `Malformed` before any of their data is queued."""
+        state, version, sequence, data_records = self._decode_one(buf, offset, length, exporter)
+        self._track_sequence(state, version, sequence, data_records)
+
+    def decode_batch(
+        self, u8: ByteArray, buf: memoryview, offsets: IntArray, lengths: IntArray, exporters: Sequence[str]
+    ) -> None:
+        """Queue the data of many packets, walked together with numpy when the batch changes no template state.
+
+        A batch whose template sets only repeat what is installed, whose options data repeat what was applied and
+        whose data sets all have fixed-length templates gives the same result whatever order its packets are
+        handled in, so its plain data packets are queued in bulk (see `setwalk`). Anything else (new or withdrawn
+        templates, data before its template, variable-length records) is decoded packet by packet in arrival order.
+        Malformed packets are counted in `stats` either way.
+        """
+        walk = walk_sets(u8, offsets, lengths)
+        plan = self._plan(buf, walk, exporters)
+        if plan is None:
+            self._decode_each(buf, offsets.tolist(), lengths.tolist(), exporters)
+        else:
+            self._apply(buf, walk, plan, offsets.tolist(), lengths.tolist(), exporters)
+
+    def _decode_each(self, buf: memoryview, offsets: list[int], lengths: list[int], exporters: Sequence[str]) -> None:
+        for offset, length, exporter in zip(offsets, lengths, exporters):
+            try:
+                self.decode_packet(buf, offset, length, exporter)
+            except (Malformed, IndexError, ValueError, OverflowError):
+                self.stats["malformed"] += 1
+
+    def _plan(self, buf: memoryview, walk: SetWalk, exporters: Sequence[str]) -> _BatchPlan | None:
+        """Check the batch against the current state; None when some packet would change templates or sampling."""
+        if walk.overflow.any():
+            return None
+        names, ids = _exporter_ids(exporters)
+        if len(names) >= 1 << 13:
+            return None
+        walked = walk.walked
+        code = (ids << 33) | ((walk.version == 10).astype(np.int64) << 32) | walk.domain
+        dkeys: dict[int, DomainKey] = {}
+        for c in np.unique(code[walked]).tolist():
+            dkey = (names[c >> 33], c & 0xFFFF_FFFF, 10 if (c >> 32) & 1 else 9)
+            if dkey not in self.domains:
+                return None
+            dkeys[c] = dkey
+        keep = walked[walk.set_owner]
+        owner, set_id = walk.set_owner[keep], walk.set_id[keep]
+        start, end = walk.set_start[keep], walk.set_end[keep]
+        set_code = code[owner]
+        special = ~walked
+        control = set_id < 256
+        special[owner[control]] = True
+        for i in np.flatnonzero(control & (set_id <= 3)).tolist():
+            if not self._is_refresh(buf, dkeys[int(set_code[i])], int(set_id[i]), int(start[i]), int(end[i])):
+                return None
+        data = np.flatnonzero(~control)
+        unique_keys, inverse = np.unique((set_code[data] << 16) | set_id[data], return_inverse=True)
+        record_lengths = np.zeros(unique_keys.size, dtype=np.int64)
+        templates: list[tuple[Template, DomainKey]] = []
+        for j, key in enumerate(unique_keys.tolist()):
+            dkey = dkeys[key >> 16]
+            template = self.templates.get((*dkey, key & 0xFFFF))
+            if template is None or (not template.is_options and (not template.fixed or not template.record_length)):
+                return None
+            record_lengths[j] = 0 if template.is_options else template.record_length
+            templates.append((template, dkey))
+        record_length = record_lengths[inverse]
+        options = data[record_length == 0]
+        for i in options.tolist():
+            dkey = dkeys[int(set_code[i])]
+            known = self._known_options.get(dkey)
+            if known is None or known[0] != set_id[i] or known[2] is not self.templates.get((*dkey, int(set_id[i]))):
+                return None
+            if known[1] != bytes(buf[int(start[i]) : int(end[i])]):
+                return None
+        special[owner[options]] = True
+        plain = ~special[owner[data]] & (record_length > 0)
+        sets = data[plain]
+        return _BatchPlan(
+            code, dkeys, special, owner[sets], start[sets], end[sets], inverse[plain], record_length[plain], templates
+        )
+
+    def _is_refresh(self, buf: memoryview, dkey: DomainKey, set_id: int, start: int, end: int) -> bool:
+        """Whether a template set repeats, byte for byte, the one that installed templates still in place."""
+        known = self._known_sets.get((dkey, set_id))
+        return (
+            known is not None
+            and known[0] == bytes(buf[start:end])
+            and all(self.templates.get(k) is t for k, t in known[1])
+        )
+
+    def _apply(
+        self, buf: memoryview, walk: SetWalk, plan: _BatchPlan, offsets: list[int], lengths: list[int],
+        exporters: Sequence[str],
+    ) -> None:
+        """Decode the planned batch: special packets one by one, plain data in bulk, then sequence numbers."""
+        n = len(offsets)
+        records = np.full(n, -1, dtype=np.int64)
+        tracked = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(plan.special).tolist():
+            try:
+                counted = self._decode_one(buf, offsets[i], lengths[i], exporters[i])[3]
+            except (Malformed, IndexError, ValueError, OverflowError):
+                self.stats["malformed"] += 1
+                continue
+            tracked[i] = True
+            records[i] = -1 if counted is None else counted
+        plain = walk.walked & ~plan.special
+        counts = (plan.end - plan.start) // np.maximum(plan.record_length, 1)
+        records[plain] = np.bincount(plan.owner, weights=counts, minlength=n).astype(np.int64)[plain]
+        tracked |= plain
+        v9_packets = int((plain & (walk.version == 9)).sum())
+        if v9_packets:
+            self.stats["netflow9_packets"] += v9_packets
+        if int(plain.sum()) > v9_packets:
+            self.stats["ipfix_packets"] += int(plain.sum()) - v9_packets
+        self._queue_plain(plan, counts)
+        self._track_batch(walk, plan, tracked, records)
+
+    def _queue_plain(self, plan: _BatchPlan, counts: IntArray) -> None:
+        """Add the plain packets' data sets to their templates' groups."""
+        present = counts > 0
+        for j in np.unique(plan.template_index[present]).tolist():
+            chosen = present & (plan.template_index == j)
+            template, dkey = plan.templates[j]
+            group = self._groups.get(id(template))
+            if group is None:
+                group = self._groups[id(template)] = _Group(template, dkey)
+            group.starts.extend(plan.start[chosen].tolist())
+            group.counts.extend(counts[chosen].tolist())
+
+    def _track_batch(self, walk: SetWalk, plan: _BatchPlan, tracked: BoolArray, records: IntArray) -> None:
+        """Sequence tracking for every packet decoded in the batch, in arrival order, as `_track_sequence` does."""
+        index = np.flatnonzero(tracked)
+        codes = plan.code[index]
+        expected: dict[int, int] = {}
+        for c in np.unique(codes).tolist():
+            following = self.domains[plan.dkeys[c]].next_sequence
+            if following is not None:
+                expected[c] = following
+        gaps, after = sequence_gaps(codes, walk.version[index], walk.sequence[index], records[index], expected)
+        if gaps:
+            self.stats["sequence_gaps"] += gaps
+        for c, following in after.items():
+            self.domains[plan.dkeys[c]].next_sequence = None if following < 0 else following
+
+    def _decode_one(
+        self, buf: memoryview, offset: int, length: int, exporter: str
+    ) -> tuple[_DomainState, int, int, int | None]:
+        """Decode one packet but leave sequence tracking to the caller: (domain state, version, sequence, records)."""
         if length < 4:
             raise Malformed("short header")
         version = TWO_SHORTS.unpack_from(buf, offset)[0]
@@ -114,7 +289,7 @@ class TemplatedDecoder:
                 data_records += counted or 0
             else:
                 self._template_set(buf, dkey, set_id, body_start, body_end)
-        self._track_sequence(state, version, sequence, data_records if known_counts else None)
+        return state, version, sequence, data_records if known_counts else None
 
     def _split_sets(self, buf: memoryview, start: int, end: int) -> list[tuple[int, int, int]]:
         sets = []
@@ -269,7 +444,11 @@ class TemplatedDecoder:
             self._hold(key, bytes(buf[start:end]))
             return None
         if template.is_options:
-            return self._decode_detached(template, dkey, state, bytes(buf[start:end]))
+            body = bytes(buf[start:end])
+            if len(self._known_options) >= MAX_TEMPLATES:
+                self._known_options.clear()
+            self._known_options[dkey] = (set_id, body, template)
+            return self._decode_detached(template, dkey, state, body)
         if not template.fixed:
             return self._decode_detached(template, dkey, state, bytes(buf[start:end]))
         if template.record_length == 0:
@@ -347,11 +526,22 @@ class TemplatedDecoder:
         return to_flows(template, records, sampling)
 
     def flush(self, u8: ByteArray) -> list[FlowArray]:
-        """Gather and convert every queued data set of the batch; the buffer must still hold the batch."""
+        """Gather and convert every queued data set of the batch; the buffer must still hold the batch.
+
+        Bulk-queued sets may sit in a group after those of later special packets; sorting by offset restores
+        arrival order, so the output does not depend on which path queued them.
+        """
         out = self._extra
+        runs = []
         for group in self._groups.values():
             starts = np.asarray(group.starts, dtype=np.int64)
             counts = np.asarray(group.counts, dtype=np.int64)
+            if starts.size > 1 and (starts[1:] < starts[:-1]).any():
+                order = np.argsort(starts, kind="stable")
+                starts, counts = starts[order], counts[order]
+            runs.append((starts, counts, group))
+        runs.sort(key=lambda run: int(run[0][0]))
+        for starts, counts, group in runs:
             offsets = expand_runs(starts, counts, group.template.record_length)
             records = gather_view(u8, offsets, group.template.dtype)
             state = self.domains.get(group.domain) or _DomainState()
