@@ -40,6 +40,7 @@ from mitigation.routes import Route, route_from_spec, without_neighbors
 from mitigation.services.planning import mitigation_event
 from portal.accounts.actors import ENGINE, Actor
 from portal.events import publish
+from tenants.notifications import notify_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +319,8 @@ def _transition(ids: list[int], source: str, target: str, now: datetime.datetime
         mitigation.save()
         event = "mitigation.active" if target == MitigationStateChoices.ACTIVE else "mitigation.ended"
         publish(event, mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
+        notify_on_commit(mitigation.tenant, "mitigation_active" if target == MitigationStateChoices.ACTIVE
+                         else "mitigation_ended", mitigation_event(mitigation))
     return len(mitigations)
 
 

@@ -36,6 +36,7 @@ from mitigation.signal_types import AttackVector
 from portal.accounts.actors import ENGINE, Actor
 from portal.events import publish
 from tenants.customer.choices import AutomationModeChoices
+from tenants.notifications import notify_on_commit
 
 PLANNABLE_STATES = (
     MitigationStateChoices.DETECTED,
@@ -222,6 +223,8 @@ def _advance_after_plan(
         mitigation.approval_deadline = now + datetime.timedelta(minutes=window)
     publish("mitigation.approval_needed", {"mitigation": mitigation.pk, "target": str(mitigation.attack.target),
             "deadline": mitigation.approval_deadline}, tenant_schema=mitigation.tenant.schema_name)
+    notify_on_commit(mitigation.tenant, "approval_needed", {"mitigation": mitigation.pk, "deadline":
+                     mitigation.approval_deadline, "target": str(mitigation.attack.target)})
 
 
 def mitigation_event(mitigation: Mitigation) -> dict[str, object]:

@@ -14,6 +14,7 @@ from mitigation.signal_types import AttackSignal, SignalPhase
 from portal.accounts.actors import Actor
 from portal.events import publish
 from tenants.models import Tenant
+from tenants.notifications import notify_on_commit
 
 MAX_TOP_SOURCES = 20
 
@@ -68,6 +69,8 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
             tenant_schema=tenant.schema_name if tenant else None)
     if tenant is None:
         return attack
+    if created:
+        notify_on_commit(tenant, "attack_started", attack_event(attack))
     mitigation, _ = Mitigation.objects.get_or_create(attack=attack, defaults={"tenant": tenant})
     if mitigation.hold_down_until is not None:
         mitigation.hold_down_until = None

@@ -6,6 +6,7 @@ from django import forms
 
 from portal.accounts.choices import UserRoleChoices
 from tenants.customer.choices import ApplicationProfileChoices, AutomationModeChoices, MitigationActionChoices
+from tenants.customer.models import NotificationChannelKindChoices, NotificationEventChoices
 
 
 class ReasonForm(forms.Form):
@@ -67,3 +68,14 @@ class UserCreateForm(forms.Form):
     email = forms.EmailField(required=False)
     role = forms.ChoiceField(choices=UserRoleChoices.choices, initial=UserRoleChoices.VIEWER)
 
+
+
+class NotificationChannelForm(forms.Form):
+    """A place to be told about attacks; the model's clean() checks the target fits the kind."""
+
+    kind = forms.ChoiceField(choices=NotificationChannelKindChoices.choices)
+    target = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"placeholder": "noc@example.com or https://…"}))
+    events = forms.MultipleChoiceField(
+        choices=NotificationEventChoices.choices, widget=forms.CheckboxSelectMultiple,
+        initial=list(NotificationEventChoices.values),
+    )

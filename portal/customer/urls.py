@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal.customer import views
+from portal.customer import notifications, views
 
 app_name = "customer"
 
@@ -16,4 +16,7 @@ urlpatterns = [
     path("prefixes/", views.prefixes, name="prefixes"),
     path("profile/", views.profile, name="profile"),
     path("users/", views.users, name="users"),
+    path("notifications/", notifications.channels, name="notifications"),
+    path("notifications/<int:pk>/delete/", notifications.channel_delete, name="notification-delete"),
+    path("notifications/<int:pk>/test/", notifications.channel_test, name="notification-test"),
 ]

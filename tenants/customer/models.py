@@ -1,4 +1,4 @@
-"""What a customer owns and edits, in its own schema: protected prefixes and the service profile.
+"""What a customer owns and edits, in its own schema: protected prefixes, the service profile, notification channels.
 
 Routing never reads these directly: the services that change them refresh the public mirrors
 (`mitigation.VerifiedPrefix`, `mitigation.TenantPolicy`) in the same transaction.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator, validate_email
 from django.db import models
 from netfields import CidrAddressField, NetManager
 
@@ -95,3 +95,47 @@ class LatencyOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}: {self.latency_ms} ms"
+
+
+class NotificationChannelKindChoices(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook (JSON POST)"
+    SLACK = "slack", "Slack incoming webhook"
+
+
+class NotificationEventChoices(models.TextChoices):
+    """The moments of an attack a customer can be told about; names are stable, they appear in webhook bodies."""
+
+    ATTACK_STARTED = "attack_started", "Attack started"
+    MITIGATION_ACTIVE = "mitigation_active", "Mitigation active"
+    APPROVAL_NEEDED = "approval_needed", "Approval needed"
+    MITIGATION_ENDED = "mitigation_ended", "Mitigation ended"
+
+
+def default_notification_events() -> list[str]:
+    return list(NotificationEventChoices.values)
+
+
+class NotificationChannel(models.Model):
+    """Where the customer wants to hear about its attacks: an email address, a webhook or a Slack webhook URL."""
+
+    kind = models.CharField(max_length=20, choices=NotificationChannelKindChoices.choices)
+    target = models.CharField(max_length=500, help_text="Email address, or the http(s) URL to POST to")
+    events = ArrayField(
+        models.CharField(max_length=30, choices=NotificationEventChoices.choices), default=default_notification_events
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "target"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.target}"
+
+    def clean(self) -> None:
+        """An email channel needs an address and the others an http(s) URL, so a typo fails here, not at 3 a.m."""
+        if self.kind == NotificationChannelKindChoices.EMAIL:
+            validate_email(self.target)
+        else:
+            URLValidator(schemes=["http", "https"])(self.target)

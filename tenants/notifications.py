@@ -1,0 +1,173 @@
+"""Telling customers about their attacks: email, webhooks and Slack, per channel and event kind.
+
+The engine never waits on a customer's mail server or web endpoint: call sites use `notify_on_commit`, which
+sends `tenants.tasks.notify_tenant_task` once the change has committed, and a broken broker is only logged.
+Delivery failures are logged and reported in the result, never raised, so one dead endpoint cannot stop the
+others or the engine; the task retries only the channels whose failure may pass (connection trouble).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+from django_tenants.utils import schema_context
+from kombu.exceptions import OperationalError
+
+from mitigation.audit import record_audit
+from portal.accounts.actors import Actor
+from tenants.customer.models import NotificationChannel, NotificationChannelKindChoices, NotificationEventChoices
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_S = 5.0
+TEST_EVENT = "test"
+
+
+class DeliveryError(Exception):
+    """A channel could not be reached or refused the message; `transient` when trying again may help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass
+class NotifyResult:
+    """What one round of notifications did: channels reached, channels failed, and which are worth a retry."""
+
+    sent: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    retryable: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"sent": self.sent, "failed": self.failed, "retryable": self.retryable}
+
+
+def json_safe(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as plain JSON types (datetimes, decimals, addresses become strings) for Celery and webhooks."""
+    return json.loads(json.dumps(payload, cls=DjangoJSONEncoder, default=str))
+
+
+def event_label(event_kind: str) -> str:
+    if event_kind == TEST_EVENT:
+        return "Test notification"
+    return str(NotificationEventChoices(event_kind).label)
+
+
+def summary_text(tenant: Tenant, event_kind: str, payload: dict[str, Any]) -> str:
+    """One line a person reads in a mail subject or a Slack channel."""
+    details = [f"target {payload['target']}"] if payload.get("target") else []
+    details += [f"{name} {payload[name]}" for name in ("state", "level") if payload.get(name)]
+    suffix = f" ({', '.join(details)})" if details else ""
+    return f"[Sluice] {tenant.name}: {event_label(event_kind)}{suffix}"
+
+
+def _post_json(url: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        url, data=json.dumps(body, cls=DjangoJSONEncoder).encode(), method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "Sluice-notifications/1"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 (http(s) only: clean())
+            response.read(1024)
+    except urllib.error.HTTPError as error:
+        raise DeliveryError(f"HTTP {error.code} from {url}", transient=error.code >= 500) from error
+    except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as error:
+        raise DeliveryError(f"cannot reach {url}: {error}", transient=True) from error
+
+
+def deliver(channel: NotificationChannel, tenant: Tenant, event_kind: str, payload: dict[str, Any]) -> None:
+    """Send one message on one channel; raises DeliveryError. Webhooks get the whole event as JSON."""
+    text = summary_text(tenant, event_kind, payload)
+    if channel.kind == NotificationChannelKindChoices.EMAIL:
+        body = "\n".join([text, "", *(f"{key}: {value}" for key, value in payload.items())])
+        try:
+            send_mail(text, body, settings.DEFAULT_FROM_EMAIL, [channel.target], fail_silently=False)
+        except (smtplib.SMTPException, OSError) as error:
+            raise DeliveryError(f"mail to {channel.target} failed: {error}", transient=True) from error
+    elif channel.kind == NotificationChannelKindChoices.SLACK:
+        _post_json(channel.target, {"text": text})
+    else:
+        _post_json(channel.target, {"event": event_kind, "tenant": tenant.slug, "sent_at": timezone.now(),
+                                    "summary": text, "data": payload})
+
+
+def notify_tenant(
+    tenant: Tenant, event_kind: str, payload: dict[str, Any], *, channel_ids: list[int] | None = None
+) -> NotifyResult:
+    """Send `event_kind` to every enabled channel of `tenant` that subscribed to it (or only `channel_ids`)."""
+    result = NotifyResult()
+    with schema_context(tenant.schema_name):
+        channels = NotificationChannel.objects.filter(enabled=True, events__contains=[event_kind])
+        if channel_ids is not None:
+            channels = channels.filter(pk__in=channel_ids)
+        for channel in channels:
+            try:
+                deliver(channel, tenant, event_kind, payload)
+            except DeliveryError as error:
+                logger.warning("notification %s for %s on channel %s failed: %s", event_kind, tenant.slug,
+                               channel.pk, error)
+                result.failed.append(channel.pk)
+                if error.transient:
+                    result.retryable.append(channel.pk)
+            else:
+                result.sent.append(channel.pk)
+    return result
+
+
+def send_test(channel: NotificationChannel, tenant: Tenant) -> str | None:
+    """The portal's "send a test" button: deliver now and return the error text, or None when it went out."""
+    try:
+        deliver(channel, tenant, TEST_EVENT, {"target": "192.0.2.1", "note": "Sent from the Sluice portal"})
+    except DeliveryError as error:
+        return str(error)
+    return None
+
+
+def _enqueue(tenant_id: int, event_kind: str, payload: dict[str, Any]) -> None:
+    from tenants.tasks import notify_tenant_task
+
+    try:
+        notify_tenant_task.apply_async(args=(tenant_id, event_kind, payload))
+    except (OperationalError, OSError) as error:
+        logger.warning("could not enqueue %s notification for tenant %s: %s", event_kind, tenant_id, error)
+
+
+def notify_on_commit(tenant: Tenant, event_kind: str, payload: dict[str, Any]) -> None:
+    """Queue the notification once the caller's transaction commits (at once outside one); never raises."""
+    safe = json_safe(payload)
+    transaction.on_commit(lambda: _enqueue(tenant.pk, event_kind, safe))
+
+
+def add_notification_channel(
+    tenant: Tenant, *, kind: str, target: str, events: list[str], acting_user: Actor
+) -> NotificationChannel:
+    """Create a channel in the tenant's schema after full validation; audited. Raises ValidationError."""
+    with schema_context(tenant.schema_name), transaction.atomic():
+        channel = NotificationChannel(kind=kind, target=target.strip(), events=sorted(set(events)))
+        channel.full_clean()
+        channel.save()
+        record_audit(acting_user, "notification_channel.create", tenant_slug=tenant.slug, obj=channel,
+                     diff={"kind": kind, "target": channel.target, "events": channel.events})
+    return channel
+
+
+def delete_notification_channel(tenant: Tenant, channel: NotificationChannel, *, acting_user: Actor) -> None:
+    """Remove a channel of the tenant; audited."""
+    with schema_context(tenant.schema_name), transaction.atomic():
+        record_audit(acting_user, "notification_channel.delete", tenant_slug=tenant.slug, obj=channel,
+                     diff={"kind": channel.kind, "target": channel.target})
+        channel.delete()
