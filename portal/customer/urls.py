@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal.customer import notifications, views
+from portal.customer import notifications, reports, views
 
 app_name = "customer"
 
@@ -10,6 +10,7 @@ urlpatterns = [
     path("board/fragment/", views.dashboard_fragment, name="board-fragment"),
     path("mitigations/<int:pk>/", views.mitigation_detail, name="mitigation"),
     path("mitigations/<int:pk>/report.csv", views.mitigation_report, name="mitigation-report"),
+    path("mitigations/<int:pk>/report.pdf", reports.mitigation_report_pdf, name="mitigation-report-pdf"),
     path("mitigations/<int:pk>/approve/", views.mitigation_approve, name="mitigation-approve"),
     path("mitigations/<int:pk>/reject/", views.mitigation_reject, name="mitigation-reject"),
     path("mitigations/<int:pk>/withdraw/", views.mitigation_withdraw, name="mitigation-withdraw"),
