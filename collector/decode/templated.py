@@ -34,6 +34,7 @@ TemplateKey = tuple[str, int, int, int]  # exporter, domain, version, template i
 PENDING_SETS_PER_TEMPLATE = 32
 PENDING_TEMPLATES = 1024
 MAX_TEMPLATES = 65536
+MAX_REPLANS = 4
 
 
 class Malformed(ValueError):
@@ -105,7 +106,7 @@ class TemplatedDecoder:
         # Exporters repeat the same template set every few packets; its bytes identify what it installed last time.
         self._known_sets: dict[tuple[DomainKey, int], tuple[bytes, tuple[tuple[TemplateKey, Template], ...]]] = {}
         # The last options data set each domain applied: the same bytes again leave the sampling state as it is.
-        self._known_options: dict[DomainKey, tuple[int, bytes, Template]] = {}
+        self._known_options: dict[DomainKey, tuple[int, bytes, Template, int, bool]] = {}
 
     def decode_packet(self, buf: memoryview, offset: int, length: int, exporter: str) -> None:
         """Walk one export packet; malformed packets raise `Malformed` before any of their data is queued."""
@@ -113,7 +114,8 @@ class TemplatedDecoder:
         self._track_sequence(state, version, sequence, data_records)
 
     def decode_batch(
-        self, u8: ByteArray, buf: memoryview, offsets: IntArray, lengths: IntArray, exporters: Sequence[str]
+        self, u8: ByteArray, buf: memoryview, offsets: IntArray, lengths: IntArray, exporters: Sequence[str],
+        replans: int = MAX_REPLANS,
     ) -> None:
         """Queue the data of many packets, walked together with numpy when the batch changes no template state.
 
@@ -125,10 +127,18 @@ class TemplatedDecoder:
         """
         walk = walk_sets(u8, offsets, lengths)
         plan = self._plan(buf, walk, exporters)
-        if plan is None:
-            self._decode_each(buf, offsets.tolist(), lengths.tolist(), exporters)
-        else:
+        if plan is not None:
             self._apply(buf, walk, plan, offsets.tolist(), lengths.tolist(), exporters)
+            return
+        # Per packet up to the first one that may change state (new templates, often the batch's first packet),
+        # then the rest is planned again: one template change must not cost the whole batch its bulk path.
+        control = ~walk.walked
+        control[walk.set_owner[walk.set_id < 256]] = True
+        firsts = np.flatnonzero(control)
+        cut = int(firsts[0]) + 1 if firsts.size and replans > 0 else offsets.size
+        self._decode_each(buf, offsets[:cut].tolist(), lengths[:cut].tolist(), exporters[:cut])
+        if cut < offsets.size:
+            self.decode_batch(u8, buf, offsets[cut:], lengths[cut:], exporters[cut:], replans - 1)
 
     def _decode_each(self, buf: memoryview, offsets: list[int], lengths: list[int], exporters: Sequence[str]) -> None:
         for offset, length, exporter in zip(offsets, lengths, exporters):
@@ -444,11 +454,7 @@ class TemplatedDecoder:
             self._hold(key, bytes(buf[start:end]))
             return None
         if template.is_options:
-            body = bytes(buf[start:end])
-            if len(self._known_options) >= MAX_TEMPLATES:
-                self._known_options.clear()
-            self._known_options[dkey] = (set_id, body, template)
-            return self._decode_detached(template, dkey, state, body)
+            return self._options_set(template, dkey, state, set_id, bytes(buf[start:end]))
         if not template.fixed:
             return self._decode_detached(template, dkey, state, bytes(buf[start:end]))
         if template.record_length == 0:
@@ -460,6 +466,20 @@ class TemplatedDecoder:
                 group = self._groups[id(template)] = _Group(template, dkey)
             group.starts.append(start)
             group.counts.append(count)
+        return count
+
+    def _options_set(self, template: Template, dkey: DomainKey, state: _DomainState, set_id: int, body: bytes) -> int:
+        """Apply options data, unless it repeats the domain's last options data: applying that again changes nothing."""
+        known = self._known_options.get(dkey)
+        if known is not None and known[0] == set_id and known[2] is template and known[1] == body:
+            if known[4]:
+                self.stats["sampling_options"] += 1
+            return known[3]
+        learned_before = self.stats["sampling_options"]
+        count = self._decode_detached(template, dkey, state, body)
+        if len(self._known_options) >= MAX_TEMPLATES:
+            self._known_options.clear()
+        self._known_options[dkey] = (set_id, body, template, count, self.stats["sampling_options"] != learned_before)
         return count
 
     def _hold(self, key: TemplateKey, body: bytes) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from netsim.flowgen import IpfixEncoder, NetFlow9Encoder
 from collector.decode import PacketDecoder
 from collector.records import flows_as_tuples
-from netsim.flowgen import FlowRecord
+from netsim.flowgen import FlowRecord, IpfixEncoder, NetFlow9Encoder
 
 V4 = FlowRecord("198.51.100.1", "203.0.113.10", 17, 53, 4444, 0, False, 1400, 2)
 
 
 def _batch(decoder: PacketDecoder, packets: list[bytes]) -> list[tuple]:
+    """Decode `packets` as one receive batch, each at an unaligned offset like a replay would give."""
     offsets, buffer = [], bytearray()
     for packet in packets:
         offsets.append(len(buffer))
@@ -20,6 +20,7 @@ def _batch(decoder: PacketDecoder, packets: list[bytes]) -> list[tuple]:
 
 
 def _one_by_one(decoder: PacketDecoder, packets: list[bytes]) -> list[tuple]:
+    """Decode `packets` one call each: the reference, as every template change is seen before the next packet."""
     return sorted(t for p in packets for t in flows_as_tuples(decoder.decode(p, "192.0.2.1")))
 
 
