@@ -53,17 +53,19 @@ class _Group:
 
 @dataclass
 class _BatchPlan:
-    """How a batch will be decoded: which packets go one by one, and the plain data sets queued in bulk."""
+    """How a batch will be decoded: the data sets queued in bulk and what its repeated control sets count."""
 
     code: IntArray  # per packet: exporter, version and domain in one integer
     dkeys: dict[int, DomainKey]
-    special: BoolArray  # per packet: decoded one by one (template or options sets, malformed)
-    owner: IntArray  # per plain data set from here on: its packet
+    owner: IntArray  # per data set with a fixed-length template from here on: its packet
     start: IntArray
     end: IntArray
     template_index: IntArray
     record_length: IntArray
     templates: list[tuple[Template, DomainKey]]
+    refreshes: int  # templates the batch's template sets refresh
+    learned: int  # options data sets that announce sampling
+    option_records: IntArray  # per packet: options data records, which IPFIX sequence numbers count too
 
 
 @dataclass
@@ -166,12 +168,13 @@ class TemplatedDecoder:
         owner, set_id = walk.set_owner[keep], walk.set_id[keep]
         start, end = walk.set_start[keep], walk.set_end[keep]
         set_code = code[owner]
-        special = ~walked
         control = set_id < 256
-        special[owner[control]] = True
+        refreshes = 0
         for i in np.flatnonzero(control & (set_id <= 3)).tolist():
-            if not self._is_refresh(buf, dkeys[int(set_code[i])], int(set_id[i]), int(start[i]), int(end[i])):
+            refreshed = self._refreshed(buf, dkeys[int(set_code[i])], int(set_id[i]), int(start[i]), int(end[i]))
+            if refreshed is None:
                 return None
+            refreshes += refreshed
         data = np.flatnonzero(~control)
         unique_keys, inverse = np.unique((set_code[data] << 16) | set_id[data], return_inverse=True)
         record_lengths = np.zeros(unique_keys.size, dtype=np.int64)
@@ -185,6 +188,8 @@ class TemplatedDecoder:
             templates.append((template, dkey))
         record_length = record_lengths[inverse]
         options = data[record_length == 0]
+        option_records = np.zeros(walked.size, dtype=np.int64)
+        learned = 0
         for i in options.tolist():
             dkey = dkeys[int(set_code[i])]
             known = self._known_options.get(dkey)
@@ -192,42 +197,46 @@ class TemplatedDecoder:
                 return None
             if known[1] != bytes(buf[int(start[i]) : int(end[i])]):
                 return None
-        special[owner[options]] = True
-        plain = ~special[owner[data]] & (record_length > 0)
+            option_records[owner[i]] += known[3]
+            learned += known[4]
+        plain = record_length > 0
         sets = data[plain]
         return _BatchPlan(
-            code, dkeys, special, owner[sets], start[sets], end[sets], inverse[plain], record_length[plain], templates
+            code, dkeys, owner[sets], start[sets], end[sets], inverse[plain], record_length[plain], templates,
+            refreshes, learned, option_records,
         )
 
-    def _is_refresh(self, buf: memoryview, dkey: DomainKey, set_id: int, start: int, end: int) -> bool:
-        """Whether a template set repeats, byte for byte, the one that installed templates still in place."""
+    def _refreshed(self, buf: memoryview, dkey: DomainKey, set_id: int, start: int, end: int) -> int | None:
+        """How many templates a set refreshes when it repeats, byte for byte, the one that installed them; else None."""
         known = self._known_sets.get((dkey, set_id))
-        return (
-            known is not None
-            and known[0] == bytes(buf[start:end])
-            and all(self.templates.get(k) is t for k, t in known[1])
-        )
+        if known is None or known[0] != bytes(buf[start:end]):
+            return None
+        if not all(self.templates.get(k) is t for k, t in known[1]):
+            return None
+        return len(known[1])
 
     def _apply(
         self, buf: memoryview, walk: SetWalk, plan: _BatchPlan, offsets: list[int], lengths: list[int],
         exporters: Sequence[str],
     ) -> None:
-        """Decode the planned batch: special packets one by one, plain data in bulk, then sequence numbers."""
+        """Decode the planned batch: data in bulk, then sequence numbers; malformed packets raise and are counted.
+
+        Template and options sets of the batch are known repeats, so all that is left of them is their counters.
+        """
         n = len(offsets)
-        records = np.full(n, -1, dtype=np.int64)
-        tracked = np.zeros(n, dtype=bool)
-        for i in np.flatnonzero(plan.special).tolist():
+        for i in np.flatnonzero(~walk.walked).tolist():
             try:
-                counted = self._decode_one(buf, offsets[i], lengths[i], exporters[i])[3]
+                self._decode_one(buf, offsets[i], lengths[i], exporters[i])
             except (Malformed, IndexError, ValueError, OverflowError):
                 self.stats["malformed"] += 1
-                continue
-            tracked[i] = True
-            records[i] = -1 if counted is None else counted
-        plain = walk.walked & ~plan.special
+        if plan.refreshes:
+            self.stats["template_refreshes"] += plan.refreshes
+        if plan.learned:
+            self.stats["sampling_options"] += plan.learned
+        plain = walk.walked
         counts = (plan.end - plan.start) // np.maximum(plan.record_length, 1)
-        records[plain] = np.bincount(plan.owner, weights=counts, minlength=n).astype(np.int64)[plain]
-        tracked |= plain
+        records = np.bincount(plan.owner, weights=counts, minlength=n).astype(np.int64) + plan.option_records
+        tracked = plain
         v9_packets = int((plain & (walk.version == 9)).sum())
         if v9_packets:
             self.stats["netflow9_packets"] += v9_packets
@@ -548,8 +557,8 @@ class TemplatedDecoder:
     def flush(self, u8: ByteArray) -> list[FlowArray]:
         """Gather and convert every queued data set of the batch; the buffer must still hold the batch.
 
-        Bulk-queued sets may sit in a group after those of later special packets; sorting by offset restores
-        arrival order, so the output does not depend on which path queued them.
+        A batch decoded partly packet by packet and partly in bulk may queue a group's sets out of arrival order;
+        sorting by offset restores it, so the output does not depend on which path queued them.
         """
         out = self._extra
         runs = []
