@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from portal.accounts.two_factor import has_two_factor, two_factor_required
 from portal.events import SOC_GROUP, backlog_since, tenant_group
 
 
@@ -24,6 +25,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         tenant = self.scope["tenant"]
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
+            return
+        if two_factor_required(user, tenant.schema_name) and not has_two_factor(user):
+            await self.close(code=4403)  # staff who can change the network must enroll first, here too
             return
         self.group = SOC_GROUP if tenant.is_public else tenant_group(tenant.schema_name)
         await self.channel_layer.group_add(self.group, self.channel_name)
