@@ -5,18 +5,29 @@ records. Here step k reads the k-th set header of every packet that still has on
 iterations is the largest set count in the batch (two or three for real exporters), not the number of packets.
 The walk repeats exactly the checks `TemplatedDecoder` makes packet by packet; a packet it cannot vouch for
 (malformed, too many sets) is flagged so the caller hands it to the per-packet path, which decides.
+
+`plan_batch` then checks the walked batch against the decoder's template state: when every template set and
+options data set only repeats what is in place, the order of packets no longer matters and all data sets can be
+queued in bulk; otherwise the decoder goes packet by packet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from collector.decode.common import ByteArray, IntArray
+from collector.decode.templates import Template
 
 BoolArray = npt.NDArray[np.bool_]
+
+DomainKey = tuple[str, int, int]  # exporter, observation domain / source id, version
+TemplateKey = tuple[str, int, int, int]  # exporter, domain, version, template id
+KnownSet = tuple[bytes, tuple[tuple[TemplateKey, Template], ...]]  # a template set's bytes, what it installed
+KnownOptions = tuple[int, bytes, Template, int, bool]  # set id, bytes, template, records, announced sampling
 
 MAX_SETS = 64
 V9_HEADER_LENGTH = 20
@@ -118,3 +129,109 @@ def sequence_gaps(
     last[:-1] = first[1:]
     lasts = np.flatnonzero(last)
     return gaps, dict(zip(dom[lasts].tolist(), following[lasts].tolist()))
+
+
+@dataclass
+class BatchPlan:
+    """How a batch will be decoded: the data sets queued in bulk and what its repeated control sets count."""
+
+    code: IntArray  # per packet: exporter, version and domain in one integer
+    dkeys: dict[int, DomainKey]
+    owner: IntArray  # per data set with a fixed-length template from here on: its packet
+    start: IntArray
+    end: IntArray
+    template_index: IntArray
+    record_length: IntArray
+    templates: list[tuple[Template, DomainKey]]
+    refreshes: int  # templates the batch's template sets refresh
+    learned: int  # options data sets that announce sampling
+    option_records: IntArray  # per packet: options data records, which IPFIX sequence numbers count too
+
+
+def exporter_ids(exporters: Sequence[str]) -> tuple[list[str], IntArray]:
+    """Distinct exporters and each packet's index among them; one exporter per batch is the common case."""
+    if isinstance(exporters, list) and exporters and exporters.count(exporters[0]) == len(exporters):
+        return [exporters[0]], np.zeros(len(exporters), dtype=np.int64)
+    lookup: dict[str, int] = {}
+    ids = np.fromiter((lookup.setdefault(e, len(lookup)) for e in exporters), dtype=np.int64, count=len(exporters))
+    return list(lookup), ids
+
+
+def plan_batch(
+    buf: memoryview, walk: SetWalk, exporters: Sequence[str], domains: Collection[DomainKey],
+    templates: Mapping[TemplateKey, Template], known_sets: Mapping[tuple[DomainKey, int], KnownSet],
+    known_options: Mapping[DomainKey, KnownOptions],
+) -> BatchPlan | None:
+    """Check the batch against the decoder's state; None when some packet would change templates or sampling.
+
+    `known_sets` and `known_options` are the template sets and options data each domain applied last: a
+    batch that only repeats them (byte for byte, with the same templates in place) changes nothing.
+    """
+    if walk.overflow.any():
+        return None
+    names, ids = exporter_ids(exporters)
+    if len(names) >= 1 << 13:
+        return None
+    walked = walk.walked
+    code = (ids << 33) | ((walk.version == 10).astype(np.int64) << 32) | walk.domain
+    dkeys: dict[int, DomainKey] = {}
+    for c in np.unique(code[walked]).tolist():
+        dkey = (names[c >> 33], c & 0xFFFF_FFFF, 10 if (c >> 32) & 1 else 9)
+        if dkey not in domains:
+            return None
+        dkeys[c] = dkey
+    keep = walked[walk.set_owner]
+    owner, set_id = walk.set_owner[keep], walk.set_id[keep]
+    start, end = walk.set_start[keep], walk.set_end[keep]
+    set_code = code[owner]
+    control = set_id < 256
+    refreshes = 0
+    for i in np.flatnonzero(control & (set_id <= 3)).tolist():
+        dkey = dkeys[int(set_code[i])]
+        refreshed = refreshed_templates(buf, templates, known_sets, dkey, int(set_id[i]), int(start[i]), int(end[i]))
+        if refreshed is None:
+            return None
+        refreshes += refreshed
+    data = np.flatnonzero(~control)
+    unique_keys, inverse = np.unique((set_code[data] << 16) | set_id[data], return_inverse=True)
+    record_lengths = np.zeros(unique_keys.size, dtype=np.int64)
+    chosen: list[tuple[Template, DomainKey]] = []
+    for j, key in enumerate(unique_keys.tolist()):
+        dkey = dkeys[key >> 16]
+        template = templates.get((*dkey, key & 0xFFFF))
+        if template is None or (not template.is_options and (not template.fixed or not template.record_length)):
+            return None
+        record_lengths[j] = 0 if template.is_options else template.record_length
+        chosen.append((template, dkey))
+    record_length = record_lengths[inverse]
+    options = data[record_length == 0]
+    option_records = np.zeros(walked.size, dtype=np.int64)
+    learned = 0
+    for i in options.tolist():
+        dkey = dkeys[int(set_code[i])]
+        known = known_options.get(dkey)
+        if known is None or known[0] != set_id[i] or known[2] is not templates.get((*dkey, int(set_id[i]))):
+            return None
+        if known[1] != bytes(buf[int(start[i]) : int(end[i])]):
+            return None
+        option_records[owner[i]] += known[3]
+        learned += known[4]
+    plain = record_length > 0
+    sets = data[plain]
+    return BatchPlan(
+        code, dkeys, owner[sets], start[sets], end[sets], inverse[plain], record_length[plain], chosen,
+        refreshes, learned, option_records,
+    )
+
+
+def refreshed_templates(
+    buf: memoryview, templates: Mapping[TemplateKey, Template], known_sets: Mapping[tuple[DomainKey, int], KnownSet],
+    dkey: DomainKey, set_id: int, start: int, end: int,
+) -> int | None:
+    """How many templates a set refreshes when it repeats, byte for byte, the one that installed them; else None."""
+    known = known_sets.get((dkey, set_id))
+    if known is None or known[0] != bytes(buf[start:end]):
+        return None
+    if not all(templates.get(k) is t for k, t in known[1]):
+        return None
+    return len(known[1])

@@ -16,7 +16,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector.decode.common import ByteArray, DecodeStats, IntArray, expand_runs, gather_view
-from collector.decode.setwalk import BoolArray, SetWalk, sequence_gaps, walk_sets
+from collector.decode.setwalk import (
+    BatchPlan,
+    BoolArray,
+    DomainKey,
+    KnownOptions,
+    KnownSet,
+    SetWalk,
+    TemplateKey,
+    plan_batch,
+    sequence_gaps,
+    walk_sets,
+)
 from collector.decode.templates import FieldSpec, Template, sampling_of, to_flows
 from collector.records import FlowArray
 
@@ -28,8 +39,6 @@ THREE_SHORTS = struct.Struct(">HHH")
 U32 = struct.Struct(">I")
 U16 = struct.Struct(">H")
 
-DomainKey = tuple[str, int, int]  # exporter, observation domain / source id, version
-TemplateKey = tuple[str, int, int, int]  # exporter, domain, version, template id
 
 PENDING_SETS_PER_TEMPLATE = 32
 PENDING_TEMPLATES = 1024
@@ -52,38 +61,12 @@ class _Group:
 
 
 @dataclass
-class _BatchPlan:
-    """How a batch will be decoded: the data sets queued in bulk and what its repeated control sets count."""
-
-    code: IntArray  # per packet: exporter, version and domain in one integer
-    dkeys: dict[int, DomainKey]
-    owner: IntArray  # per data set with a fixed-length template from here on: its packet
-    start: IntArray
-    end: IntArray
-    template_index: IntArray
-    record_length: IntArray
-    templates: list[tuple[Template, DomainKey]]
-    refreshes: int  # templates the batch's template sets refresh
-    learned: int  # options data sets that announce sampling
-    option_records: IntArray  # per packet: options data records, which IPFIX sequence numbers count too
-
-
-@dataclass
 class _DomainState:
     """What an exporter's observation domain told us: sampler rates, default rate, sequence expectations."""
 
     sampler_rates: dict[int, int] = field(default_factory=dict)
     default_rate: int = 0
     next_sequence: int | None = None
-
-
-def _exporter_ids(exporters: Sequence[str]) -> tuple[list[str], IntArray]:
-    """Distinct exporters and each packet's index among them; one exporter per batch is the common case."""
-    if isinstance(exporters, list) and exporters and exporters.count(exporters[0]) == len(exporters):
-        return [exporters[0]], np.zeros(len(exporters), dtype=np.int64)
-    lookup: dict[str, int] = {}
-    ids = np.fromiter((lookup.setdefault(e, len(lookup)) for e in exporters), dtype=np.int64, count=len(exporters))
-    return list(lookup), ids
 
 
 class TemplatedDecoder:
@@ -106,9 +89,9 @@ class TemplatedDecoder:
         self._groups: dict[int, _Group] = {}
         self._extra: list[FlowArray] = []
         # Exporters repeat the same template set every few packets; its bytes identify what it installed last time.
-        self._known_sets: dict[tuple[DomainKey, int], tuple[bytes, tuple[tuple[TemplateKey, Template], ...]]] = {}
+        self._known_sets: dict[tuple[DomainKey, int], KnownSet] = {}
         # The last options data set each domain applied: the same bytes again leave the sampling state as it is.
-        self._known_options: dict[DomainKey, tuple[int, bytes, Template, int, bool]] = {}
+        self._known_options: dict[DomainKey, KnownOptions] = {}
 
     def decode_packet(self, buf: memoryview, offset: int, length: int, exporter: str) -> None:
         """Walk one export packet; malformed packets raise `Malformed` before any of their data is queued."""
@@ -128,7 +111,9 @@ class TemplatedDecoder:
         Malformed packets are counted in `stats` either way.
         """
         walk = walk_sets(u8, offsets, lengths)
-        plan = self._plan(buf, walk, exporters)
+        plan = plan_batch(
+            buf, walk, exporters, self.domains.keys(), self.templates, self._known_sets, self._known_options
+        )
         if plan is not None:
             self._apply(buf, walk, plan, offsets.tolist(), lengths.tolist(), exporters)
             return
@@ -149,74 +134,8 @@ class TemplatedDecoder:
             except (Malformed, IndexError, ValueError, OverflowError):
                 self.stats["malformed"] += 1
 
-    def _plan(self, buf: memoryview, walk: SetWalk, exporters: Sequence[str]) -> _BatchPlan | None:
-        """Check the batch against the current state; None when some packet would change templates or sampling."""
-        if walk.overflow.any():
-            return None
-        names, ids = _exporter_ids(exporters)
-        if len(names) >= 1 << 13:
-            return None
-        walked = walk.walked
-        code = (ids << 33) | ((walk.version == 10).astype(np.int64) << 32) | walk.domain
-        dkeys: dict[int, DomainKey] = {}
-        for c in np.unique(code[walked]).tolist():
-            dkey = (names[c >> 33], c & 0xFFFF_FFFF, 10 if (c >> 32) & 1 else 9)
-            if dkey not in self.domains:
-                return None
-            dkeys[c] = dkey
-        keep = walked[walk.set_owner]
-        owner, set_id = walk.set_owner[keep], walk.set_id[keep]
-        start, end = walk.set_start[keep], walk.set_end[keep]
-        set_code = code[owner]
-        control = set_id < 256
-        refreshes = 0
-        for i in np.flatnonzero(control & (set_id <= 3)).tolist():
-            refreshed = self._refreshed(buf, dkeys[int(set_code[i])], int(set_id[i]), int(start[i]), int(end[i]))
-            if refreshed is None:
-                return None
-            refreshes += refreshed
-        data = np.flatnonzero(~control)
-        unique_keys, inverse = np.unique((set_code[data] << 16) | set_id[data], return_inverse=True)
-        record_lengths = np.zeros(unique_keys.size, dtype=np.int64)
-        templates: list[tuple[Template, DomainKey]] = []
-        for j, key in enumerate(unique_keys.tolist()):
-            dkey = dkeys[key >> 16]
-            template = self.templates.get((*dkey, key & 0xFFFF))
-            if template is None or (not template.is_options and (not template.fixed or not template.record_length)):
-                return None
-            record_lengths[j] = 0 if template.is_options else template.record_length
-            templates.append((template, dkey))
-        record_length = record_lengths[inverse]
-        options = data[record_length == 0]
-        option_records = np.zeros(walked.size, dtype=np.int64)
-        learned = 0
-        for i in options.tolist():
-            dkey = dkeys[int(set_code[i])]
-            known = self._known_options.get(dkey)
-            if known is None or known[0] != set_id[i] or known[2] is not self.templates.get((*dkey, int(set_id[i]))):
-                return None
-            if known[1] != bytes(buf[int(start[i]) : int(end[i])]):
-                return None
-            option_records[owner[i]] += known[3]
-            learned += known[4]
-        plain = record_length > 0
-        sets = data[plain]
-        return _BatchPlan(
-            code, dkeys, owner[sets], start[sets], end[sets], inverse[plain], record_length[plain], templates,
-            refreshes, learned, option_records,
-        )
-
-    def _refreshed(self, buf: memoryview, dkey: DomainKey, set_id: int, start: int, end: int) -> int | None:
-        """How many templates a set refreshes when it repeats, byte for byte, the one that installed them; else None."""
-        known = self._known_sets.get((dkey, set_id))
-        if known is None or known[0] != bytes(buf[start:end]):
-            return None
-        if not all(self.templates.get(k) is t for k, t in known[1]):
-            return None
-        return len(known[1])
-
     def _apply(
-        self, buf: memoryview, walk: SetWalk, plan: _BatchPlan, offsets: list[int], lengths: list[int],
+        self, buf: memoryview, walk: SetWalk, plan: BatchPlan, offsets: list[int], lengths: list[int],
         exporters: Sequence[str],
     ) -> None:
         """Decode the planned batch: data in bulk, then sequence numbers; malformed packets raise and are counted.
@@ -245,7 +164,7 @@ class TemplatedDecoder:
         self._queue_plain(plan, counts)
         self._track_batch(walk, plan, tracked, records)
 
-    def _queue_plain(self, plan: _BatchPlan, counts: IntArray) -> None:
+    def _queue_plain(self, plan: BatchPlan, counts: IntArray) -> None:
         """Add the plain packets' data sets to their templates' groups."""
         present = counts > 0
         for j in np.unique(plan.template_index[present]).tolist():
@@ -257,7 +176,7 @@ class TemplatedDecoder:
             group.starts.extend(plan.start[chosen].tolist())
             group.counts.extend(counts[chosen].tolist())
 
-    def _track_batch(self, walk: SetWalk, plan: _BatchPlan, tracked: BoolArray, records: IntArray) -> None:
+    def _track_batch(self, walk: SetWalk, plan: BatchPlan, tracked: BoolArray, records: IntArray) -> None:
         """Sequence tracking for every packet decoded in the batch, in arrival order, as `_track_sequence` does."""
         index = np.flatnonzero(tracked)
         codes = plan.code[index]
