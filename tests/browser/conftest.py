@@ -6,6 +6,7 @@ loop running in the test thread, and Django refuses ORM calls from a thread with
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from tenants.customer.choices import AutomationModeChoices
 from tenants.models import Tenant
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.lab import running_lab
-from tests.support.processes import ROOT, asgi_server, celery_worker
+from tests.support.processes import ROOT, asgi_server, celery_worker, free_port
 from tests.support.world import World
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -54,7 +55,10 @@ def stack(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_bloc
     """Lab network, worker and daphne; acme diverts automatically, globex waits for its customer's approval."""
     base = tmp_path_factory.mktemp("browser")
     with django_db_blocker.unblock():
-        with running_lab(base, bird_address="127.0.33.1", speaker_address="127.0.33.254", bgp_port=1933):
+        # Addresses per pytest process: people and CI run the suite side by side on one machine.
+        lab_net = f"127.33.{os.getpid() % 250 + 1}"
+        with running_lab(base, bird_address=f"{lab_net}.1", speaker_address=f"{lab_net}.254",
+                         bgp_port=free_port(f"{lab_net}.1")):
             update_service_profile(world.acme, ProfileInput(
                 latency_threshold_ms=40, application_profile="web", allowed_actions=("diversion",),
                 hold_down_minutes=0), acting_user=TESTS)
