@@ -3,8 +3,9 @@
 import os
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-os.environ.setdefault("SLUICE_DATA_DIR", "/tmp/sluice-test-data")
-# One test database per pytest process, so that runs side by side (developers, helpers) never share one.
+# One test database and data folder per pytest process, so that runs side by side never share one. Child
+# processes (workers, servers) inherit these from the environment.
+os.environ.setdefault("SLUICE_DATA_DIR", f"/tmp/sluice-test-data-{os.getpid()}")
 os.environ.setdefault("DATABASE_TEST_NAME", f"test_sluice_{os.getpid()}")
 
 from portal.settings import *  # noqa: E402,F403

@@ -146,10 +146,6 @@ def test_a_diversion_appears_on_the_customer_dashboard_without_a_reload(
 
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "templates/customer/mitigation_detail.html:45 (and templates/soc/mitigation_detail.html:31) render "
-    "{{ action.spec.prefix|default:action.spec.destination }}; a filter argument that fails to resolve raises "
-    "VariableDoesNotExist, so any mitigation with a diversion or RTBH action (spec without 'destination') is a 500"))
 def test_the_detail_of_a_live_diversion_shows_its_verified_actions(stack: Stack, context: BrowserContext) -> None:
     page = context.new_page()
     sign_in(page, stack.url("acme.localhost", "/login/"), "admin", stack.world.acme_admin_password)
@@ -165,10 +161,6 @@ def test_the_detail_of_a_live_diversion_shows_its_verified_actions(stack: Stack,
     expect(page.locator("body")).to_contain_text("speaker:lab-speaker")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "reload loop: templates/customer/mitigation_detail.html reloads on every event for its mitigation, and each "
-    "load's socket (live.js: ?since=0) replays the backlog, so the page reloads without end and the Approve "
-    "click is lost whenever the mitigation has backlog events"))
 def test_a_customer_approves_a_pending_mitigation_from_its_page(stack: Stack, context: BrowserContext) -> None:
     page = context.new_page()
     sign_in(page, stack.url("globex.localhost", "/login/"), "admin", stack.world.globex_admin_password)

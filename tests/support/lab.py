@@ -7,6 +7,7 @@ Everything is committed (other processes must see it) and torn down by the fixtu
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,7 +85,9 @@ def running_lab(
         )
         call_command("load_network", str(network_file), stdout=io.StringIO())
         refresh_telemetry()
-        speaker = speaker_process(BgpSpeaker.objects.get(name="lab-speaker"))
+        row = BgpSpeaker.objects.get(name="lab-speaker")
+        shutil.rmtree(row.workdir, ignore_errors=True)  # no journal of an earlier lab's routes may be replayed
+        speaker = speaker_process(row)
         speaker.start()
         bird.wait_established(timeout=30)
         yield Lab(emulator, bird, speaker, base)
