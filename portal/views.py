@@ -10,6 +10,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
+from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -19,6 +21,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
+from mitigation.models import Mitigation
+from mitigation.services import lifecycle
 from portal.accounts.actors import Actor
 from portal.accounts.choices import UserRoleChoices
 from portal.accounts.forms import ThrottledAuthenticationForm, attempt_for
@@ -121,3 +125,25 @@ def home(request: HttpRequest) -> HttpResponse:
     from portal.customer.views import dashboard
 
     return dashboard(request)
+
+
+class ReasonForm(forms.Form):
+    """Why a person approves, rejects or withdraws: kept in the audit log next to their name."""
+
+    reason = forms.CharField(max_length=300, required=False)
+
+
+def act_on_mitigation(request: HttpRequest, mitigation: Mitigation, verb: str) -> None:
+    """Run one of the mitigation actions (approve, reject, withdraw) as the request's user; say how it went.
+
+    The caller has already found the mitigation through the selectors (so a foreign id was a 404) and checked
+    the role. A refusal by the lifecycle (wrong state) becomes a message, never an error page.
+    """
+    form = ReasonForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        lifecycle.MITIGATION_ACTIONS[verb](mitigation.pk, acting_user=request_actor(request), reason=reason)
+    except ValidationProblem as problem:
+        messages.error(request, f"Could not {verb}: {problem.message}")
+    else:
+        messages.success(request, f"Mitigation {mitigation.pk} ({mitigation.tenant.slug}): {verb} recorded.")

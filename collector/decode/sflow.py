@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from collector.decode.common import ByteArray, DecodeStats, IntArray, be32_at, gather_rows
-from collector.records import FlowArray, V4_MAPPED, empty_flows
+from collector.records import V4_MAPPED, FlowArray, empty_flows
 
 BoolArray = npt.NDArray[np.bool_]
 

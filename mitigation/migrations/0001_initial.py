@@ -2,10 +2,10 @@
 
 import django.contrib.postgres.constraints
 import django.contrib.postgres.fields
-from django.contrib.postgres.operations import BtreeGistExtension
 import django.contrib.postgres.indexes
 import django.db.models.deletion
 import netfields.fields
+from django.contrib.postgres.operations import BtreeGistExtension
 from django.db import migrations, models
 
 

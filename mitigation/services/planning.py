@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from devices.selectors import network_snapshot, tenant_latencies
 from devices.models import ScrubbingCenter
+from devices.selectors import network_snapshot, tenant_latencies
 from mitigation import safety
 from mitigation.choices import ActionStatusChoices, MitigationStateChoices
 from mitigation.engine import plan_mitigations
@@ -29,8 +29,8 @@ from mitigation.engine.types import (
     PreviousPlan,
     TenantPolicy,
 )
-from mitigation.models import Action, ControlSwitch, Decision, Mitigation, NeverBlockPrefix, TenantPolicy as PolicyRow
-from mitigation.models import VerifiedPrefix
+from mitigation.models import Action, ControlSwitch, Decision, Mitigation, NeverBlockPrefix, VerifiedPrefix
+from mitigation.models import TenantPolicy as PolicyRow
 from mitigation.routes import route_key, route_to_spec
 from mitigation.signal_types import AttackVector
 from portal.accounts.actors import ENGINE, Actor

@@ -9,12 +9,6 @@ from tenants.customer.choices import ApplicationProfileChoices, AutomationModeCh
 from tenants.customer.models import NotificationChannelKindChoices, NotificationEventChoices
 
 
-class ReasonForm(forms.Form):
-    """Why a person approves, rejects or withdraws: kept in the audit log next to their name."""
-
-    reason = forms.CharField(max_length=300, required=False)
-
-
 class PrefixRequestForm(forms.Form):
     """Ask the provider to protect a prefix; it stays pending until an operator verifies it."""
 

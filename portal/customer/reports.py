@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import io
 from typing import Any
+from xml.sax.saxutils import escape
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -19,7 +20,6 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-from xml.sax.saxutils import escape
 
 from mitigation import selectors
 from mitigation.models import Attack, AuditEvent, Mitigation

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -29,11 +28,18 @@ from portal.accounts.models import User
 from portal.customer.forms import (
     PROFILE_FIELD_MAP,
     PrefixRequestForm,
-    ReasonForm,
     ServiceProfileForm,
     UserCreateForm,
 )
-from portal.views import add_problem, request_actor, require_role, role_required, viewer_required
+from portal.views import (
+    ReasonForm,
+    act_on_mitigation,
+    add_problem,
+    request_actor,
+    require_role,
+    role_required,
+    viewer_required,
+)
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
 from tenants.models import Tenant
 from tenants.services import ProfileInput, request_prefix, update_service_profile
@@ -131,41 +137,30 @@ def mitigation_report(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-def _act(request: HttpRequest, pk: int, service: Callable[..., Mitigation], verb: str) -> HttpResponse:
+def _act(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
     """Look up first (404 for foreign and missing ids alike, whatever the role), then check the role, then act."""
-    tenant = _tenant(request)
-    mitigation = get_object_or_404(selectors.mitigations_for(tenant), pk=pk)
+    mitigation = get_object_or_404(selectors.mitigations_for(_tenant(request)), pk=pk)
     require_role(request, UserRoleChoices.OPERATOR)
-    form = ReasonForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    kwargs: dict[str, Any] = {"acting_user": request_actor(request)}
-    if service is not lifecycle.approve_mitigation:
-        kwargs["reason"] = reason
-    try:
-        service(mitigation.pk, **kwargs)
-    except ValidationProblem as problem:
-        messages.error(request, f"Could not {verb}: {problem.message}")
-    else:
-        messages.success(request, f"Mitigation {mitigation.pk}: {verb} recorded.")
+    act_on_mitigation(request, mitigation, verb)
     return redirect("customer:mitigation", pk=mitigation.pk)
 
 
 @require_POST
 @viewer_required
 def mitigation_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lifecycle.approve_mitigation, "approve")
+    return _act(request, pk, "approve")
 
 
 @require_POST
 @viewer_required
 def mitigation_reject(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lifecycle.reject_mitigation, "reject")
+    return _act(request, pk, "reject")
 
 
 @require_POST
 @viewer_required
 def mitigation_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lifecycle.withdraw_mitigation, "withdraw")
+    return _act(request, pk, "withdraw")
 
 
 @viewer_required

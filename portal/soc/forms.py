@@ -9,10 +9,6 @@ from mitigation.models import AuditEvent
 from tenants.customer.choices import ApplicationProfileChoices, AutomationModeChoices
 
 
-class ReasonForm(forms.Form):
-    reason = forms.CharField(max_length=300, required=False)
-
-
 class PanicForm(forms.Form):
     """The kill switch asks for the word, not a click: withdrawing everything must never be an accident."""
 

@@ -7,7 +7,7 @@ queries whatever the number of tenants (aggregates in the database, related rows
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +27,8 @@ from mitigation.models import AuditEvent, ControlSwitch, Mitigation, SignalRecor
 from mitigation.services import lifecycle
 from mitigation.services.panic import clear_panic, panic
 from portal.accounts.choices import UserRoleChoices
-from portal.soc.forms import AuditFilterForm, ClearPanicForm, PanicForm, ReasonForm
-from portal.views import request_actor, role_required, viewer_required
+from portal.soc.forms import AuditFilterForm, ClearPanicForm, PanicForm
+from portal.views import ReasonForm, act_on_mitigation, request_actor, role_required, viewer_required
 from tenants.customer.choices import ProtectedPrefixStatusChoices
 from tenants.customer.models import ProtectedPrefix
 from tenants.models import Tenant
@@ -159,38 +159,28 @@ def attack_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "soc/attack_detail.html", {"attack": attack, "signals": signals})
 
 
-def _act(request: HttpRequest, pk: int, service: Callable[..., Mitigation], verb: str) -> HttpResponse:
+def _act(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
     mitigation = get_object_or_404(selectors.mitigations_for(None), pk=pk)
-    form = ReasonForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    kwargs: dict[str, Any] = {"acting_user": request_actor(request)}
-    if service is not lifecycle.approve_mitigation:
-        kwargs["reason"] = reason
-    try:
-        service(mitigation.pk, **kwargs)
-    except ValidationProblem as problem:
-        messages.error(request, f"Could not {verb}: {problem.message}")
-    else:
-        messages.success(request, f"Mitigation {mitigation.pk} ({mitigation.tenant.slug}): {verb} recorded.")
+    act_on_mitigation(request, mitigation, verb)
     return redirect("soc:mitigation", pk=mitigation.pk)
 
 
 @require_POST
 @operator_required
 def mitigation_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lifecycle.approve_mitigation, "approve")
+    return _act(request, pk, "approve")
 
 
 @require_POST
 @operator_required
 def mitigation_reject(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lifecycle.reject_mitigation, "reject")
+    return _act(request, pk, "reject")
 
 
 @require_POST
 @operator_required
 def mitigation_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(request, pk, lifecycle.withdraw_mitigation, "withdraw")
+    return _act(request, pk, "withdraw")
 
 
 @admin_required

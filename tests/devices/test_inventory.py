@@ -11,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from devices.crypto import MASK, decrypt, encrypt
+from devices.drivers.junos import JunosDriver
+from devices.drivers.napalm_driver import NapalmDriver
 from devices.models import (
     BgpSpeaker,
     Router,
@@ -21,8 +23,6 @@ from devices.models import (
 )
 from devices.selectors import NEVER_REPORTED_AGE_S, network_snapshot, tenant_latencies
 from devices.services import driver_for
-from devices.drivers.junos import JunosDriver
-from devices.drivers.napalm_driver import NapalmDriver
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

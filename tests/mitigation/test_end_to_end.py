@@ -29,7 +29,6 @@ from tests.support.processes import asgi_server, celery_worker
 from tests.support.world import World, session_for
 
 
-
 @pytest.fixture(scope="module")
 def network(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[dict]:
     base = tmp_path_factory.mktemp("e2e")

@@ -20,10 +20,10 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections, connection, transaction
 from django_tenants.utils import schema_context
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
 from schemathesis.openapi import from_dict, from_wsgi
 
 from portal.accounts.models import ApiToken, User

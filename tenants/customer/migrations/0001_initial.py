@@ -4,9 +4,10 @@ import django.contrib.postgres.fields
 import django.core.validators
 import django.db.models.deletion
 import netfields.fields
-import tenants.customer.models
 from django.conf import settings
 from django.db import migrations, models
+
+import tenants.customer.models
 
 
 class Migration(migrations.Migration):
