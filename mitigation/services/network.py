@@ -205,31 +205,60 @@ def converge_network(*, acting_user: Actor = ENGINE, require_locks: bool = True)
     Raises ConvergeError after putting every element back when any element fails. Side effects: device
     configuration commits, speaker announcements, Deployment rows, mitigation state changes, events and audit.
     """
-    names = [f"router:{name}" for name in Router.objects.filter(enabled=True, role="edge").values_list("name", flat=True)]
-    names += [f"speaker:{name}" for name in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
-    with element_locks(names, required=require_locks):
+    routers = [f"router:{n}" for n in Router.objects.filter(enabled=True, role="edge").values_list("name", flat=True)]
+    speakers = [f"speaker:{n}" for n in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
+    ahead = _announce_ahead(speakers, required=require_locks)
+    with element_locks(routers, required=require_locks):
         # Read the desired state only once the locks are held: a run that waited pushes what is wanted now.
         desired = desired_state()
-        diffs = _push(desired)
+        diffs = _push(desired, speakers, ahead, required=require_locks)
     return _record(desired, diffs, acting_user)
 
 
-def _push(desired: DesiredState) -> dict[str, str]:
+def _announce_ahead(speakers: list[str], *, required: bool) -> dict[int, set[Route]]:
+    """Announce new desired routes on the speakers at once, without waiting for the routers' slower commits.
+
+    Only additions: withdrawals wait for the full convergence, so a move between centers never leaves a gap. The
+    routes added here are remembered so that a failure of the full convergence withdraws them again (all or
+    none). Only the speakers' locks are held, and only for this, so a burst of attacks is announced while another
+    job still commits the routers.
+    """
+    added: dict[int, set[Route]] = {}
+    with element_locks(speakers, required=required):
+        for speaker, routes in desired_state().speakers.values():
+            try:
+                client = speaker_client(speaker)
+                new = routes - client.announced()
+                if new:
+                    client.apply(announce=sorted(new, key=repr))
+                added[speaker.pk] = new
+            except DriverError as error:
+                logger.warning("speaker:%s: announcing ahead failed (%s); the full convergence retries", speaker.name,
+                               error)
+    return added
+
+
+def _push(
+    desired: DesiredState, speakers: list[str], ahead: dict[int, set[Route]], *, required: bool
+) -> dict[str, str]:
     staged: list[tuple[str, ConfigDriver]] = []
     restored: list[tuple[ExaBgpSpeaker, set[Route]]] = []
     diffs: dict[str, str] = {}
     failures: list[tuple[str, BaseException]] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(desired.routers)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(desired.routers)))) as pool, ExitStack() as held:
         futures = {
             f"router:{router.name}": pool.submit(_stage, router, intent)
             for router, intent in desired.routers.values()
         }
+        held.enter_context(element_locks(speakers, required=required))
         for speaker, routes in desired.speakers.values():
             name = f"speaker:{speaker.name}"
             try:
                 client = speaker_client(speaker)
-                before = client.announced()
+                early = ahead.get(speaker.pk, set())
+                before = client.announced() - early
                 added, removed = client.sync(routes)
+                added += len(early)
                 restored.append((client, before))
                 if not routes <= client.announced():
                     raise DriverError(f"{name} does not show every desired route after announcing")
@@ -237,6 +266,7 @@ def _push(desired: DesiredState) -> dict[str, str]:
                     diffs[name] = f"+{added} -{removed} routes"
             except DriverError as error:
                 failures.append((name, error))
+        held.close()  # the speakers are free for the next job's announcements while the routers commit
         for name, future in futures.items():
             try:
                 driver, diff, pending = future.result()
@@ -248,7 +278,8 @@ def _push(desired: DesiredState) -> dict[str, str]:
                 diffs[name] = diff
     try:
         if failures:
-            _undo(staged, restored)
+            with element_locks(speakers, required=required):
+                _undo(staged, restored)
             message = "; ".join(f"{name}: {error}" for name, error in failures)
             transient = all(getattr(error, "transient", False) for _, error in failures)
             raise ConvergeError(message, transient=transient)
