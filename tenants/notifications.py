@@ -146,8 +146,17 @@ def _enqueue(tenant_id: int, event_kind: str, payload: dict[str, Any]) -> None:
         logger.warning("could not enqueue %s notification for tenant %s: %s", event_kind, tenant_id, error)
 
 
+def _has_listeners(tenant: Tenant, event_kind: str) -> bool:
+    """Whether any enabled channel of the tenant wants this event: most tenants have none, and a burst of attacks
+    must not fill the workers' queues with notification jobs that would send nothing."""
+    with schema_context(tenant.schema_name):
+        return NotificationChannel.objects.filter(enabled=True, events__contains=[event_kind]).exists()
+
+
 def notify_on_commit(tenant: Tenant, event_kind: str, payload: dict[str, Any]) -> None:
     """Queue the notification once the caller's transaction commits (at once outside one); never raises."""
+    if not _has_listeners(tenant, event_kind):
+        return
     safe = json_safe(payload)
     transaction.on_commit(lambda: _enqueue(tenant.pk, event_kind, safe))
 

@@ -148,6 +148,7 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, dict[str, An
 
 def test_a_new_attack_on_a_tenant_notifies_attack_started(world: World, queued: list, django_capture_on_commit_callbacks:
                                                           Any) -> None:
+    add_channel(world.acme, "webhook", "http://127.0.0.1:9/unused", ["attack_started"])
     with django_capture_on_commit_callbacks(execute=True):
         record_signal(AttackSignal(target="203.0.113.55", vectors=("udp_flood",), bps=9_000_000_000, pps=1_000_000),
                       acting_user=TEST_ACTOR)
@@ -160,6 +161,7 @@ def test_a_new_attack_on_a_tenant_notifies_attack_started(world: World, queued: 
 
 def test_state_changes_notify_approval_active_and_ended(world: World, queued: list,
                                                         django_capture_on_commit_callbacks: Any) -> None:
+    add_channel(world.acme, "webhook", "http://127.0.0.1:9/unused")
     mitigation = make_mitigation(world.acme, state=MitigationStateChoices.DETECTED)
     with django_capture_on_commit_callbacks(execute=True):
         planning._advance_after_plan(mitigation, SimpleNamespace(level="flowspec"), ("manual", 5), timezone.now())
@@ -227,3 +229,11 @@ def test_another_tenant_can_neither_see_nor_touch_the_channels(world: World) -> 
     assert globex.post(f"/notifications/{channel.pk}/test/").status_code == 404
     with schema_context("acme"):
         assert NotificationChannel.objects.filter(pk=channel.pk).exists()
+
+
+def test_nothing_is_queued_for_a_tenant_without_channels(world: World, queued: list,
+                                                         django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        record_signal(AttackSignal(target="198.51.100.55", vectors=("udp_flood",), bps=9_000_000_000, pps=1_000_000),
+                      acting_user=TEST_ACTOR)
+    assert queued == []
