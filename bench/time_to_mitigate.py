@@ -68,7 +68,7 @@ def setup_world() -> str:
 
 def start_worker(log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "engine,devices,telemetry", "-c", "2",
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "engine,devices,telemetry", "-c", "4",
          "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
         cwd=ROOT, env=dict(os.environ), stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )

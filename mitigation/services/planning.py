@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -129,13 +129,18 @@ def plan_network(*, now: datetime.datetime | None = None, acting_user: Actor = E
             PolicyRow.objects.filter(tenant_id__in=policies).values_list("tenant_id", "approval_window_minutes")
         )
         modes = {tenant: (mode, windows[tenant]) for tenant, mode in modes.items()}
+        current: dict[int, dict[str, Action]] = defaultdict(dict)
+        for action in Action.objects.filter(mitigation__in=mitigations, status=ActionStatusChoices.DESIRED):
+            current[action.mitigation_id][action.route_key] = action
+        writes = _PlanWrites()
         changed = refused = 0
         for planned in result.mitigations:
             mitigation = by_attack[planned.attack_id]
-            delta = _store_plan(mitigation, planned, policies.get(mitigation.tenant_id), modes.get(mitigation.tenant_id),
-                                never_block, now, acting_user)
+            delta = _store_plan(mitigation, planned, current[mitigation.pk], policies.get(mitigation.tenant_id),
+                                modes.get(mitigation.tenant_id), never_block, now, acting_user, writes)
             changed += delta[0]
             refused += delta[1]
+        writes.flush(now)
         if changed:
             _schedule_convergence()
         return PlanningSummary(len(result.mitigations), changed, refused)
@@ -151,16 +156,41 @@ def _validated(
     )
 
 
+@dataclass
+class _PlanWrites:
+    """Rows a planning run writes, gathered so that a burst of attacks costs a few bulk statements, not N each."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    retired: list[int] = field(default_factory=list)
+    mitigations: list[Mitigation] = field(default_factory=list)
+
+    def flush(self, now: datetime.datetime) -> None:
+        Decision.objects.bulk_create(self.decisions)
+        Action.objects.bulk_create(self.actions)
+        if self.retired:
+            Action.objects.filter(pk__in=self.retired).update(status=ActionStatusChoices.RETIRED, retired_at=now)
+        for mitigation in self.mitigations:
+            mitigation.updated_at = now
+        Mitigation.objects.bulk_update(self.mitigations, fields=_PLANNED_FIELDS)
+        for mitigation in self.mitigations:
+            publish("mitigation.planned", mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
+
+
+_PLANNED_FIELDS = ["level", "level_since", "center", "reason", "state", "approved_by", "approval_deadline", "updated_at"]
+
+
 def _store_plan(
     mitigation: Mitigation,
     planned: PlannedMitigation,
+    current: dict[str, Action],
     policy: TenantPolicy | None,
     mode: tuple[str, int] | None,
     never_block: tuple[str, ...],
     now: datetime.datetime,
     acting_user: Actor,
+    writes: _PlanWrites,
 ) -> tuple[int, int]:
-    current = {a.route_key: a for a in mitigation.actions.filter(status=ActionStatusChoices.DESIRED)}
     wanted = {route_key(a.route): a for a in planned.actions}
     same = (
         set(current) == set(wanted)
@@ -170,34 +200,29 @@ def _store_plan(
     )
     if same:
         return 0, 0
-    Decision.objects.create(
+    writes.decisions.append(Decision(
         mitigation=mitigation, level=planned.level, center_id=planned.center_id, reason=planned.reason,
         inputs=planned.inputs, cost=planned.cost if planned.cost != float("inf") else 0.0, actor=str(acting_user),
-    )
+    ))
     refused = 0
-    retired = [action.pk for key, action in current.items() if key not in wanted]
-    if retired:
-        Action.objects.filter(pk__in=retired).update(status=ActionStatusChoices.RETIRED, retired_at=now)
-    new_actions = []
+    writes.retired.extend(action.pk for key, action in current.items() if key not in wanted)
     for key, planned_action in wanted.items():
         if key in current:
             continue
         refusals = _validated(planned_action, policy, never_block)
         refused += bool(refusals)
-        new_actions.append(Action(
+        writes.actions.append(Action(
             mitigation=mitigation, kind=planned_action.kind, spec=route_to_spec(planned_action.route), route_key=key,
             targets=list(planned_action.targets), reason=planned_action.reason,
             status=ActionStatusChoices.REFUSED if refusals else ActionStatusChoices.DESIRED,
             refusal_code=refusals[0].code if refusals else "",
             refusal_reason="; ".join(r.message for r in refusals),
         ))
-    Action.objects.bulk_create(new_actions)
     if mitigation.level != planned.level:
         mitigation.level_since = now
     mitigation.level, mitigation.center_id, mitigation.reason = planned.level, planned.center_id, planned.reason
     _advance_after_plan(mitigation, planned, mode, now)
-    mitigation.save()
-    publish("mitigation.planned", mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
+    writes.mitigations.append(mitigation)
     return 1, refused
 
 
