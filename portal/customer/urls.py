@@ -2,12 +2,14 @@
 
 from django.urls import path
 
+from portal import traffic
 from portal.customer import notifications, reports, views
 
 app_name = "customer"
 
 urlpatterns = [
     path("board/fragment/", views.dashboard_fragment, name="board-fragment"),
+    path("traffic.json", traffic.traffic, name="traffic"),
     path("mitigations/<int:pk>/", views.mitigation_detail, name="mitigation"),
     path("mitigations/<int:pk>/report.csv", views.mitigation_report, name="mitigation-report"),
     path("mitigations/<int:pk>/report.pdf", reports.mitigation_report_pdf, name="mitigation-report-pdf"),

@@ -2,12 +2,14 @@
 
 from django.urls import path
 
+from portal import traffic
 from portal.soc import onboarding, views
 
 app_name = "soc"
 
 urlpatterns = [
     path("board/fragment/", views.board_fragment, name="board-fragment"),
+    path("traffic.json", traffic.traffic, name="traffic"),
     path("attacks/<int:pk>/", views.attack_detail, name="attack"),
     path("mitigations/<int:pk>/", views.mitigation_detail, name="mitigation"),
     path("mitigations/<int:pk>/approve/", views.mitigation_approve, name="mitigation-approve"),
