@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from portal.accounts.choices import UserRoleChoices
+from portal.accounts.choices import ApiTokenScopeChoices, UserRoleChoices
 from tenants.customer.choices import ApplicationProfileChoices, AutomationModeChoices, MitigationActionChoices
 from tenants.customer.models import NotificationChannelKindChoices, NotificationEventChoices
 
@@ -73,3 +73,16 @@ class NotificationChannelForm(forms.Form):
         choices=NotificationEventChoices.choices, widget=forms.CheckboxSelectMultiple,
         initial=list(NotificationEventChoices.values),
     )
+
+
+class ApiTokenForm(forms.Form):
+    """A new API token: which of the tenant's users it acts as, what it may do, and for how long."""
+
+    name = forms.CharField(max_length=100)
+    user = forms.ChoiceField()
+    scopes = forms.MultipleChoiceField(choices=ApiTokenScopeChoices.choices, widget=forms.CheckboxSelectMultiple)
+    expires_in_days = forms.IntegerField(min_value=1, max_value=365, initial=90)
+
+    def __init__(self, *args: object, users: list[str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["user"].choices = [(name, name) for name in users]

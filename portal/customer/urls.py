@@ -3,7 +3,7 @@
 from django.urls import path
 
 from portal import traffic
-from portal.customer import notifications, reports, views
+from portal.customer import notifications, reports, tokens, views
 
 app_name = "customer"
 
@@ -19,6 +19,8 @@ urlpatterns = [
     path("prefixes/", views.prefixes, name="prefixes"),
     path("profile/", views.profile, name="profile"),
     path("users/", views.users, name="users"),
+    path("tokens/", tokens.tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("notifications/", notifications.channels, name="notifications"),
     path("notifications/<int:pk>/delete/", notifications.channel_delete, name="notification-delete"),
     path("notifications/<int:pk>/test/", notifications.channel_test, name="notification-test"),
