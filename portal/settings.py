@@ -215,9 +215,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "engine"
+# Jobs that wait on network elements (convergence holds element locks through a router's commit cycle) run on
+# their own queue and worker pool, so that planning is never stuck behind them during a burst of attacks.
 CELERY_TASK_ROUTES = {
+    "mitigation.tasks.converge_network_task": {"queue": "devices"},
+    "mitigation.tasks.reconcile_task": {"queue": "devices"},
     "devices.tasks.*": {"queue": "devices"},
     "mitigation.tasks.*": {"queue": "engine"},
+    "tenants.tasks.*": {"queue": "telemetry"},
     "devices.telemetry.*": {"queue": "telemetry"},
 }
 CELERY_RESULT_EXPIRES = 3600

@@ -131,9 +131,9 @@ def desired_state() -> DesiredState:
     for action in actions:
         route = route_from_spec(action.spec)
         for speaker in speakers:
-            chosen = _neighbors_for(route, action.targets, list(speaker.neighbors.all()), peer_routers)
-            if chosen:
-                state.speakers[speaker.pk][1].add(_with_neighbors(route, chosen))
+            placed = _speaker_route(action, route, speaker, peer_routers)
+            if placed is not None:
+                state.speakers[speaker.pk][1].add(placed)
                 state.placements[action.pk].add(f"speaker:{speaker.name}")
         if isinstance(route, FlowSpecRule) and EDGE_TARGET in action.targets:
             flow_rules.append((action, route))
@@ -151,8 +151,23 @@ def desired_state() -> DesiredState:
     return state
 
 
-def _with_neighbors(route: Route, neighbors: tuple[str, ...]) -> Route:
-    return dataclasses.replace(route, neighbors=neighbors)
+def _speaker_route(action: Action, route: Route, speaker: BgpSpeaker, peer_routers: dict[int, int]) -> Route | None:
+    """The route as this speaker announces it (with its chosen sessions), or None when no session should carry it."""
+    chosen = _neighbors_for(route, action.targets, list(speaker.neighbors.all()), peer_routers)
+    return dataclasses.replace(route, neighbors=chosen) if chosen else None
+
+
+def verified_routes(speaker: BgpSpeaker) -> set[Route]:
+    """What the speaker carried after the last convergence that succeeded: its present Deployments.
+
+    A failed convergence puts the speaker back to exactly this, whoever announced what in between.
+    """
+    peer_routers = dict(UpstreamPeer.objects.values_list("id", "router_id"))
+    actions = Action.objects.filter(
+        deployments__element=f"speaker:{speaker.name}", deployments__state=DeploymentStateChoices.PRESENT
+    )
+    routes = (_speaker_route(action, route_from_spec(action.spec), speaker, peer_routers) for action in actions)
+    return {route for route in routes if route is not None}
 
 
 def _static(route: UnicastRoute) -> UnicastRoute:
@@ -207,23 +222,31 @@ def converge_network(*, acting_user: Actor = ENGINE, require_locks: bool = True)
     """
     routers = [f"router:{n}" for n in Router.objects.filter(enabled=True, role="edge").values_list("name", flat=True)]
     speakers = [f"speaker:{n}" for n in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
-    ahead = _announce_ahead(speakers, required=require_locks)
+    _announce_ahead(speakers, required=require_locks)
     with element_locks(routers, required=require_locks):
         # Read the desired state only once the locks are held: a run that waited pushes what is wanted now.
         desired = desired_state()
-        diffs = _push(desired, speakers, ahead, required=require_locks)
+        diffs = _push(desired, speakers, required=require_locks)
     return _record(desired, diffs, acting_user)
 
 
-def _announce_ahead(speakers: list[str], *, required: bool) -> dict[int, set[Route]]:
+def announce_ahead() -> None:
+    """Announce new desired routes on every speaker now; called by planning as soon as its plan commits."""
+    speakers = [f"speaker:{n}" for n in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
+    try:
+        _announce_ahead(speakers, required=True)
+    except (ConvergeError, DriverError) as error:
+        logger.warning("announcing ahead skipped: %s", error)
+
+
+def _announce_ahead(speakers: list[str], *, required: bool) -> None:
     """Announce new desired routes on the speakers at once, without waiting for the routers' slower commits.
 
-    Only additions: withdrawals wait for the full convergence, so a move between centers never leaves a gap. The
-    routes added here are remembered so that a failure of the full convergence withdraws them again (all or
-    none). Only the speakers' locks are held, and only for this, so a burst of attacks is announced while another
-    job still commits the routers.
+    Only additions: withdrawals wait for the full convergence, so a move between centers never leaves a gap. A
+    failure of the full convergence puts the speakers back to their verified routes, which withdraws these again
+    (all or none). Only the speakers' locks are held, and only for this, so a burst of attacks is announced while
+    another job still commits the routers.
     """
-    added: dict[int, set[Route]] = {}
     with element_locks(speakers, required=required):
         for speaker, routes in desired_state().speakers.values():
             try:
@@ -231,18 +254,14 @@ def _announce_ahead(speakers: list[str], *, required: bool) -> dict[int, set[Rou
                 new = routes - client.announced()
                 if new:
                     client.apply(announce=sorted(new, key=repr))
-                added[speaker.pk] = new
             except DriverError as error:
                 logger.warning("speaker:%s: announcing ahead failed (%s); the full convergence retries", speaker.name,
                                error)
-    return added
 
 
-def _push(
-    desired: DesiredState, speakers: list[str], ahead: dict[int, set[Route]], *, required: bool
-) -> dict[str, str]:
+def _push(desired: DesiredState, speakers: list[str], *, required: bool) -> dict[str, str]:
     staged: list[tuple[str, ConfigDriver]] = []
-    restored: list[tuple[ExaBgpSpeaker, set[Route]]] = []
+    restored: list[tuple[ExaBgpSpeaker, BgpSpeaker]] = []
     diffs: dict[str, str] = {}
     failures: list[tuple[str, BaseException]] = []
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(desired.routers)))) as pool, ExitStack() as held:
@@ -255,11 +274,8 @@ def _push(
             name = f"speaker:{speaker.name}"
             try:
                 client = speaker_client(speaker)
-                early = ahead.get(speaker.pk, set())
-                before = client.announced() - early
+                restored.append((client, speaker))
                 added, removed = client.sync(routes)
-                added += len(early)
-                restored.append((client, before))
                 if not routes <= client.announced():
                     raise DriverError(f"{name} does not show every desired route after announcing")
                 if added or removed:
@@ -291,18 +307,20 @@ def _push(
     return diffs
 
 
-def _undo(staged: list[tuple[str, ConfigDriver]], restored: list[tuple[ExaBgpSpeaker, set[Route]]]) -> None:
+def _undo(staged: list[tuple[str, ConfigDriver]], restored: list[tuple[ExaBgpSpeaker, BgpSpeaker]]) -> None:
     for name, driver in staged:
         try:
             driver.abort()
         except DriverError as error:
             # The commit confirmed rolls back by itself on the router when it is never confirmed.
             logger.error("%s: abort failed (%s); its commit confirmed will roll back by itself", name, error)
-    for client, before in restored:
+    if ControlSwitch.current().panic:
+        return  # never announce anything again while the kill switch is on, not even to restore
+    for client, speaker in restored:
         try:
-            client.sync(before)
+            client.sync(verified_routes(speaker))
         except DriverError as error:
-            logger.error("speaker could not be restored: %s", error)
+            logger.error("speaker:%s could not be restored: %s", speaker.name, error)
 
 
 def _record(desired: DesiredState, diffs: dict[str, str], acting_user: Actor) -> ConvergeReport:

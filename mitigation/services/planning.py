@@ -261,7 +261,10 @@ def mitigation_event(mitigation: Mitigation) -> dict[str, object]:
 
 
 def _schedule_convergence() -> None:
+    """After commit: the speakers announce the new routes at once, then a convergence job does the rest."""
+    from mitigation.services.network import announce_ahead
     from mitigation.tasks import converge_network_task, enqueue
 
+    transaction.on_commit(announce_ahead)
     transaction.on_commit(lambda: enqueue(converge_network_task))
 

@@ -106,7 +106,7 @@ def test_a_router_failure_leaves_every_element_as_it_was(lab: Lab) -> None:
         converge_network()
     assert lab.emulator.committed_set() == before
     assert lab.emulator.lock_holder() is None
-    assert not in_bird(lab), "the speaker's announcement must be rolled back too"
+    wait_for(lambda: not in_bird(lab), timeout=10, what="the speaker's announcement rolled back too")
     assert Mitigation.objects.get(attack=attack).state == "applying"
     lab.emulator.clear_faults()
     converge_network()
