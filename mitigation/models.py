@@ -197,6 +197,15 @@ class Mitigation(models.Model):
     approval_deadline = models.DateTimeField(null=True, blank=True)
     approved_by = models.CharField(max_length=200, blank=True)
     withdraw_requested_by = models.CharField(max_length=200, blank=True)
+    override_center = models.ForeignKey(
+        "devices.ScrubbingCenter", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="An operator moved the mitigation to this center; planning keeps it there",
+    )
+    override_level = models.CharField(
+        max_length=10, choices=MitigationLevelChoices.choices, blank=True,
+        help_text="An operator escalated the mitigation to this level; planning keeps it there",
+    )
+    override_by = models.CharField(max_length=200, blank=True)
     hold_down_until = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     level_since = models.DateTimeField(default=timezone.now)

@@ -82,5 +82,10 @@ class MitigationSerializer(serializers.ModelSerializer):
         return ActionSerializer(mitigation.actions.exclude(status="retired"), many=True).data
 
 
+class MoveSerializer(serializers.Serializer):
+    center = serializers.SlugField(help_text="Slug of the scrubbing center to move to")
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

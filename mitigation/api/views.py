@@ -12,17 +12,20 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from devices.models import ScrubbingCenter
 from mitigation import selectors
 from mitigation.api.serializers import (
     ActionSerializer,
     AttackSerializer,
     DecisionSerializer,
     MitigationSerializer,
+    MoveSerializer,
     ReasonSerializer,
     SignalSerializer,
 )
@@ -125,6 +128,32 @@ class MitigationViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, pk: str | None = None) -> Response:
         return self._act(request, "withdraw")
+
+    @extend_schema(request=ReasonSerializer, responses={202: MitigationSerializer})
+    @action(detail=True, methods=["post"])
+    def escalate(self, request: Request, pk: str | None = None) -> Response:
+        """One step up the ladder, kept by planning (provider operators only)."""
+        self._operators_only(request)
+        return self._act(request, "escalate")
+
+    @extend_schema(request=MoveSerializer, responses={202: MitigationSerializer})
+    @action(detail=True, methods=["post"])
+    def move(self, request: Request, pk: str | None = None) -> Response:
+        """To another scrubbing center, kept by planning (provider operators only)."""
+        self._operators_only(request)
+        mitigation = self.get_object()
+        body = MoveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        center = ScrubbingCenter.objects.filter(slug=body.validated_data["center"]).first()
+        if center is None:
+            raise ValidationProblem("center", "no such scrubbing center")
+        updated = lifecycle.move_mitigation(mitigation.pk, center_id=center.pk, acting_user=request_actor(request),
+                                           reason=body.validated_data["reason"])
+        return Response(MitigationSerializer(updated).data, status=status.HTTP_202_ACCEPTED)
+
+    def _operators_only(self, request: Request) -> None:
+        if selectors.request_tenant(request) is not None:
+            raise NotFound()
 
 
 class ActionViewSet(viewsets.ReadOnlyModelViewSet):

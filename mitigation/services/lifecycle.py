@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mitigation.audit import record_audit
-from mitigation.choices import AttackStatusChoices, MitigationStateChoices
+from mitigation.choices import AttackStatusChoices, MitigationLevelChoices, MitigationStateChoices
 from mitigation.models import Mitigation
 from mitigation.services.planning import mitigation_event
 from portal.accounts.actors import ENGINE, Actor
@@ -121,9 +121,58 @@ def lifecycle_tick(*, now: datetime.datetime | None = None) -> dict[str, int]:
     return moved
 
 
+ESCALATION = {
+    MitigationLevelChoices.NONE: MitigationLevelChoices.FLOWSPEC,
+    MitigationLevelChoices.FLOWSPEC: MitigationLevelChoices.DIVERSION,
+    MitigationLevelChoices.DIVERSION: MitigationLevelChoices.RTBH,
+}
+
+
+def _replan_after_commit() -> None:
+    from mitigation.tasks import enqueue, plan_network_task
+
+    transaction.on_commit(lambda: enqueue(plan_network_task))
+
+
+def move_mitigation(mitigation_id: int, *, center_id: int, acting_user: Actor, reason: str = "") -> Mitigation:
+    """An operator moves a mitigation to another scrubbing center; planning keeps it there until it ends.
+
+    The operator's word replaces the latency threshold for that center; every safety validator still applies.
+    """
+    from devices.models import ScrubbingCenter
+
+    with transaction.atomic():
+        mitigation = _locked(mitigation_id)
+        if mitigation.state not in LIVE_STATES:
+            raise ValidationProblem("state", f"a mitigation in state {mitigation.state} cannot be moved")
+        center = ScrubbingCenter.objects.filter(pk=center_id).first()
+        if center is None:
+            raise ValidationProblem("center", "no such scrubbing center")
+        mitigation.override_center, mitigation.override_by = center, str(acting_user)
+        _changed(mitigation, "mitigation.move", acting_user, reason or f"moved to {center.name}")
+        _replan_after_commit()
+    return mitigation
+
+
+def escalate_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str = "") -> Mitigation:
+    """An operator moves a mitigation one step up the ladder (FlowSpec, diversion, RTBH) and keeps it there."""
+    with transaction.atomic():
+        mitigation = _locked(mitigation_id)
+        if mitigation.state not in LIVE_STATES:
+            raise ValidationProblem("state", f"a mitigation in state {mitigation.state} cannot be escalated")
+        current = mitigation.override_level or mitigation.level
+        if current not in ESCALATION:
+            raise ValidationProblem("level", "the mitigation is already at the top of the ladder (RTBH)")
+        mitigation.override_level, mitigation.override_by = ESCALATION[current], str(acting_user)
+        _changed(mitigation, "mitigation.escalate", acting_user, reason or f"escalated to {mitigation.override_level}")
+        _replan_after_commit()
+    return mitigation
+
+
 # The actions a person may take on a mitigation, by the verb the pages and the API use.
 MITIGATION_ACTIONS = {
     "approve": approve_mitigation,
     "reject": reject_mitigation,
     "withdraw": withdraw_mitigation,
+    "escalate": escalate_mitigation,
 }

@@ -6,6 +6,7 @@ against the database's own view (nothing bypasses them), and turns the plan into
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections import defaultdict
 from collections.abc import Iterable
@@ -46,6 +47,7 @@ PLANNABLE_STATES = (
     MitigationStateChoices.ACTIVE,
 )
 PLANNING_LOCK = 71_170_001
+OVERRIDE_THRESHOLD_MS = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,33 @@ def load_policies(tenant_ids: Iterable[int]) -> dict[int, TenantPolicy]:
     return policies
 
 
+def _engine_tenant(mitigation: Mitigation) -> int:
+    """Mitigations under an operator override are planned under their own narrowed copy of the tenant's policy."""
+    return -mitigation.pk if mitigation.override_center_id or mitigation.override_level else mitigation.tenant_id
+
+
+def _override_policies(mitigations: list[Mitigation], policies: dict[int, TenantPolicy]) -> dict[int, TenantPolicy]:
+    """An override narrows the policy for one attack: only the chosen center, or only the chosen level's action.
+
+    The operator's choice of center stands in for the latency threshold there; the safety validators and the
+    tenant's verified space are unchanged.
+    """
+    narrowed = {}
+    for mitigation in mitigations:
+        base = policies.get(mitigation.tenant_id)
+        if base is None or _engine_tenant(mitigation) == mitigation.tenant_id:
+            continue
+        changes: dict[str, object] = {"tenant_id": -mitigation.pk}
+        if mitigation.override_center_id:
+            center = mitigation.override_center_id
+            changes["latency_ms"] = {center: base.latency_ms.get(center, 0.0)}
+            changes["center_thresholds_ms"] = {center: OVERRIDE_THRESHOLD_MS}
+        if mitigation.override_level in {ActionKind.FLOWSPEC, ActionKind.DIVERSION, ActionKind.RTBH}:
+            changes["allowed_actions"] = frozenset({ActionKind(mitigation.override_level)})
+        narrowed[-mitigation.pk] = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return narrowed
+
+
 def never_block_list() -> tuple[str, ...]:
     return tuple(str(p) for p in NeverBlockPrefix.objects.values_list("prefix", flat=True))
 
@@ -108,9 +137,10 @@ def plan_network(*, now: datetime.datetime | None = None, acting_user: Actor = E
         if not mitigations:
             return PlanningSummary(0, 0, 0)
         policies = load_policies(m.tenant_id for m in mitigations)
+        engine_policies = {**policies, **_override_policies(mitigations, policies)}
         attacks = [
             LiveAttack(
-                id=m.attack_id, tenant_id=m.tenant_id, target=str(m.attack.target),
+                id=m.attack_id, tenant_id=_engine_tenant(m), target=str(m.attack.target),
                 vectors=tuple(AttackVector(v) for v in m.attack.vectors if v in AttackVector.__members__.values()),
                 bps=m.attack.bps, pps=m.attack.pps, top_sources=tuple(m.attack.top_sources),
             )
@@ -122,7 +152,8 @@ def plan_network(*, now: datetime.datetime | None = None, acting_user: Actor = E
             if m.level != Level.NONE
         ]
         never_block = never_block_list()
-        result = plan_mitigations(network_snapshot(now=now), attacks, policies, previous, never_block=never_block)
+        result = plan_mitigations(network_snapshot(now=now), attacks, engine_policies, previous,
+                                  never_block=never_block)
         by_attack = {m.attack_id: m for m in mitigations}
         modes = dict(PolicyRow.objects.filter(tenant_id__in=policies).values_list("tenant_id", "automation_mode"))
         windows = dict(
@@ -200,8 +231,11 @@ def _store_plan(
     )
     if same:
         return 0, 0
+    reason = planned.reason
+    if mitigation.override_center_id or mitigation.override_level:
+        reason = f"Operator override by {mitigation.override_by}. {reason}"
     writes.decisions.append(Decision(
-        mitigation=mitigation, level=planned.level, center_id=planned.center_id, reason=planned.reason,
+        mitigation=mitigation, level=planned.level, center_id=planned.center_id, reason=reason,
         inputs=planned.inputs, cost=planned.cost if planned.cost != float("inf") else 0.0, actor=str(acting_user),
     ))
     refused = 0
@@ -220,7 +254,7 @@ def _store_plan(
         ))
     if mitigation.level != planned.level:
         mitigation.level_since = now
-    mitigation.level, mitigation.center_id, mitigation.reason = planned.level, planned.center_id, planned.reason
+    mitigation.level, mitigation.center_id, mitigation.reason = planned.level, planned.center_id, reason
     _advance_after_plan(mitigation, planned, mode, now)
     writes.mitigations.append(mitigation)
     return 1, refused

@@ -139,6 +139,7 @@ def _mitigation_context(mitigation: Mitigation, request: HttpRequest) -> dict[st
         "can_act": request.user.has_role(UserRoleChoices.OPERATOR),
         "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
         "can_withdraw": mitigation.state in lifecycle.LIVE_STATES,
+        "centers": ScrubbingCenter.objects.order_by("name"),
     }
 
 
@@ -181,6 +182,31 @@ def mitigation_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @operator_required
 def mitigation_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, pk, "withdraw")
+
+
+@require_POST
+@operator_required
+def mitigation_escalate(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(request, pk, "escalate")
+
+
+@require_POST
+@operator_required
+def mitigation_move(request: HttpRequest, pk: int) -> HttpResponse:
+    """Move a mitigation to the chosen center; the engine keeps it there and says so in its reason."""
+    mitigation = get_object_or_404(selectors.mitigations_for(None), pk=pk)
+    form = ReasonForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        center_id = int(request.POST.get("center", ""))
+        lifecycle.move_mitigation(mitigation.pk, center_id=center_id, acting_user=request_actor(request), reason=reason)
+    except ValueError:
+        messages.error(request, "Could not move: choose a center")
+    except ValidationProblem as problem:
+        messages.error(request, f"Could not move: {problem.message}")
+    else:
+        messages.success(request, f"Mitigation {mitigation.pk}: moved; the engine replans it now.")
+    return redirect("soc:mitigation", pk=mitigation.pk)
 
 
 @admin_required

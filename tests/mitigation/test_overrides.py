@@ -1,0 +1,95 @@
+"""SOC overrides: move a mitigation to another center, escalate it; planning keeps the operator's choice."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from devices.models import ScrubbingCenter, UpstreamPeer
+from mitigation.models import AuditEvent, Mitigation
+from mitigation.services.lifecycle import escalate_mitigation, move_mitigation
+from mitigation.services.planning import plan_network
+from mitigation.services.signals import record_signal
+from mitigation.signal_types import AttackSignal
+from portal.accounts.actors import Actor
+from tenants.services import ProfileInput, update_service_profile
+from tenants.validation import ValidationProblem
+from tests.support.world import World
+
+pytestmark = pytest.mark.django_db
+OPERATOR = Actor("user", "soc")
+
+
+@pytest.fixture
+def planned(world: World) -> Mitigation:
+    call_command("load_network", "netsim/demo-network.yaml", stdout=io.StringIO())
+    now = timezone.now()
+    ScrubbingCenter.objects.update(load_gbps=10, load_mpps=5, load_updated_at=now, healthy=True)
+    UpstreamPeer.objects.update(session_state="established", telemetry_updated_at=now, utilisation=0.2)
+    update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
+                           allowed_actions=("flowspec", "diversion", "rtbh")), acting_user=Actor("system", "t"))
+    attack = record_signal(AttackSignal(target="203.0.113.90", vectors=("syn_flood",), bps=20_000_000_000,
+                                        pps=3_000_000), acting_user=Actor("detector", "t"))
+    plan_network()
+    return Mitigation.objects.get(attack=attack)
+
+
+def test_a_moved_mitigation_is_planned_at_the_operators_center(planned: Mitigation) -> None:
+    other = ScrubbingCenter.objects.exclude(pk=planned.center_id).order_by("-capacity_gbps").first()
+    move_mitigation(planned.pk, center_id=other.pk, acting_user=OPERATOR, reason="Frankfurt maintenance")
+    plan_network()
+    planned.refresh_from_db()
+    assert planned.center_id == other.pk and planned.level == "diversion"
+    assert planned.reason.startswith("Operator override by user:soc")
+    assert planned.decisions.first().reason.startswith("Operator override")
+    assert AuditEvent.objects.filter(action="mitigation.move", reason="Frankfurt maintenance").exists()
+
+
+def test_escalation_climbs_the_ladder_and_stops_at_the_top(planned: Mitigation) -> None:
+    start = planned.level
+    escalate_mitigation(planned.pk, acting_user=OPERATOR)
+    plan_network()
+    planned.refresh_from_db()
+    ladder = ["none", "flowspec", "diversion", "rtbh"]
+    assert ladder.index(planned.override_level) == ladder.index(start) + 1
+    while planned.override_level != "rtbh":
+        escalate_mitigation(planned.pk, acting_user=OPERATOR)
+        planned.refresh_from_db()
+    plan_network()
+    planned.refresh_from_db()
+    assert planned.level == "rtbh"
+    assert all("65535:666" in a.spec["communities"] for a in planned.actions.filter(status="desired"))
+    with pytest.raises(ValidationProblem, match="top of the ladder"):
+        escalate_mitigation(planned.pk, acting_user=OPERATOR)
+
+
+def test_moving_to_a_missing_center_is_refused(planned: Mitigation) -> None:
+    with pytest.raises(ValidationProblem, match="no such scrubbing center"):
+        move_mitigation(planned.pk, center_id=999_999, acting_user=OPERATOR)
+
+
+def test_the_soc_page_and_the_api_move_and_escalate(planned: Mitigation, world: World) -> None:
+    from django.test import Client
+
+    from portal.accounts.models import ApiToken, User
+    from tests.support.world import OPERATOR_PASSWORD, login_with_code
+
+    client = Client(HTTP_HOST="localhost")
+    login_with_code(client, "soc", OPERATOR_PASSWORD)
+    page = client.get(f"/soc/mitigations/{planned.pk}/")
+    assert b"Escalate" in page.content and b"Move" in page.content
+    other = ScrubbingCenter.objects.exclude(pk=planned.center_id).first()
+    assert client.post(f"/soc/mitigations/{planned.pk}/move/", {"center": other.pk}).status_code == 302
+    planned.refresh_from_db()
+    assert planned.override_center_id == other.pk
+    key, prefix, digest = ApiToken.generate_key()
+    ApiToken.objects.create(user=User.objects.get(username="soc"), name="t", key_prefix=prefix, key_hash=digest,
+                            scopes=["read", "write"])
+    api = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.post(f"/api/v1/mitigations/{planned.pk}/escalate/", {}, content_type="application/json"
+                    ).status_code == 202
+    assert api.post(f"/api/v1/mitigations/{planned.pk}/move/", {"center": "nowhere"},
+                    content_type="application/json").status_code == 400
