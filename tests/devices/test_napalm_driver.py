@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,6 +18,7 @@ from devices.drivers.base import (
 )
 from devices.drivers.napalm_driver import NapalmDriver
 from netsim.junos import JunosEmulator
+from tests.support.polling import wait_for
 
 BASE = "set system host-name edge2\n"
 INTENT = DeviceIntent(
@@ -30,14 +30,6 @@ INTENT = DeviceIntent(
     diversions=(UnicastRoute("203.0.113.0/24", "192.0.2.60"),),
 )
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from lxml import etree
 from ncclient import manager
 
 from netsim.junos import JunosEmulator
+from tests.support.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "set system host-name edge1\nset protocols bgp group upstream neighbor 192.0.2.1 peer-as 65001\n"
@@ -43,15 +43,6 @@ FLOW_XML = """<configuration><routing-options><flow><route><name>sluice-a</name>
 <match><destination>203.0.113.7/32</destination><protocol>tcp</protocol><protocol>udp</protocol></match>
 <then><discard/></then></route></flow></routing-options></configuration>"""
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll until the emulator reaches a state; session teardown happens on the emulator's own threads."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture(scope="module")
