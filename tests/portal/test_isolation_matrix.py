@@ -45,6 +45,7 @@ PAGE_PROBES = (
     Probe("page approve", "post", "/mitigations/{id}/approve/", "mitigation"),
     Probe("page reject", "post", "/mitigations/{id}/reject/", "mitigation"),
     Probe("page withdraw", "post", "/mitigations/{id}/withdraw/", "mitigation"),
+    Probe("page report pdf", "get", "/mitigations/{id}/report.pdf", "mitigation"),
 )
 API_READ_PROBES = (
     Probe("api attack", "get", "/api/v1/attacks/{id}/", "attack"),
@@ -56,6 +57,8 @@ API_WRITE_PROBES = (
     Probe("api approve", "post", "/api/v1/mitigations/{id}/approve/", "mitigation"),
     Probe("api reject", "post", "/api/v1/mitigations/{id}/reject/", "mitigation"),
     Probe("api withdraw", "post", "/api/v1/mitigations/{id}/withdraw/", "mitigation"),
+    Probe("api escalate", "post", "/api/v1/mitigations/{id}/escalate/", "mitigation"),
+    Probe("api move", "post", "/api/v1/mitigations/{id}/move/", "mitigation"),
 )
 
 
