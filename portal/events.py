@@ -83,8 +83,8 @@ class _Sender:
                     break
             try:
                 loop.run_until_complete(_send_batch(batch))
-            except (redis.RedisError, OSError, RuntimeError) as error:
-                logger.warning("%d live event(s) not delivered: %s", len(batch), error)
+            except Exception:  # noqa: BLE001 - this thread outlives any one failure (Redis down, a full channel, ...)
+                logger.exception("%d live event(s) not delivered", len(batch))
             finally:
                 for _ in batch:
                     self.queue.task_done()
