@@ -18,16 +18,24 @@ fragment bit), destination hosts of IPv4 prefixes up to a /16 get a dense slot, 
 combos to the overlapping classes). Only IPv6 and very large prefixes fall back to grouping by sorting. Sources
 are ranked on an even sample of at most `SOURCE_SAMPLE` records with sums scaled back up: they are estimates
 that only serve to name the heaviest sources.
+
+Where the compiled helper (`collector.native`) is available, the two per-record groupings (records into host x
+combo cells, and records into field values) are one hash pass each in C instead of several numpy passes; groups
+are then put in the same order as the numpy path, so both give identical increments.
 """
 
 from __future__ import annotations
 
+import ctypes
 from collections import Counter
+from functools import cache
 
 import numpy as np
 import numpy.typing as npt
 
+from collector import native
 from collector.records import (
+    FLOW_DTYPE,
     PROTO_GRE,
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -41,6 +49,7 @@ from collector.records import (
     FlowArray,
     address_from_halves,
     address_halves,
+    select_flows,
 )
 from mitigation.signal_types import AMPLIFICATION_SOURCE_PORTS, AttackVector
 
@@ -58,6 +67,12 @@ TOP_PER_BATCH = 10
 SOURCE_SAMPLE = 4096
 
 Fields = Counter[str]
+# Hosts of a batch: prefix number, address halves, then (host x combo) bytes and packets.
+HostTables = tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]
+Sums = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]  # keys, bytes, packets
 
 # Exclusive base classes: every flow is exactly one of these; the fragment bit doubles them into "combos".
 _BASES: tuple[str, ...] = (*AMPLIFICATION_CLASSES, "udp", "syn", "ack", "tcp_other", "icmp", "gre", "other")
@@ -100,6 +115,32 @@ def _combo_classes() -> npt.NDArray[np.float64]:
 
 BASE_BY_PROTO, BASE_BY_TCP_FLAGS, BASE_BY_UDP_PORT = _base_tables()
 COMBO_CLASSES = _combo_classes()
+BREAKDOWN_FIELDS = {"proto": 0, "tcp_flags": 1, "sport": 2, "dport": 3}  # field numbers of sluice_agg_breakdown
+
+_POINTER = np.ctypeslib.ndpointer(flags="C_CONTIGUOUS")
+
+
+@cache
+def _compiled() -> ctypes.CDLL | None:
+    """The compiled helper with its aggregation signatures declared, or None (numpy path)."""
+    lib = native.library()
+    if lib is None:
+        return None
+    long, p = ctypes.c_long, _POINTER
+    lib.sluice_agg_hosts.argtypes = [p, p, long, p, p, p, long, p, long, p, p, p, long, p]
+    lib.sluice_agg_hosts.restype = long
+    lib.sluice_agg_cells.argtypes = [p, p, long, ctypes.c_uint64, p, p]
+    lib.sluice_agg_cells.restype = None
+    lib.sluice_agg_breakdown.argtypes = [p, p, long, ctypes.c_int, long, ctypes.c_uint64, p, long, p, p, p, long]
+    lib.sluice_agg_breakdown.restype = long
+    lib.sluice_agg_top.argtypes = [p, p, long, long, long, long, p]
+    lib.sluice_agg_top.restype = None
+    return lib
+
+
+def _hash_slots(keys: int) -> int:
+    """A power of two at least twice `keys`: open addressing stays short with the table at most half full."""
+    return 1 << max(4, (2 * max(keys, 1) - 1).bit_length())
 
 
 def combos(flows: FlowArray) -> npt.NDArray[np.int64]:
@@ -161,11 +202,31 @@ class _Layout:
                 self.dense[index] = True
 
 
-def _top_per_prefix(group_prefix: npt.NDArray[np.int64], weight: npt.NDArray[np.float64], limit: int) -> np.ndarray:
-    """Indexes of the `limit` heaviest groups of each prefix (all of them when no prefix has more)."""
-    if group_prefix.size <= limit or np.bincount(group_prefix).max() <= limit:
-        return np.arange(group_prefix.size)
-    order = np.lexsort((-weight, group_prefix))
+def _top_per_prefix(
+    group_prefix: npt.NDArray[np.int64], weight: npt.NDArray[np.float64], limit: int,
+    key: npt.NDArray[np.int64] | None = None,
+) -> np.ndarray:
+    """Indexes (ascending) of the `limit` heaviest groups of each prefix, ties going to the smallest `key`.
+
+    `key` (default: the row number) makes the choice independent of row order. With one prefix in the batch, the
+    common case, a partition finds the cut in linear time instead of sorting every group.
+    """
+    size = group_prefix.size
+    if size <= limit:
+        return np.arange(size)
+    per_prefix = np.bincount(group_prefix)
+    if per_prefix.max() <= limit:
+        return np.arange(size)
+    key = np.arange(size) if key is None else key
+    if np.count_nonzero(per_prefix) == 1:
+        cut = np.partition(weight, size - limit)[size - limit]
+        above = np.flatnonzero(weight > cut)
+        tied = np.flatnonzero(weight == cut)
+        wanted = limit - above.size
+        if tied.size > wanted:
+            tied = tied[np.argpartition(key[tied], wanted - 1)[:wanted]]
+        return np.sort(np.concatenate([above, tied]))
+    order = np.lexsort((key, -weight, group_prefix))
     ranked_prefix = group_prefix[order]
     first = np.searchsorted(ranked_prefix, ranked_prefix, side="left")
     rank = np.arange(order.size) - first
@@ -175,8 +236,9 @@ def _top_per_prefix(group_prefix: npt.NDArray[np.int64], weight: npt.NDArray[np.
 class BatchAggregator:
     """Turns matched flows into per-prefix field increments; stateless apart from name and layout caches."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, use_native: bool = True) -> None:
         self.names = AddressNames()
+        self.use_native = use_native
         self._layout: _Layout | None = None
         self._layout_cidrs: list[str] | None = None
 
@@ -191,7 +253,7 @@ class BatchAggregator:
         if not matched.all():
             if not matched.any():
                 return {}
-            flows, prefix_index = flows[matched], prefix_index[matched]
+            flows, prefix_index = select_flows(flows, matched), prefix_index[matched]
         pidx = prefix_index.astype(np.int64, copy=False)
         # Work on the prefixes present in the batch only (numbered 0..k-1): there may be 100,000 monitored ones.
         records_per_prefix = np.bincount(pidx, minlength=len(cidrs))
@@ -204,12 +266,23 @@ class BatchAggregator:
         nbytes = np.minimum(flows["bytes"], RECORD_COUNTER_CAP).astype(np.float64)
         npackets = np.minimum(flows["packets"], RECORD_COUNTER_CAP).astype(np.float64)
         out: dict[str, Fields] = {name: Counter() for name in names}
-        layout = self._layout_for(cidrs)
-        self._hosts(flows, local, nbytes, npackets, names, out, layout, present)
-        self._breakdown(local, flows["proto"], nbytes, npackets, names, out, "proto", 256, limit=256)
-        self._breakdown(local, flows["tcp_flags"], nbytes, npackets, names, out, "flags", 256, limit=256)
-        self._breakdown(local, flows["sport"], nbytes, npackets, names, out, "sport", 65536, TOP_PER_BATCH)
-        self._breakdown(local, flows["dport"], nbytes, npackets, names, out, "dport", 65536, TOP_PER_BATCH)
+        lib = _compiled() if self.use_native else None
+        if lib is not None and flows.dtype == FLOW_DTYPE:
+            flows = np.ascontiguousarray(flows)
+            local = np.ascontiguousarray(local)
+            tables = self._host_tables_native(lib, flows, local)
+        else:
+            tables = self._host_tables(flows, local, nbytes, npackets, self._layout_for(cidrs), present)
+        self._hosts(tables, names, out)
+        for field, label, width, limit in (("proto", "proto", 256, 256), ("tcp_flags", "flags", 256, 256),
+                                           ("sport", "sport", 65536, TOP_PER_BATCH),
+                                           ("dport", "dport", 65536, TOP_PER_BATCH)):  # fmt: skip
+            if lib is not None and flows.dtype == FLOW_DTYPE:
+                sums, keep = self._breakdown_native(lib, flows, local, field, width, len(names), limit)
+            else:
+                sums = self._breakdown_sums(local, flows[field], nbytes, npackets, len(names), width)
+                keep = _top_per_prefix(sums[0] // width, sums[1], limit, key=sums[0])
+            self._breakdown(sums, keep, names, out, label, width)
         self._sources(flows, local, nbytes, npackets, names, out, records_per_prefix[present])
         return out
 
@@ -243,17 +316,42 @@ class BatchAggregator:
         group[order] = np.cumsum(change) - 1
         return group, s_p[starts], s_hi[starts], s_lo[starts]
 
-    def _hosts(
+    def _host_tables(
         self, flows: FlowArray, local: npt.NDArray[np.int64], nbytes: npt.NDArray[np.float64],
-        npackets: npt.NDArray[np.float64], names: list[str], out: dict[str, Fields], layout: _Layout,
-        present: npt.NDArray[np.int64],
-    ) -> None:
-        """Prefix totals, class totals, host totals and host classes from one (host, combo) count."""
+        npackets: npt.NDArray[np.float64], layout: _Layout, present: npt.NDArray[np.int64],
+    ) -> HostTables:
+        """Hosts (prefix, hi, lo ordered) and their bytes and packets per combo, with numpy."""
         group, group_prefix, group_hi, group_lo = self._host_groups(flows, local, layout, present)
         count = group_prefix.size
         key = group * COMBOS + combos(flows)
         table_b = np.bincount(key, weights=nbytes, minlength=count * COMBOS).reshape(count, COMBOS)
         table_p = np.bincount(key, weights=npackets, minlength=count * COMBOS).reshape(count, COMBOS)
+        return group_prefix, group_hi, group_lo, table_b, table_p
+
+    @staticmethod
+    def _host_tables_native(lib: ctypes.CDLL, flows: FlowArray, local: npt.NDArray[np.int64]) -> HostTables:
+        """The same tables from the compiled helper's hash pass, put in the numpy path's (prefix, hi, lo) order."""
+        n = int(flows.size)
+        slots = _hash_slots(n)
+        hash_table = np.empty(slots, dtype=np.int64)
+        group_prefix = np.empty(n, dtype=np.int64)
+        group_hi, group_lo = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+        cell = np.empty(n, dtype=np.int64)
+        count = lib.sluice_agg_hosts(flows, local, n, BASE_BY_PROTO, BASE_BY_TCP_FLAGS, BASE_BY_UDP_PORT, COMBOS,
+                                     hash_table, slots, group_prefix, group_hi, group_lo, n, cell)  # fmt: skip
+        if count < 0:
+            raise RuntimeError("compiled host grouping overflowed its capacity")
+        sums_b = np.zeros(count * COMBOS, dtype=np.uint64)
+        sums_p = np.zeros(count * COMBOS, dtype=np.uint64)
+        lib.sluice_agg_cells(flows, cell, n, int(RECORD_COUNTER_CAP), sums_b, sums_p)
+        order = np.lexsort((group_lo[:count], group_hi[:count], group_prefix[:count]))
+        table_b = sums_b.reshape(count, COMBOS)[order].astype(np.float64)
+        table_p = sums_p.reshape(count, COMBOS)[order].astype(np.float64)
+        return group_prefix[:count][order], group_hi[:count][order], group_lo[:count][order], table_b, table_p
+
+    def _hosts(self, tables: HostTables, names: list[str], out: dict[str, Fields]) -> None:
+        """Prefix totals, class totals, host totals and host classes from one (host, combo) count."""
+        group_prefix, group_hi, group_lo, table_b, table_p = tables
         host_b, host_p = table_b.sum(axis=1), table_p.sum(axis=1)
         class_b, class_p = table_b @ COMBO_CLASSES, table_p @ COMBO_CLASSES
 
@@ -295,27 +393,60 @@ class BatchAggregator:
             fields[name_p] += cp
 
     @staticmethod
-    def _breakdown(
+    def _breakdown_sums(
         local: npt.NDArray[np.int64], values: npt.NDArray[np.unsignedinteger], nbytes: npt.NDArray[np.float64],
-        npackets: npt.NDArray[np.float64], names: list[str], out: dict[str, Fields], label: str, width: int,
-        limit: int,
-    ) -> None:
-        """Bytes and packets per value of one header field (protocol, flags, port), heaviest `limit` per prefix."""
+        npackets: npt.NDArray[np.float64], prefixes: int, width: int,
+    ) -> Sums:
+        """Bytes and packets per key (local prefix * width + field value), with numpy."""
         keys = local * width + values
-        if len(names) * width <= DENSE_COUNT_LIMIT:
-            size = len(names) * width
+        if prefixes * width <= DENSE_COUNT_LIMIT:
+            size = prefixes * width
             dense_b = np.bincount(keys, weights=nbytes, minlength=size)
             dense_p = np.bincount(keys, weights=npackets, minlength=size)
-            slots = np.flatnonzero(dense_p)
-            sum_b, sum_p = dense_b[slots], dense_p[slots]
+            slots = np.flatnonzero(dense_b + dense_p)
+            return slots, dense_b[slots], dense_p[slots]
+        slots, inverse = np.unique(keys, return_inverse=True)
+        sum_b, sum_p = np.bincount(inverse, weights=nbytes), np.bincount(inverse, weights=npackets)
+        counted = (sum_b != 0) | (sum_p != 0)  # a key with neither bytes nor packets is no row
+        return slots[counted], sum_b[counted], sum_p[counted]
+
+    @staticmethod
+    def _breakdown_native(
+        lib: ctypes.CDLL, flows: FlowArray, local: npt.NDArray[np.int64], field: str, width: int, prefixes: int,
+        limit: int,
+    ) -> tuple[Sums, npt.NDArray[np.int64]]:
+        """The same sums from the compiled helper's hash pass, and the rows to keep, chosen in C too."""
+        n = int(flows.size)
+        capacity = min(n, prefixes * width)
+        slots = _hash_slots(capacity)
+        hash_table = np.empty(slots, dtype=np.int64)
+        keys = np.empty(capacity, dtype=np.int64)
+        sum_b, sum_p = np.empty(capacity, dtype=np.uint64), np.empty(capacity, dtype=np.uint64)
+        found = lib.sluice_agg_breakdown(flows, local, n, BREAKDOWN_FIELDS[field], width, int(RECORD_COUNTER_CAP),
+                                         hash_table, slots, keys, sum_b, sum_p, capacity)  # fmt: skip
+        if found < 0:
+            raise RuntimeError(f"compiled {field} breakdown failed ({found})")
+        keys, sum_b, sum_p = keys[:found], sum_b[:found], sum_p[:found]
+        counted = (sum_b != 0) | (sum_p != 0)  # as the numpy path: a key with neither bytes nor packets is no row
+        if not counted.all():
+            keys, sum_b, sum_p = keys[counted], sum_b[counted], sum_p[counted]
+            found = int(keys.size)
+        if limit >= width:
+            keep = np.arange(found)
         else:
-            slots, inverse = np.unique(keys, return_inverse=True)
-            sum_b = np.bincount(inverse, weights=nbytes)
-            sum_p = np.bincount(inverse, weights=npackets)
-        prefix_of, value_of = slots // width, slots % width
-        keep = _top_per_prefix(prefix_of, sum_b, limit)
-        rows = zip(prefix_of[keep].tolist(), value_of[keep].tolist(), sum_b[keep].astype(np.int64).tolist(),
-                   sum_p[keep].astype(np.int64).tolist(), strict=True)  # fmt: skip
+            best = np.empty(prefixes * limit, dtype=np.int64)
+            lib.sluice_agg_top(keys, sum_b, found, width, prefixes, limit, best)
+            keep = np.sort(best[best >= 0])
+        return (keys, sum_b.astype(np.float64), sum_p.astype(np.float64)), keep
+
+    @staticmethod
+    def _breakdown(
+        sums: Sums, keep: npt.NDArray[np.int64], names: list[str], out: dict[str, Fields], label: str, width: int
+    ) -> None:
+        """Bytes and packets per value of one header field (protocol, flags, port), for the rows kept."""
+        slots, sum_b, sum_p = sums[0][keep], sums[1][keep], sums[2][keep]
+        rows = zip((slots // width).tolist(), (slots % width).tolist(), sum_b.astype(np.int64).tolist(),
+                   sum_p.astype(np.int64).tolist(), strict=True)  # fmt: skip
         for prefix, value, b, p in rows:
             fields = out[names[prefix]]
             fields[f"{label}|{value}|b"] += b

@@ -25,7 +25,7 @@ from collector.aggregate import BatchAggregator
 from collector.decode import PacketDecoder
 from collector.detect import Detector
 from collector.prefixes import MonitoredPrefix, PrefixMatcher
-from collector.records import FlowArray
+from collector.records import FlowArray, concat_flows, select_flows
 from collector.store import AggregateStore
 from mitigation.signal_types import AttackSignal
 
@@ -125,7 +125,7 @@ class FlowCollector:
         prefix_index = self.matcher.match(flows)
         matched = prefix_index >= 0
         if not matched.all():
-            flows, prefix_index = flows[matched], prefix_index[matched]
+            flows, prefix_index = select_flows(flows, matched), prefix_index[matched]
         if flows.size == 0:
             return
         self._pending.setdefault(second, []).append((flows, prefix_index))
@@ -137,7 +137,7 @@ class FlowCollector:
         """Aggregate buffered flows into the local per-second counters."""
         pending, self._pending, self._pending_records = self._pending, {}, 0
         for second, parts in pending.items():
-            flows = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+            flows = concat_flows([p[0] for p in parts])
             prefix_index = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
             increments = self.aggregator.aggregate(flows, prefix_index, self._cidrs)
             bucket = self._local.setdefault(second, {})

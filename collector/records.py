@@ -32,6 +32,10 @@ FLOW_DTYPE = np.dtype(
 
 FlowArray = npt.NDArray[np.void]
 
+# The same records as opaque 60-byte items. numpy copies structured records field by field (concatenate, boolean
+# masks and takes run 20-40x slower than on plain bytes), so whole-record moves go through this view.
+FLOW_BYTES = np.dtype((np.void, FLOW_DTYPE.itemsize))
+
 # Low half of an IPv4-mapped IPv6 address, before the IPv4 address is OR-ed in.
 V4_MAPPED = np.uint64(0xFFFF_0000_0000)
 
@@ -51,6 +55,20 @@ PROTO_ICMPV6 = 58
 def empty_flows(count: int = 0) -> FlowArray:
     """A zeroed flow array: decoders fill only the fields their format carries."""
     return np.zeros(count, dtype=FLOW_DTYPE)
+
+
+def concat_flows(parts: list[FlowArray]) -> FlowArray:
+    """One flow array from several, copied as raw records."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return empty_flows()
+    return np.concatenate([np.ascontiguousarray(p).view(FLOW_BYTES) for p in parts]).view(FLOW_DTYPE)
+
+
+def select_flows(flows: FlowArray, which: npt.NDArray[np.bool_] | npt.NDArray[np.integer]) -> FlowArray:
+    """The records picked by a boolean mask or an index array, copied as raw records."""
+    return np.ascontiguousarray(flows).view(FLOW_BYTES)[which].view(FLOW_DTYPE)
 
 
 def address_halves(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from collector.decode.common import DecodeStats, IntArray
 from collector.decode.netflow5 import NetFlow5Decoder
 from collector.decode.sflow import SflowDecoder
 from collector.decode.templated import TemplatedDecoder
-from collector.records import FlowArray, empty_flows
+from collector.records import FlowArray, concat_flows, empty_flows
 
 __all__ = ["DecodeStats", "PacketDecoder"]
 
@@ -58,8 +58,11 @@ class PacketDecoder:
         lens = np.asarray(lengths, dtype=np.int64)
         if offs.size == 0:
             return empty_flows()
-        end = int((offs + lens).max())
-        u8 = np.frombuffer(buf, dtype=np.uint8, count=end)
+        # The whole buffer, not just up to the last datagram's end: a listener's buffer leaves room after every
+        # datagram, which spares decoders that read fixed-size windows from padding a copy of the batch.
+        u8 = np.frombuffer(buf, dtype=np.uint8)
+        if u8.size < int((offs + lens).max()):
+            raise ValueError("datagram offsets and lengths run past the end of the buffer")
         self.stats["datagrams"] += int(offs.size)
         try:
             return self._decode(u8, memoryview(buf), offs, lens, exporters)
@@ -70,7 +73,7 @@ class PacketDecoder:
                 self.stats["decoder_errors"] += 1
                 return empty_flows()
             parts = [self.decode_batch(buf, offs[i : i + 1], lens[i : i + 1], [exporters[i]]) for i in range(offs.size)]
-            return np.concatenate(parts)
+            return concat_flows(parts)
 
     def _decode(
         self, u8: np.ndarray, view: memoryview, offs: IntArray, lens: IntArray, exporters: Sequence[str]
@@ -98,4 +101,4 @@ class PacketDecoder:
         parts = [p for p in parts if p.size]
         if not parts:
             return empty_flows()
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return concat_flows(parts)
