@@ -116,6 +116,11 @@ def _combo_classes() -> npt.NDArray[np.float64]:
 BASE_BY_PROTO, BASE_BY_TCP_FLAGS, BASE_BY_UDP_PORT = _base_tables()
 COMBO_CLASSES = _combo_classes()
 BREAKDOWN_FIELDS = {"proto": 0, "tcp_flags": 1, "sport": 2, "dport": 3}  # field numbers of sluice_agg_breakdown
+# (flow field, counter label, values the field can take, rows kept per prefix per batch)
+BREAKDOWNS = (
+    ("proto", "proto", 256, 256), ("tcp_flags", "flags", 256, 256), ("sport", "sport", 65536, TOP_PER_BATCH),
+    ("dport", "dport", 65536, TOP_PER_BATCH),
+)
 
 _POINTER = np.ctypeslib.ndpointer(flags="C_CONTIGUOUS")
 
@@ -136,6 +141,15 @@ def _compiled() -> ctypes.CDLL | None:
     lib.sluice_agg_top.argtypes = [p, p, long, long, long, long, p]
     lib.sluice_agg_top.restype = None
     return lib
+
+
+def _capped_counts(flows: FlowArray) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Bytes and packets as floats for weighted counts, each record capped so a hostile one cannot overflow sums.
+
+    (Redis HINCRBY is signed 64-bit: the cap keeps every merged counter far below it.)
+    """
+    nbytes = np.minimum(flows["bytes"], RECORD_COUNTER_CAP).astype(np.float64)
+    return nbytes, np.minimum(flows["packets"], RECORD_COUNTER_CAP).astype(np.float64)
 
 
 def _hash_slots(keys: int) -> int:
@@ -262,29 +276,36 @@ class BatchAggregator:
         compact[present] = np.arange(present.size)
         local = compact[pidx]
         names = [cidrs[i] for i in present.tolist()]
-        # A corrupt or hostile record must not overflow the 64-bit sums (Redis HINCRBY is signed 64-bit too).
-        nbytes = np.minimum(flows["bytes"], RECORD_COUNTER_CAP).astype(np.float64)
-        npackets = np.minimum(flows["packets"], RECORD_COUNTER_CAP).astype(np.float64)
         out: dict[str, Fields] = {name: Counter() for name in names}
         lib = _compiled() if self.use_native else None
         if lib is not None and flows.dtype == FLOW_DTYPE:
-            flows = np.ascontiguousarray(flows)
-            local = np.ascontiguousarray(local)
-            tables = self._host_tables_native(lib, flows, local)
+            self._aggregate_native(lib, np.ascontiguousarray(flows), np.ascontiguousarray(local), names, out)
         else:
-            tables = self._host_tables(flows, local, nbytes, npackets, self._layout_for(cidrs), present)
-        self._hosts(tables, names, out)
-        for field, label, width, limit in (("proto", "proto", 256, 256), ("tcp_flags", "flags", 256, 256),
-                                           ("sport", "sport", 65536, TOP_PER_BATCH),
-                                           ("dport", "dport", 65536, TOP_PER_BATCH)):  # fmt: skip
-            if lib is not None and flows.dtype == FLOW_DTYPE:
-                sums, keep = self._breakdown_native(lib, flows, local, field, width, len(names), limit)
-            else:
-                sums = self._breakdown_sums(local, flows[field], nbytes, npackets, len(names), width)
-                keep = _top_per_prefix(sums[0] // width, sums[1], limit, key=sums[0])
-            self._breakdown(sums, keep, names, out, label, width)
-        self._sources(flows, local, nbytes, npackets, names, out, records_per_prefix[present])
+            self._aggregate_numpy(flows, local, names, out, self._layout_for(cidrs), present)
+        self._sources(flows, local, names, out, records_per_prefix[present])
         return out
+
+    def _aggregate_native(
+        self, lib: ctypes.CDLL, flows: FlowArray, local: npt.NDArray[np.int64], names: list[str],
+        out: dict[str, Fields],
+    ) -> None:
+        """Hosts and breakdowns with the compiled helper's hash passes."""
+        self._hosts(self._host_tables_native(lib, flows, local), names, out)
+        for field, label, width, limit in BREAKDOWNS:
+            sums, keep = self._breakdown_native(lib, flows, local, field, width, len(names), limit)
+            self._breakdown(sums, keep, names, out, label, width)
+
+    def _aggregate_numpy(
+        self, flows: FlowArray, local: npt.NDArray[np.int64], names: list[str], out: dict[str, Fields],
+        layout: _Layout, present: npt.NDArray[np.int64],
+    ) -> None:
+        """Hosts and breakdowns with numpy passes (no compiled helper)."""
+        nbytes, npackets = _capped_counts(flows)
+        self._hosts(self._host_tables(flows, local, nbytes, npackets, layout, present), names, out)
+        for field, label, width, limit in BREAKDOWNS:
+            sums = self._breakdown_sums(local, flows[field], nbytes, npackets, len(names), width)
+            keep = _top_per_prefix(sums[0] // width, sums[1], limit, key=sums[0])
+            self._breakdown(sums, keep, names, out, label, width)
 
     @staticmethod
     def _host_groups(
@@ -453,14 +474,14 @@ class BatchAggregator:
             fields[f"{label}|{value}|p"] += p
 
     def _sources(
-        self, flows: FlowArray, local: npt.NDArray[np.int64], nbytes: npt.NDArray[np.float64],
-        npackets: npt.NDArray[np.float64], names: list[str], out: dict[str, Fields],
+        self, flows: FlowArray, local: npt.NDArray[np.int64], names: list[str], out: dict[str, Fields],
         records_per_prefix: npt.NDArray[np.int64],
     ) -> None:
         """Estimated bytes and packets of the heaviest sources per prefix, from an even sample of the records."""
         step = max(1, -(-local.size // SOURCE_SAMPLE))
-        s_local, s_hi, s_lo = local[::step], flows["src_hi"][::step], flows["src_lo"][::step]
-        s_b, s_p = nbytes[::step], npackets[::step]
+        sample = flows[::step]
+        s_local, s_hi, s_lo = local[::step], sample["src_hi"], sample["src_lo"]
+        s_b, s_p = _capped_counts(sample)
         # Each prefix's sampled sums are scaled by its own sampling ratio, so estimates stay in bytes and packets.
         scale = records_per_prefix / np.maximum(np.bincount(s_local, minlength=len(names)), 1)
         order = np.lexsort((s_lo, s_hi, s_local))
