@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from collector.decode.common import ByteArray, DecodeStats, IntArray, expand_runs, gather_view
+from collector.decode.setwalk import exporter_ids
 from collector.records import FlowArray, empty_flows, v4_to_lo
 
 HEADER_DTYPE = np.dtype(
@@ -100,18 +101,27 @@ class NetFlow5Decoder:
         return interval
 
     def _track_sequences(self, header: np.ndarray, exporters: Sequence[str]) -> None:
-        """Count flows lost between packets: v5 sequence numbers count flows, not packets."""
-        for exporter, seq, count, etype, eid in zip(
-            exporters,
-            header["flow_sequence"].tolist(),
-            header["count"].tolist(),
-            header["engine_type"].tolist(),
-            header["engine_id"].tolist(),
-            strict=True,
-        ):
-            key = (exporter, etype, eid)
-            expected = self._next_sequence.get(key)
-            if expected is not None and seq != expected:
-                self.stats["sequence_gaps"] += 1
-                self.stats["records_lost"] += (seq - expected) & 0xFFFF_FFFF if seq > expected else 0
-            self._next_sequence[key] = (seq + count) & 0xFFFF_FFFF
+        """Count flows lost between packets: v5 sequence numbers count flows, not packets.
+
+        Vectorised per stream (exporter, engine type, engine id): within a stream each packet expects the previous
+        one's sequence plus its record count; only the first packet of each stream looks at the saved state.
+        """
+        names, exporter_index = exporter_ids(exporters)
+        code = (exporter_index << 16) | (header["engine_type"].astype(np.int64) << 8) | header["engine_id"]
+        order = np.argsort(code, kind="stable")
+        code = code[order]
+        seq = header["flow_sequence"].astype(np.int64)[order]
+        following = (seq + header["count"].astype(np.int64)[order]) & 0xFFFF_FFFF
+        first = np.ones(code.size, dtype=bool)
+        first[1:] = code[1:] != code[:-1]
+        firsts, lasts = np.flatnonzero(first), np.append(np.flatnonzero(first)[1:] - 1, code.size - 1)
+        keys = [(names[c >> 16], (c >> 8) & 0xFF, c & 0xFF) for c in code[firsts].tolist()]
+        expected = np.empty(code.size, dtype=np.int64)
+        expected[1:] = following[:-1]
+        expected[firsts] = [self._next_sequence.get(key, -1) for key in keys]
+        gap = (expected >= 0) & (seq != expected)
+        if gap.any():
+            self.stats["sequence_gaps"] += int(gap.sum())
+            ahead = gap & (seq > expected)
+            self.stats["records_lost"] += int(((seq[ahead] - expected[ahead]) & 0xFFFF_FFFF).sum())
+        self._next_sequence.update(zip(keys, following[lasts].tolist(), strict=True))
