@@ -1,14 +1,24 @@
-"""NetFlow v5: fixed 24-byte header and 48-byte records, decoded for a whole batch of packets at once."""
+"""NetFlow v5: fixed 24-byte header and 48-byte records, decoded for a whole batch of packets at once.
+
+Headers are checked, sequence numbers tracked and sampling rates chosen with numpy for the whole batch; the records
+are then expanded by the compiled helper (`collector/native/netflow5.c`) in one call, or by a numpy gather where
+the helper is unavailable. Both give the same flows.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Callable, Sequence
+from functools import cache
 
 import numpy as np
+import numpy.typing as npt
 
+from collector import native
 from collector.decode.common import ByteArray, DecodeStats, IntArray, expand_runs, gather_view
 from collector.decode.setwalk import exporter_ids
-from collector.records import FlowArray, empty_flows, v4_to_lo
+from collector.records import FLOW_DTYPE, FlowArray, empty_flows, v4_to_lo
 
 HEADER_DTYPE = np.dtype(
     [
@@ -52,11 +62,25 @@ RECORD_LEN = RECORD_DTYPE.itemsize
 MAX_RECORDS = 30
 
 
+@cache
+def _compiled_records() -> Callable[..., int] | None:
+    """`sluice_nf5_records` with its signature declared, or None (numpy path; also on big-endian machines)."""
+    lib = native.library()
+    if lib is None or sys.byteorder != "little":
+        return None
+    function = lib.sluice_nf5_records
+    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
+    function.argtypes = [pointer, int64, pointer, pointer, pointer, int64, pointer, int64]
+    function.restype = int64
+    return function
+
+
 class NetFlow5Decoder:
     """Decodes NetFlow v5 batches and tracks flow sequence numbers per (exporter, engine) to count losses."""
 
-    def __init__(self, stats: DecodeStats, default_sampling: Callable[[str], int]) -> None:
+    def __init__(self, stats: DecodeStats, default_sampling: Callable[[str], int], *, use_native: bool = True) -> None:
         self.stats = stats
+        self.use_native = use_native
         self.default_sampling = default_sampling
         self._next_sequence: dict[tuple[str, int, int], int] = {}
 
@@ -77,6 +101,35 @@ class NetFlow5Decoder:
         kept_exporters = [e for e, ok in zip(kept_exporters, valid, strict=True) if ok]
         self._track_sequences(header, kept_exporters)
         sampling = self._sampling(header, kept_exporters)
+        flows = self.records_compiled(u8, offsets, counts, sampling) if self.use_native else None
+        if flows is None:
+            flows = self.records_numpy(u8, offsets, counts, sampling)
+        self.stats["records"] += int(flows.size)
+        return flows
+
+    @staticmethod
+    def records_compiled(
+        u8: ByteArray, offsets: IntArray, counts: IntArray, sampling: npt.NDArray[np.uint64]
+    ) -> FlowArray | None:
+        """The records of valid packets in one C call; None where the helper is off or refuses the input."""
+        function = _compiled_records()
+        if function is None:
+            return None
+        u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        counts = np.ascontiguousarray(counts, dtype=np.int64)
+        sampling = np.ascontiguousarray(sampling, dtype=np.uint64)
+        capacity = int(counts.sum())
+        flows = np.empty(capacity, dtype=FLOW_DTYPE)
+        written = function(u8.ctypes.data, u8.size, offsets.ctypes.data, counts.ctypes.data, sampling.ctypes.data,
+                           offsets.size, flows.ctypes.data, capacity)  # fmt: skip
+        return flows if written == capacity else None
+
+    @staticmethod
+    def records_numpy(
+        u8: ByteArray, offsets: IntArray, counts: IntArray, sampling: npt.NDArray[np.uint64]
+    ) -> FlowArray:
+        """The records of valid packets with a numpy gather and column conversions."""
         records = gather_view(u8, expand_runs(offsets + HEADER_LEN, counts, RECORD_LEN), RECORD_DTYPE)
         per_record_sampling = np.repeat(sampling, counts)
         flows = empty_flows(records.size)
@@ -89,7 +142,6 @@ class NetFlow5Decoder:
         flows["dport"] = records["dstport"]
         flows["proto"] = records["prot"]
         flows["tcp_flags"] = records["tcp_flags"]
-        self.stats["records"] += int(records.size)
         return flows
 
     def _sampling(self, header: np.ndarray, exporters: Sequence[str]) -> np.ndarray:

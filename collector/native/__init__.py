@@ -51,7 +51,7 @@ def sources() -> list[Path]:
 def library_path() -> Path:
     """Where the library for the current sources lives once built."""
     digest = hashlib.sha256(" ".join(CFLAGS).encode())
-    for source in sources():
+    for source in sorted([*sources(), *HERE.glob("*.h")]):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return BUILD_DIR / f"libsluiceflow-{digest.hexdigest()[:16]}.so"
 

@@ -8,17 +8,9 @@
  * Every function trusts only what the caller sized: `n` records, a hash table of `slots` entries (a power of two,
  * at least twice the most keys there can be) and output arrays of `capacity` entries.
  */
-#include <stdint.h>
 #include <string.h>
 
-typedef struct __attribute__((packed)) {
-    uint64_t src_hi, src_lo, dst_hi, dst_lo, bytes, packets;
-    uint32_t sampling;
-    uint16_t sport, dport;
-    uint8_t proto, tcp_flags, frag, ipv6;
-} flow_record;
-
-_Static_assert(sizeof(flow_record) == 60, "flow_record must match collector.records.FLOW_DTYPE");
+#include "flow_record.h"
 
 #define PROTO_TCP 6
 #define PROTO_UDP 17
