@@ -90,7 +90,8 @@ class PacketDecoder:
         parts: list[FlowArray] = []
         if is_v5.any():
             chosen = np.flatnonzero(is_v5)
-            parts.append(self.netflow5.decode(u8, offs[chosen], lens[chosen], [exporters[i] for i in chosen]))
+            senders = exporters if chosen.size == offs.size else [exporters[i] for i in chosen.tolist()]
+            parts.append(self.netflow5.decode(u8, offs[chosen], lens[chosen], senders))
         if is_sflow.any():
             parts.append(self.sflow.decode(u8, offs[is_sflow], lens[is_sflow]))
         if is_templated.any():

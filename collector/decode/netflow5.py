@@ -88,19 +88,18 @@ class NetFlow5Decoder:
         """Decode every v5 packet at `offsets`; packets whose header and length disagree are counted and dropped."""
         self.stats["netflow5_packets"] += int(offsets.size)
         big_enough = lengths >= HEADER_LEN
+        names, exporter_index = exporter_ids(exporters)
         header = gather_view(u8, offsets[big_enough], HEADER_DTYPE)
-        offsets, lengths = offsets[big_enough], lengths[big_enough]
-        kept_exporters = [e for e, ok in zip(exporters, big_enough, strict=True) if ok]
+        offsets, lengths, exporter_index = offsets[big_enough], lengths[big_enough], exporter_index[big_enough]
         counts = header["count"].astype(np.int64)
         valid = (header["version"] == 5) & (counts >= 1) & (counts <= MAX_RECORDS)
         valid &= lengths >= HEADER_LEN + counts * RECORD_LEN
         self.stats["malformed"] += int(big_enough.size - valid.sum())
         if not valid.any():
             return empty_flows()
-        header, offsets, counts = header[valid], offsets[valid], counts[valid]
-        kept_exporters = [e for e, ok in zip(kept_exporters, valid, strict=True) if ok]
-        self._track_sequences(header, kept_exporters)
-        sampling = self._sampling(header, kept_exporters)
+        header, offsets, counts, exporter_index = header[valid], offsets[valid], counts[valid], exporter_index[valid]
+        self._track_sequences(header, names, exporter_index)
+        sampling = self._sampling(header, names, exporter_index)
         flows = self.records_compiled(u8, offsets, counts, sampling) if self.use_native else None
         if flows is None:
             flows = self.records_numpy(u8, offsets, counts, sampling)
@@ -144,21 +143,20 @@ class NetFlow5Decoder:
         flows["tcp_flags"] = records["tcp_flags"]
         return flows
 
-    def _sampling(self, header: np.ndarray, exporters: Sequence[str]) -> np.ndarray:
+    def _sampling(self, header: np.ndarray, names: list[str], exporter_index: IntArray) -> npt.NDArray[np.uint64]:
         """The header's sampling interval (low 14 bits), or the exporter's configured default when it says 0."""
         interval = (header["sampling_interval"] & 0x3FFF).astype(np.uint64)
-        missing = np.flatnonzero(interval == 0)
-        for i in missing:
-            interval[i] = max(1, self.default_sampling(exporters[i]))
+        if (interval == 0).any():
+            defaults = np.array([max(1, self.default_sampling(name)) for name in names], dtype=np.uint64)
+            interval = np.where(interval == 0, defaults[exporter_index], interval)
         return interval
 
-    def _track_sequences(self, header: np.ndarray, exporters: Sequence[str]) -> None:
+    def _track_sequences(self, header: np.ndarray, names: list[str], exporter_index: IntArray) -> None:
         """Count flows lost between packets: v5 sequence numbers count flows, not packets.
 
         Vectorised per stream (exporter, engine type, engine id): within a stream each packet expects the previous
         one's sequence plus its record count; only the first packet of each stream looks at the saved state.
         """
-        names, exporter_index = exporter_ids(exporters)
         code = (exporter_index << 16) | (header["engine_type"].astype(np.int64) << 8) | header["engine_id"]
         order = np.argsort(code, kind="stable")
         code = code[order]
