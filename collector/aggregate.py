@@ -173,7 +173,7 @@ class AddressNames:
 
     def __init__(self, limit: int = 200_000) -> None:
         self._names: dict[tuple[int, int], str] = {}
-        self._host_fields: dict[tuple[int, int], tuple[str, str, tuple[tuple[str, str], ...]]] = {}
+        self.cached_host_fields: dict[tuple[int, int], tuple[str, str, tuple[tuple[str, str], ...]]] = {}
         self._limit = limit
 
     def __call__(self, hi: int, lo: int) -> str:
@@ -188,13 +188,13 @@ class AddressNames:
     def host_fields(self, hi: int, lo: int) -> tuple[str, str, tuple[tuple[str, str], ...]]:
         """Field names of a host: bytes, packets, and (bytes, packets) per class in `CLASSES` order."""
         key = (hi, lo)
-        fields = self._host_fields.get(key)
+        fields = self.cached_host_fields.get(key)
         if fields is None:
-            if len(self._host_fields) >= self._limit:
-                self._host_fields.clear()
+            if len(self.cached_host_fields) >= self._limit:
+                self.cached_host_fields.clear()
             name = self(hi, lo)
             per_class = tuple((f"hc|{name}|{c}|b", f"hc|{name}|{c}|p") for c in CLASSES)
-            fields = self._host_fields[key] = (f"h|{name}|b", f"h|{name}|p", per_class)
+            fields = self.cached_host_fields[key] = (f"h|{name}|b", f"h|{name}|p", per_class)
         return fields
 
 
@@ -394,14 +394,17 @@ class BatchAggregator:
 
         keep = _top_per_prefix(group_prefix, host_b, HOSTS_PER_BATCH)
         kept_prefix, kept_hi, kept_lo = group_prefix[keep].tolist(), group_hi[keep].tolist(), group_lo[keep].tolist()
+        # Every field below occurs once per batch (one row per host, per host and class), so plain assignment
+        # into the fresh counters is enough; it is the hot loop of a batch with many busy hosts.
         host_names = []
+        cached, host_fields = self.names.cached_host_fields, self.names.host_fields
         for hi, lo, prefix, b, p in zip(kept_hi, kept_lo, kept_prefix, host_b[keep].astype(np.int64).tolist(),
                                         host_p[keep].astype(np.int64).tolist(), strict=True):  # fmt: skip
             fields = out[names[prefix]]
-            name_b, name_p, per_class = self.names.host_fields(hi, lo)
+            name_b, name_p, per_class = cached.get((hi, lo)) or host_fields(hi, lo)
             host_names.append((fields, per_class))
-            fields[name_b] += b
-            fields[name_p] += p
+            fields[name_b] = b
+            fields[name_p] = p
         # Only the (host, class) cells that saw traffic: a host is typically in two or three of the classes.
         kept_b, kept_p = class_b[keep], class_p[keep]
         rows, columns = np.nonzero((kept_b != 0) | (kept_p != 0))
@@ -410,8 +413,8 @@ class BatchAggregator:
         for row, column, cb, cp in cells:
             fields, per_class = host_names[row]
             name_b, name_p = per_class[column]
-            fields[name_b] += cb
-            fields[name_p] += cp
+            fields[name_b] = cb
+            fields[name_p] = cp
 
     @staticmethod
     def _breakdown_sums(
@@ -468,10 +471,10 @@ class BatchAggregator:
         slots, sum_b, sum_p = sums[0][keep], sums[1][keep], sums[2][keep]
         rows = zip((slots // width).tolist(), (slots % width).tolist(), sum_b.astype(np.int64).tolist(),
                    sum_p.astype(np.int64).tolist(), strict=True)  # fmt: skip
-        for prefix, value, b, p in rows:
+        for prefix, value, b, p in rows:  # one row per (prefix, value): assignment, as for hosts
             fields = out[names[prefix]]
-            fields[f"{label}|{value}|b"] += b
-            fields[f"{label}|{value}|p"] += p
+            fields[f"{label}|{value}|b"] = b
+            fields[f"{label}|{value}|p"] = p
 
     def _sources(
         self, flows: FlowArray, local: npt.NDArray[np.int64], names: list[str], out: dict[str, Fields],
