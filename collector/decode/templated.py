@@ -1,7 +1,7 @@
 """NetFlow v9 (RFC 3954) and IPFIX (RFC 7011) export packets: template state per exporter and domain.
 
 Set headers are walked in Python (a few per packet); data records are gathered per template across the whole
-batch and converted in one go. Templates live per (exporter, observation domain / source id, version); a template
+batch and converted in one go (by the compiled helper straight from the buffer where it is available). Templates live per (exporter, observation domain / source id, version); a template
 that arrives again replaces the old one (refresh), an IPFIX template record with no fields withdraws it. Data that
 arrives before its template is kept for a short while (bounded) and decoded when the template shows up.
 """
@@ -28,7 +28,7 @@ from collector.decode.setwalk import (
     sequence_gaps,
     walk_sets,
 )
-from collector.decode.templates import FieldSpec, Template, sampling_of, to_flows
+from collector.decode.templates import FieldSpec, Template, sampling_of, to_flows, to_flows_compiled
 from collector.records import FlowArray
 
 V9_HEADER = struct.Struct(">HHIIII")
@@ -92,6 +92,8 @@ class TemplatedDecoder:
         self._known_sets: dict[tuple[DomainKey, int], KnownSet] = {}
         # The last options data set each domain applied: the same bytes again leave the sampling state as it is.
         self._known_options: dict[DomainKey, KnownOptions] = {}
+        # Tests turn the compiled conversion off to compare it with the numpy path on the same input.
+        self.use_compiled = True
 
     def decode_packet(self, buf: memoryview, offset: int, length: int, exporter: str) -> None:
         """Walk one export packet; malformed packets raise `Malformed` before any of their data is queued."""
@@ -473,11 +475,23 @@ class TemplatedDecoder:
         self.stats["records"] += int(records.size)
         return to_flows(template, records, sampling)
 
+    def _convert_in_place(
+        self, group: _Group, u8: ByteArray, starts: IntArray, counts: IntArray, state: _DomainState
+    ) -> FlowArray | None:
+        """`_convert` of a group's records read where they lie in the batch buffer (compiled); None: use numpy."""
+        default = state.default_rate or self.default_sampling(group.domain[0])
+        flows = to_flows_compiled(group.template, u8, starts, counts, state.sampler_rates, default)
+        if flows is not None:
+            self.stats["records"] += int(counts.sum())
+        return flows
+
     def flush(self, u8: ByteArray) -> list[FlowArray]:
         """Gather and convert every queued data set of the batch; the buffer must still hold the batch.
 
         A batch decoded partly packet by packet and partly in bulk may queue a group's sets out of arrival order;
-        sorting by offset restores it, so the output does not depend on which path queued them.
+        sorting by offset restores it, so the output does not depend on which path queued them. Groups are
+        converted in place by the compiled helper where it is available (and `use_compiled`), else gathered and
+        converted with numpy; both give the same flows and counters.
         """
         out = self._extra
         runs = []
@@ -490,10 +504,13 @@ class TemplatedDecoder:
             runs.append((starts, counts, group))
         runs.sort(key=lambda run: int(run[0][0]))
         for starts, counts, group in runs:
-            offsets = expand_runs(starts, counts, group.template.record_length)
-            records = gather_view(u8, offsets, group.template.dtype)
             state = self.domains.get(group.domain) or _DomainState()
-            out.append(self._convert(group.template, records, group.domain, state))
+            flows = self._convert_in_place(group, u8, starts, counts, state) if self.use_compiled else None
+            if flows is None:
+                offsets = expand_runs(starts, counts, group.template.record_length)
+                records = gather_view(u8, offsets, group.template.dtype)
+                flows = self._convert(group.template, records, group.domain, state)
+            out.append(flows)
         self._groups = {}
         self._extra = []
         return out

@@ -5,16 +5,26 @@ column conversions per batch. Fields Sluice does not use become padding; integer
 (reduced-size encoding, RFC 7011 section 6.2) become byte columns converted on the fly. Variable-length IPFIX
 fields cannot live in a fixed dtype: such templates are compacted record by record into the fixed layout of their
 fixed-length fields (a slow path, rare in flow export).
+
+Where the compiled helper (`collector.native`, `templated.c`) is available, `to_flows_compiled` does the work of
+`sampling_of` and `to_flows` in one C call that reads records straight from the receive buffer, so the records of a
+batch are never gathered; the numpy functions stay as the fallback and as the reference the C code is tested
+against (same records, same order).
 """
 
 from __future__ import annotations
 
+import ctypes
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import numpy.typing as npt
 
-from collector.records import FlowArray, be_bytes_to_u64, empty_flows, v4_to_lo
+from collector import native
+from collector.records import FLOW_DTYPE, FlowArray, be_bytes_to_u64, empty_flows, v4_to_lo
 
 VARIABLE_LENGTH = 65535
 
@@ -44,6 +54,15 @@ KNOWN_FIELDS: dict[int, tuple[str, tuple[int, ...]]] = {
 
 # IPFIX fragmentFlags (RFC 5102): bit 2 counted from the most significant bit is "more fragments".
 IPFIX_MORE_FRAGMENTS = 0x20
+
+# Slots of the field map `sluice_tpl_convert` takes, in its order; each slot lists the columns that may fill it, the
+# first one a template has wins (the fallbacks of `to_flows` and `sampling_of`).
+NATIVE_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("src4",), ("dst4",), ("src6",), ("dst6",), ("bytes", "bytes_total"), ("packets", "packets_total"), ("proto",),
+    ("tcp_flags",), ("sport",), ("dport",), ("fragment_offset",), ("fragment_flags",), ("sampling_interval",),
+    ("sampling_packet_interval",), ("sampling_packet_space",), ("sampler_id", "selector_id"),
+)  # fmt: skip
+UINT64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,7 @@ class Template:
             offset += spec.length
         self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": max(offset, 1)})
         self.record_length = offset
+        self.field_map = self._field_map()
 
     def _column_for(self, spec: FieldSpec) -> str | None:
         """The column name for a field Sluice reads; v9 scope fields use their own numbering and are skipped."""
@@ -108,6 +128,21 @@ class Template:
         else:
             formats.append(("u1", (length,)))
             self.odd_width[column] = length
+
+    def _field_map(self) -> npt.NDArray[np.int64]:
+        """(offset, width) of the column filling each `NATIVE_FIELDS` slot, (-1, 0) where the template has none."""
+        fields = self.dtype.fields or {}
+        slots = np.array([(-1, 0)] * len(NATIVE_FIELDS), dtype=np.int64)
+        for slot, candidates in enumerate(NATIVE_FIELDS):
+            for column in candidates:
+                if column in fields:
+                    column_type, offset = fields[column][:2]
+                    slots[slot] = (offset, column_type.itemsize)
+                    break
+                if f"{column}_hi" in fields:
+                    slots[slot] = (fields[f"{column}_hi"][1], 16)
+                    break
+        return slots
 
     def has(self, column: str) -> bool:
         """Whether records of this template carry `column`."""
@@ -202,3 +237,57 @@ def to_flows(template: Template, records: np.ndarray, sampling: np.ndarray) -> F
         frag |= (records["fragment_flags"] & IPFIX_MORE_FRAGMENTS) != 0
     flows["frag"] = frag
     return flows
+
+
+@cache
+def _compiled_converter() -> Callable[..., int] | None:
+    """`sluice_tpl_convert` with its signature declared, or None (numpy path).
+
+    The C code writes `FLOW_DTYPE` records in the machine's byte order, which is the dtype's only on little-endian
+    machines.
+    """
+    lib = native.library()
+    if lib is None or sys.byteorder != "little":
+        return None
+    function = lib.sluice_tpl_convert
+    pointer, int64, uint64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
+    function.argtypes = [pointer, int64, pointer, pointer, int64, int64, pointer, pointer, pointer, int64, uint64]
+    function.argtypes += [pointer, int64]
+    function.restype = int64
+    return function
+
+
+def to_flows_compiled(
+    template: Template, u8: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64],
+    rates: Mapping[int, int], default: int,
+) -> FlowArray | None:
+    """`to_flows(template, records, sampling_of(template, records, rates, default))` in one C call.
+
+    `records` are the `counts[i]` records from each `starts[i]` of `u8`, read in place. None, with nothing done,
+    where the helper is off, a rate does not fit 64 bits (the numpy path raises there) or a record does not lie
+    inside `u8` (the numpy path decides what that means).
+    """
+    function = _compiled_converter()
+    fallback = max(default, 1)
+    announced = sorted((sampler, max(rate, 1)) for sampler, rate in rates.items())
+    fits = all(0 <= sampler <= UINT64_MAX and rate <= UINT64_MAX for sampler, rate in announced)
+    if function is None or fallback > UINT64_MAX or not fits:
+        return None
+    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    sampler_ids = np.array([sampler for sampler, _ in announced], dtype=np.uint64)
+    sampler_rates = np.array([rate for _, rate in announced], dtype=np.uint64)
+    if counts.size and (int(counts.min()) < 0 or int(counts.max()) > u8.size):
+        return None  # no such run fits in the buffer; bounding counts also keeps their sum from overflowing
+    capacity = int(counts.sum())
+    flows = np.empty(capacity, dtype=FLOW_DTYPE)
+    field_map = template.field_map
+    found = function(
+        u8.ctypes.data, u8.size, starts.ctypes.data, counts.ctypes.data, starts.size, template.record_length,
+        field_map.ctypes.data, sampler_ids.ctypes.data, sampler_rates.ctypes.data, sampler_ids.size, fallback,
+        flows.ctypes.data, capacity,
+    )  # fmt: skip
+    if found < 0:
+        return None
+    return flows[:found]
