@@ -10,7 +10,10 @@ The kernel receive buffer is raised (32 MiB by default) because the default (~20
 milliseconds at flow-export rates while the collector is busy decoding. Once the first datagram of a batch is
 there, the reader lingers a few milliseconds (sleeping, the kernel queues meanwhile) before draining: decoding and
 aggregation cost a fixed amount per batch, so a thousand datagrams read at once cost far less CPU than a thousand
-batches of one. It does not linger after a full batch: the sockets then still hold more.
+batches of one. It does not linger after a full batch: the sockets then still hold more. Fifty milliseconds is
+half the collector's flush interval: decoded flows wait for the next flush anyway, so lingering that long costs
+detection almost nothing while it makes the per-batch costs of decoding small at export rates of a few hundred
+thousand records per second.
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ class UdpListener:
         receive_buffer: int = 32 * 1024 * 1024,
         batch_bytes: int = 8 * 1024 * 1024,
         max_datagrams: int = 8192,
-        linger: float = 0.02,
+        linger: float = 0.05,
         multi_receive: bool = True,
     ) -> None:
         self.stats: Counter[str] = Counter()
