@@ -54,20 +54,26 @@ class Batch:
         return len(self.offsets)
 
 
-class _IoVec(ctypes.Structure):
+class IoVec(ctypes.Structure):
+    """struct iovec."""
+
     _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
 
 
-class _MsgHdr(ctypes.Structure):
+class MsgHdr(ctypes.Structure):
+    """struct msghdr (Linux layout)."""
+
     _fields_ = [
-        ("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(_IoVec)),
+        ("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(IoVec)),
         ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
         ("flags", ctypes.c_int),
     ]  # fmt: skip
 
 
-class _MMsgHdr(ctypes.Structure):
-    _fields_ = [("hdr", _MsgHdr), ("length", ctypes.c_uint)]
+class MMsgHdr(ctypes.Structure):
+    """struct mmsghdr: one message of recvmmsg/sendmmsg and the byte count the call reports for it."""
+
+    _fields_ = [("hdr", MsgHdr), ("length", ctypes.c_uint)]
 
 
 def _libc_recvmmsg() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
@@ -78,7 +84,7 @@ def _libc_recvmmsg() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
         function = ctypes.CDLL(None, use_errno=True).recvmmsg
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.POINTER(_MMsgHdr), ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+    function.argtypes = [ctypes.c_int, ctypes.POINTER(MMsgHdr), ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
     function.restype = ctypes.c_int
     return function
 
@@ -93,8 +99,8 @@ class _MultiReceiver:
         base = ctypes.addressof(ctypes.c_char.from_buffer(self.buffer))
         self._names = ctypes.create_string_buffer(slots * SOCKADDR_BYTES)
         names_base = ctypes.addressof(self._names)
-        self._iovecs = (_IoVec * slots)()
-        self._messages = (_MMsgHdr * slots)()
+        self._iovecs = (IoVec * slots)()
+        self._messages = (MMsgHdr * slots)()
         for i in range(slots):
             self._iovecs[i].base = base + i * SLOT_BYTES
             self._iovecs[i].length = SLOT_BYTES
@@ -102,11 +108,11 @@ class _MultiReceiver:
             header.name = names_base + i * SOCKADDR_BYTES
             header.iov = ctypes.pointer(self._iovecs[i])
             header.iovlen = 1
-        stride = ctypes.sizeof(_MMsgHdr)
+        stride = ctypes.sizeof(MMsgHdr)
         raw = np.frombuffer(self._messages, dtype=np.uint8).reshape(slots, stride)
-        self._namelen = raw[:, _MsgHdr.namelen.offset : _MsgHdr.namelen.offset + 4].view(np.uint32)[:, 0]
-        self._flags = raw[:, _MsgHdr.flags.offset : _MsgHdr.flags.offset + 4].view(np.int32)[:, 0]
-        self._length = raw[:, _MMsgHdr.length.offset : _MMsgHdr.length.offset + 4].view(np.uint32)[:, 0]
+        self._namelen = raw[:, MsgHdr.namelen.offset : MsgHdr.namelen.offset + 4].view(np.uint32)[:, 0]
+        self._flags = raw[:, MsgHdr.flags.offset : MsgHdr.flags.offset + 4].view(np.int32)[:, 0]
+        self._length = raw[:, MMsgHdr.length.offset : MMsgHdr.length.offset + 4].view(np.uint32)[:, 0]
         self._sender = np.frombuffer(self._names, dtype=np.uint8).reshape(slots, SOCKADDR_BYTES)
         self._exporter_names: dict[bytes, str] = {}
 
