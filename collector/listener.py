@@ -176,6 +176,7 @@ class UdpListener:
         max_datagrams: int = 8192,
         linger: float = 0.05,
         multi_receive: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         self.stats: Counter[str] = Counter()
         self.sockets: dict[str, socket.socket] = {}
@@ -187,6 +188,7 @@ class UdpListener:
         self._buffer = bytearray(0 if self._multi else batch_bytes + MAX_DATAGRAM)
         self._view = memoryview(self._buffer)
         self._limit = batch_bytes
+        self.reuse_port = reuse_port
         try:
             for name, (host, port) in listen.items():
                 self.sockets[name] = self._open(host, port, receive_buffer)
@@ -215,6 +217,10 @@ class UdpListener:
         self.stats["receive_buffer_bytes"] = granted
         if granted < receive_buffer:
             logger.warning("receive buffer %d < %d asked: raise net.core.rmem_max", granted, receive_buffer)
+        if self.reuse_port:
+            # Several collector processes on one port: the kernel spreads senders over them by address and
+            # port, so each exporter (and its templates) stays with one process.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.setblocking(False)
         return sock

@@ -37,12 +37,14 @@ def run_collector(
     clock: Callable[[], float] = time.time,
     on_ready: Callable[[dict[str, tuple[str, int]]], None] | None = None,
     store: AggregateStore | None = None,
+    reuse_port: bool = False,
 ) -> Counter[str]:
     """Collect flows on `listen` (name -> (host, port); every socket accepts every format) until `stop_event`.
 
     `prefixes()` is called at start and every `prefix_refresh_seconds`; `emit` receives start/update/end signals
     (only from the collector holding the detection lease when several share `redis_url`). Without `redis_url`
     aggregates stay in this process. `on_ready` receives the bound addresses (port 0 picks a free port).
+    `reuse_port` lets several collector processes bind the same ports (see `UdpListener`).
     Returns the decoder and socket counters.
     """
     stop_event = stop_event or threading.Event()
@@ -59,7 +61,7 @@ def run_collector(
         prefix_refresh_seconds=prefix_refresh_seconds,
         detector_name=detector_name,
     )
-    listener = UdpListener(listen, receive_buffer=receive_buffer)
+    listener = UdpListener(listen, receive_buffer=receive_buffer, reuse_port=reuse_port)
     try:
         if on_ready is not None:
             on_ready(listener.addresses())

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import signal as os_signals
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from django.db import DatabaseError, connections
@@ -21,6 +26,7 @@ from mitigation.management.commands.run_collector import (
 from mitigation.models import Attack, TenantPolicy, VerifiedPrefix
 from mitigation.signal_types import AttackSignal, AttackVector, SignalPhase
 from netsim.flowgen import Scenario, encoder_for
+from tests.support.processes import ROOT, child_env
 from tests.support.world import World
 
 WAIT_LIMIT = 60.0
@@ -147,3 +153,46 @@ def test_dns_amplification_at_20x_the_tenant_threshold_becomes_an_attack(
     # The row is visible as soon as record_signal commits, a moment before the recorder counts it.
     assert wait_for(lambda: recorder.stats["recorded"] >= 1)
     assert recorder.pending == 0
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.django_db
+def test_two_collector_processes_share_one_port_and_record_the_attack_once(world: World, tmp_path: Path) -> None:
+    target = "203.0.113.78"
+    port = free_udp_port()
+    log_path = tmp_path / "collector.log"
+    command = [sys.executable, "manage.py", "run_collector", "--processes=2", f"--listen=ipfix=127.0.0.1:{port}",
+               f"--namespace=sluice:flow:test:{uuid.uuid4().hex}"]  # fmt: skip
+    threshold_pps = TenantPolicy.objects.get(tenant=world.acme).detection_threshold_pps
+    scenario = Scenario("dns_amplification", target=target, attack_start=0, attack_end=1e9, attack_share=1.0)
+    encoder = encoder_for("ipfix", sampling=SAMPLING)
+    encoder.template_every = 1  # whichever process a sender lands on learns the templates from its first packet
+    packets = encoder.encode(scenario.records(0.5, 20 * threshold_pps // SAMPLING // 10))
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(16)]  # 16 exporters' source ports
+    with open(log_path, "wb") as log:
+        supervisor = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: log_path.read_text().count("listening on") == 2), log_path.read_text()
+
+        def attack_recorded() -> bool:
+            for index, packet in enumerate(packets):
+                senders[index % len(senders)].sendto(packet, ("127.0.0.1", port))
+            return Attack.objects.filter(target=f"{target}/32").exists()
+
+        assert wait_for(attack_recorded), log_path.read_text()
+    finally:
+        for sender in senders:
+            sender.close()
+        supervisor.send_signal(os_signals.SIGTERM)
+        supervisor.wait(60)
+        in_own_connection(lambda: Attack.objects.filter(target=f"{target}/32").delete())
+    output = log_path.read_text()
+    records = [int(m) for m in re.findall(r"^stopped: .*\brecords=(\d+)", output, flags=re.MULTILINE)]
+    assert len(records) == 2 and all(r > 0 for r in records), output  # both processes took a share
+    assert "stopped every collector process" in output
+    assert supervisor.returncode == 0

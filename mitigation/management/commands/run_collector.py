@@ -4,6 +4,10 @@ The collector itself (`collector/`) is Django-free; this command gives it the tw
 monitored prefixes (the verified-prefix registry with each tenant's detection thresholds) and a signal sink that
 calls `record_signal`. The sink never lets a database problem stop collection: failed signals wait in a small
 bounded queue and are retried on the next signal and at every prefix refresh.
+
+`--processes N` runs N collectors on the same ports (SO_REUSEPORT: the kernel keeps each exporter on one of them)
+under this process, which restarts any that dies. They add their aggregates into the same Redis hashes and only
+the one holding the detection lease emits signals, so N processes detect exactly like one, on N cores.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import signal as signals
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,6 +45,7 @@ DEFAULT_PORTS: dict[str, tuple[str, int]] = {
     "ipfix": ("SLUICE_IPFIX_PORT", 4739),
 }
 MAX_PENDING_SIGNALS = 1000
+RESTART_DELAY_SECONDS = 1.0
 
 
 def default_listen(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, int]]:
@@ -162,6 +170,7 @@ def collect(
     recorder: SignalRecorder | None = None,
     on_ready: Callable[[dict[str, tuple[str, int]]], None] | None = None,
     prefix_refresh_seconds: float = 10.0,
+    reuse_port: bool = False,
 ) -> Counter[str]:
     """Run the collector until `stop_event`, with prefixes from the database and signals recorded into it.
 
@@ -177,7 +186,7 @@ def collect(
     try:
         return run_collector(listen=listen, prefixes=prefixes, emit=recorder, redis_url=redis_url,
                              stop_event=stop_event, namespace=namespace, on_ready=on_ready,
-                             prefix_refresh_seconds=prefix_refresh_seconds)  # fmt: skip
+                             prefix_refresh_seconds=prefix_refresh_seconds, reuse_port=reuse_port)  # fmt: skip
     finally:
         recorder.deliver()
         connections.close_all()
@@ -193,6 +202,10 @@ class Command(BaseCommand):
         parser.add_argument("--redis-url", default=None, help="shared aggregates (default: settings.REDIS_URL)")
         parser.add_argument("--no-redis", action="store_true", help="keep aggregates in this process only")
         parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="Redis key prefix of the aggregates")
+        parser.add_argument("--processes", type=int, default=int(os.environ.get("SLUICE_COLLECTOR_PROCESSES", "1")),
+                            help="collector processes sharing the ports (default: SLUICE_COLLECTOR_PROCESSES or 1)")
+        parser.add_argument("--reuse-port", action="store_true",
+                            help="bind with SO_REUSEPORT, beside other collectors on the same ports")  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -200,6 +213,20 @@ class Command(BaseCommand):
         except ValueError as error:
             raise CommandError(str(error)) from error
         redis_url = None if options["no_redis"] else (options["redis_url"] or settings.REDIS_URL)
+        processes = options["processes"]
+        if processes < 1:
+            raise CommandError("--processes must be at least 1")
+        if processes > 1:
+            if redis_url is None:
+                raise CommandError("--processes needs Redis: that is where the processes' aggregates meet")
+            if any(port == 0 for _, port in listen.values()):
+                raise CommandError("--processes needs fixed ports (port 0 would give each process its own)")
+            listen_args = [f"--listen={name}=[{host}]:{port}" if ":" in host else f"--listen={name}={host}:{port}"
+                           for name, (host, port) in listen.items()]  # fmt: skip
+            child = [sys.executable, str(settings.BASE_DIR / "manage.py"), "run_collector", "--processes=1", "--reuse-port",
+                     f"--redis-url={redis_url}", f"--namespace={options['namespace']}", *listen_args]  # fmt: skip
+            self._supervise(child, processes)
+            return
         stop = threading.Event()
 
         def request_stop(signum: int, frame: object) -> None:
@@ -210,6 +237,7 @@ class Command(BaseCommand):
         try:
             stats = collect(
                 listen=listen, redis_url=redis_url, stop_event=stop, namespace=options["namespace"],
+                reuse_port=options["reuse_port"],
                 on_ready=lambda bound: self.stdout.write(
                     "listening on " + ", ".join(f"{name}={host}:{port}" for name, (host, port) in bound.items())
                 ),
@@ -220,3 +248,36 @@ class Command(BaseCommand):
             for sig, handler in previous.items():
                 signals.signal(sig, handler)
         self.stdout.write("stopped: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.items())))
+
+    def _supervise(self, command: list[str], count: int) -> None:
+        """Run `count` collector processes until SIGTERM/SIGINT, restarting any that exits on its own."""
+        stop = threading.Event()
+
+        def request_stop(signum: int, frame: object) -> None:
+            stop.set()
+
+        previous = {s: signals.signal(s, request_stop) for s in (signals.SIGTERM, signals.SIGINT)}
+        children: list[subprocess.Popen[bytes]] = []
+        try:
+            children = [subprocess.Popen(command) for _ in range(count)]
+            self.stdout.write(f"supervising {count} collector processes: {', '.join(str(c.pid) for c in children)}")
+            while not stop.wait(0.5):
+                for index, child in enumerate(children):
+                    if child.poll() is not None:
+                        self.stderr.write(f"collector process {child.pid} exited with {child.returncode}; "
+                                          "restarting it")  # fmt: skip
+                        time.sleep(RESTART_DELAY_SECONDS)
+                        children[index] = subprocess.Popen(command)
+        finally:
+            for sig, handler in previous.items():
+                signals.signal(sig, handler)
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+            for child in children:
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+        self.stdout.write("stopped every collector process")
