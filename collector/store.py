@@ -90,6 +90,20 @@ class MemoryStore:
         return True
 
 
+# KEYS: one hash per prefix. ARGV: expiry in seconds, then per key one text of "name\nvalue\n" lines (field names
+# never hold a newline: they are built from addresses, numbers and class names).
+ADD_FIELDS_SCRIPT = """
+local ttl = ARGV[1]
+for k = 1, #KEYS do
+    for name, value in string.gmatch(ARGV[k + 1], '([^\\n]+)\\n([^\\n]+)\\n') do
+        redis.call('HINCRBY', KEYS[k], name, value)
+    end
+    redis.call('EXPIRE', KEYS[k], ttl)
+end
+return #KEYS
+"""
+
+
 class RedisStore:
     """Redis-backed store shared by collector processes (HINCRBY per second-bucket hash, with expiry)."""
 
@@ -99,6 +113,7 @@ class RedisStore:
         self.client = client
         self.namespace = namespace
         self.ttl_seconds = ttl_seconds
+        self._add_fields = client.register_script(ADD_FIELDS_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> RedisStore:
@@ -112,17 +127,22 @@ class RedisStore:
         return f"{self.namespace}:active:{second}"
 
     def push(self, second: int, deltas: Mapping[str, Mapping[str, int]]) -> None:
-        """One pipeline of HINCRBYs per flush, plus the set of prefixes active that second."""
+        """Add a flush's counters into the second's hashes: one script call (HINCRBY in a loop inside Redis).
+
+        A flush holds a thousand or more fields; one pipelined HINCRBY each cost the collector ~6 µs of Python per
+        field in redis-py, more than decoding and aggregating the records behind them. The script takes one text
+        per hash, which costs a fraction of that to build and send.
+        """
         if not deltas:
             return
-        pipe = self.client.pipeline(transaction=False)
+        keys: list[str] = []
+        args: list[object] = [self.ttl_seconds]
         for prefix, fields in deltas.items():
-            key = self._agg_key(second, prefix)
-            for name, value in fields.items():
-                if value:
-                    pipe.hincrby(key, name, value)
-            pipe.expire(key, self.ttl_seconds)
+            keys.append(self._agg_key(second, prefix))
+            args.append("".join(f"{name}\n{value}\n" for name, value in fields.items() if value))
         active = self._active_key(second)
+        pipe = self.client.pipeline(transaction=False)
+        self._add_fields(keys=keys, args=args, client=pipe)
         pipe.sadd(active, *deltas.keys())
         pipe.expire(active, self.ttl_seconds)
         pipe.execute()

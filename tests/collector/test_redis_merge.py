@@ -85,3 +85,15 @@ def test_baselines_persist_in_redis_across_restarts(client: redis.Redis, namespa
     client.delete(f"{namespace}:leader")
     restarted = Harness([prefix], store=RedisStore(client, namespace), clock=clock)
     assert restarted.collector.detector.baselines["203.0.113.0/24"] == pytest.approx(learned)
+
+
+def test_pushed_counters_add_up_exactly_and_expire(client: redis.Redis, namespace: str) -> None:
+    store = RedisStore(client, namespace, ttl_seconds=120)
+    big = 2**53 + 1  # no double holds it: the values travel as decimal text and Redis adds them as integers
+    store.push(7, {"203.0.113.0/24": {"b": 10, "p": big, "h|203.0.113.1|b": 7, "quiet": 0},
+                   "2001:db8:100::/48": {"src|2001:db8::1|p": 1}})  # fmt: skip
+    store.push(7, {"203.0.113.0/24": {"b": 5, "p": big}})
+    assert store.read(7) == {"203.0.113.0/24": {"b": 15, "p": 2 * big, "h|203.0.113.1|b": 7},
+                             "2001:db8:100::/48": {"src|2001:db8::1|p": 1}}  # fmt: skip
+    assert 0 < client.ttl(f"{namespace}:agg:7:203.0.113.0/24") <= 120
+    assert store.read(8) == {}
