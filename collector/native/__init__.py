@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -90,10 +89,3 @@ def library() -> ctypes.CDLL | None:
         logger.warning("compiled flow helper unavailable, using the numpy path: %s", error)
         return None
 
-
-if __name__ == "__main__":
-    try:
-        print(build())
-    except NativeBuildError as error:
-        print(error, file=sys.stderr)
-        sys.exit(1)
