@@ -128,19 +128,17 @@ _POINTER = np.ctypeslib.ndpointer(flags="C_CONTIGUOUS")
 @cache
 def _compiled() -> ctypes.CDLL | None:
     """The compiled helper with its aggregation signatures declared, or None (numpy path)."""
-    lib = native.library()
-    if lib is None:
-        return None
-    long, p = ctypes.c_long, _POINTER
-    lib.sluice_agg_hosts.argtypes = [p, p, long, p, p, p, long, p, long, p, p, p, long, p]
-    lib.sluice_agg_hosts.restype = long
-    lib.sluice_agg_cells.argtypes = [p, p, long, ctypes.c_uint64, p, p]
-    lib.sluice_agg_cells.restype = None
-    lib.sluice_agg_breakdown.argtypes = [p, p, long, ctypes.c_int, long, ctypes.c_uint64, p, long, p, p, p, long]
-    lib.sluice_agg_breakdown.restype = long
-    lib.sluice_agg_top.argtypes = [p, p, long, long, long, long, p]
-    lib.sluice_agg_top.restype = None
-    return lib
+    long, p, u64 = ctypes.c_long, _POINTER, ctypes.c_uint64
+    signatures = {
+        "sluice_agg_hosts": ([p, p, long, p, p, p, long, p, long, p, p, p, long, p], long),
+        "sluice_agg_cells": ([p, p, long, u64, p, p], None),
+        "sluice_agg_breakdown": ([p, p, long, ctypes.c_int, long, u64, p, long, p, p, p, long], long),
+        "sluice_agg_top": ([p, p, long, long, long, long, p], None),
+    }
+    for name, (argtypes, restype) in signatures.items():
+        if native.compiled_function(name, argtypes, restype) is None:
+            return None
+    return native.library()
 
 
 def _capped_counts(flows: FlowArray) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:

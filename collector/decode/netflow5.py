@@ -7,8 +7,6 @@ the helper is unavailable. Both give the same flows.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from collections.abc import Callable, Sequence
 from functools import cache
 
@@ -64,15 +62,9 @@ MAX_RECORDS = 30
 
 @cache
 def _compiled_records() -> Callable[..., int] | None:
-    """`sluice_nf5_records` with its signature declared, or None (numpy path; also on big-endian machines)."""
-    lib = native.library()
-    if lib is None or sys.byteorder != "little":
-        return None
-    function = lib.sluice_nf5_records
-    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
-    function.argtypes = [pointer, int64, pointer, pointer, pointer, int64, pointer, int64]
-    function.restype = int64
-    return function
+    """`sluice_nf5_records` with its signature declared, or None (numpy path)."""
+    argtypes = [native.POINTER, native.INT64, native.POINTER, native.POINTER, native.POINTER, native.INT64, native.POINTER, native.INT64]
+    return native.compiled_function("sluice_nf5_records", argtypes, native.INT64)
 
 
 class NetFlow5Decoder:

@@ -17,8 +17,6 @@ fallback and as the reference the C code is tested against (same records, same o
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from collections.abc import Callable
 from functools import cache
 
@@ -119,19 +117,9 @@ def _walk(
 
 @cache
 def _compiled_decoder() -> Callable[..., int] | None:
-    """`sluice_sflow_decode` with its signature declared, or None (numpy path).
-
-    The C code writes `FLOW_DTYPE` records in the machine's byte order, which is the dtype's only on little-endian
-    machines.
-    """
-    lib = native.library()
-    if lib is None or sys.byteorder != "little":
-        return None
-    function = lib.sluice_sflow_decode
-    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
-    function.argtypes = [pointer, int64, pointer, pointer, int64, pointer, int64, pointer]
-    function.restype = int64
-    return function
+    """`sluice_sflow_decode` with its signature declared, or None (numpy path)."""
+    argtypes = [native.POINTER, native.INT64, native.POINTER, native.POINTER, native.INT64, native.POINTER, native.INT64, native.POINTER]
+    return native.compiled_function("sluice_sflow_decode", argtypes, native.INT64)
 
 
 class SflowDecoder:

@@ -14,8 +14,6 @@ against (same records, same order).
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -241,20 +239,9 @@ def to_flows(template: Template, records: np.ndarray, sampling: np.ndarray) -> F
 
 @cache
 def _compiled_converter() -> Callable[..., int] | None:
-    """`sluice_tpl_convert` with its signature declared, or None (numpy path).
-
-    The C code writes `FLOW_DTYPE` records in the machine's byte order, which is the dtype's only on little-endian
-    machines.
-    """
-    lib = native.library()
-    if lib is None or sys.byteorder != "little":
-        return None
-    function = lib.sluice_tpl_convert
-    pointer, int64, uint64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
-    function.argtypes = [pointer, int64, pointer, pointer, int64, int64, pointer, pointer, pointer, int64, uint64]
-    function.argtypes += [pointer, int64]
-    function.restype = int64
-    return function
+    """`sluice_tpl_convert` with its signature declared, or None (numpy path)."""
+    argtypes = [native.POINTER, native.INT64, native.POINTER, native.POINTER, native.INT64, native.INT64, native.POINTER, native.POINTER, native.POINTER, native.INT64, native.UINT64, native.POINTER, native.INT64]
+    return native.compiled_function("sluice_tpl_convert", argtypes, native.INT64)
 
 
 def to_flows_compiled(

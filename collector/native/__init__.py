@@ -15,15 +15,22 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 BUILD_DIR = HERE / "_build"
 CFLAGS = ("-O2", "-std=c11", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing")
+
+
+# Argument types of the helper's functions: arrays go as raw pointers (callers pass contiguous arrays).
+POINTER, INT64, UINT64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
 
 
 class NativeBuildError(RuntimeError):
@@ -76,6 +83,21 @@ def build() -> Path:
         if stale != target:
             stale.unlink(missing_ok=True)
     return target
+
+
+def compiled_function(name: str, argtypes: list[Any], restype: Any) -> Callable[..., Any] | None:
+    """A function of the helper with its signature declared, or None (the caller's numpy path).
+
+    None also on big-endian machines: the C code reads and writes `FLOW_DTYPE` records in the machine's byte
+    order, which is the dtype's ("<" fields) only on little-endian ones.
+    """
+    lib = library()
+    if lib is None or sys.byteorder != "little":
+        return None
+    function = getattr(lib, name)
+    function.argtypes = argtypes
+    function.restype = restype
+    return function  # type: ignore[no-any-return]
 
 
 @cache

@@ -17,18 +17,10 @@
  * Input is hostile: nothing is read outside [offset, offset + length) of a datagram, and a datagram that does not
  * lie inside [0, buf_len) is malformed. Offsets need no alignment; words are assembled byte by byte.
  */
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct __attribute__((packed)) {
-    uint64_t src_hi, src_lo, dst_hi, dst_lo, bytes, packets;
-    uint32_t sampling;
-    uint16_t sport, dport;
-    uint8_t proto, tcp_flags, frag, ipv6;
-} sflow_flow;
-
-_Static_assert(sizeof(sflow_flow) == 60, "sflow_flow must match collector.records.FLOW_DTYPE");
+#include "flow_record.h"
 
 #define MAX_STEPS 256
 #define FLOW_SAMPLE 1
@@ -40,7 +32,7 @@ _Static_assert(sizeof(sflow_flow) == 60, "sflow_flow must match collector.record
 #define HEADER_IPV4 11
 #define HEADER_IPV6 12
 #define WINDOW 96
-#define V4_MAPPED 0xFFFF00000000ULL
+
 
 /* Indexes of the counters array the caller passes (mirrored in collector/decode/sflow.py). */
 enum { COUNT_FLOW_SAMPLES, COUNT_RECORDS, COUNT_MALFORMED, COUNT_NON_IP, COUNT_RAW_CHOSEN, COUNTERS };
@@ -96,7 +88,7 @@ static int walk(const uint8_t *d, int64_t cursor, int64_t end, uint32_t count, c
  * A sampled packet header: Ethernet with up to two VLAN tags (or bare IPv4/IPv6), then L3 and L4. Only the
  * captured bytes (`visible`, at most WINDOW) are read; 0 when the header is not IP or too short for its L3 header.
  */
-static int raw_header(const uint8_t *b, int64_t length, sflow_flow *out) {
+static int raw_header(const uint8_t *b, int64_t length, flow_record *out) {
     uint32_t header_proto = be32(b);
     uint32_t frame_length = be32(b + 4);
     int64_t header_length = be32(b + 12);
@@ -144,8 +136,8 @@ static int raw_header(const uint8_t *b, int64_t length, sflow_flow *out) {
         out->frag = (frag_word & 0x3FFF) != 0;
         later_fragment = (frag_word & 0x1FFF) != 0;
         l4 = l3 + (int64_t)(ip[0] & 0x0F) * 4;
-        out->src_lo = be32(ip + 12) | V4_MAPPED;
-        out->dst_lo = be32(ip + 16) | V4_MAPPED;
+        out->src_lo = be32(ip + 12) | SLUICE_V4_MAPPED;
+        out->dst_lo = be32(ip + 16) | SLUICE_V4_MAPPED;
     } else if (ethertype == 0x86DD) {
         if (l3 + 40 > visible || (ip[0] >> 4) != 6) {
             return 0;
@@ -176,19 +168,19 @@ static int raw_header(const uint8_t *b, int64_t length, sflow_flow *out) {
 }
 
 /* sFlow sampled IPv4 record: length, protocol, src, dst, ports, tcp flags, tos (32-bit words). */
-static void sampled_ipv4(const uint8_t *b, sflow_flow *out) {
+static void sampled_ipv4(const uint8_t *b, flow_record *out) {
     memset(out, 0, sizeof *out);
     out->bytes = be32(b);
     out->proto = (uint8_t)be32(b + 4);
-    out->src_lo = be32(b + 8) | V4_MAPPED;
-    out->dst_lo = be32(b + 12) | V4_MAPPED;
+    out->src_lo = be32(b + 8) | SLUICE_V4_MAPPED;
+    out->dst_lo = be32(b + 12) | SLUICE_V4_MAPPED;
     out->sport = (uint16_t)be32(b + 16);
     out->dport = (uint16_t)be32(b + 20);
     out->tcp_flags = (uint8_t)be32(b + 24);
 }
 
 /* sFlow sampled IPv6 record: length, protocol, 16-byte src and dst, ports, tcp flags, priority. */
-static void sampled_ipv6(const uint8_t *b, sflow_flow *out) {
+static void sampled_ipv6(const uint8_t *b, flow_record *out) {
     memset(out, 0, sizeof *out);
     out->bytes = be32(b);
     out->proto = (uint8_t)be32(b + 4);
@@ -228,7 +220,7 @@ typedef struct {
  * `capacity` records in all) with each record's sample position in `positions`. 0 when a record chain is
  * malformed (the caller rolls back), ERROR_CAPACITY when `out` is full, 1 otherwise.
  */
-static int flow_samples(const uint8_t *d, const chain_item *samples, uint32_t count, sflow_flow *out,
+static int flow_samples(const uint8_t *d, const chain_item *samples, uint32_t count, flow_record *out,
                         uint8_t *positions, int64_t capacity, int64_t *written, datagram_counts *counts) {
     chain_item records[MAX_STEPS];
     for (uint32_t k = 0; k < count; k++) {
@@ -249,7 +241,7 @@ static int flow_samples(const uint8_t *d, const chain_item *samples, uint32_t co
         if (*written >= capacity) {
             return ERROR_CAPACITY;
         }
-        sflow_flow *flow = &out[*written];
+        flow_record *flow = &out[*written];
         const uint8_t *body = d + chosen->body;
         if (chosen->format == RAW_HEADER) {
             counts->raw_chosen++;
@@ -274,7 +266,7 @@ static int flow_samples(const uint8_t *d, const chain_item *samples, uint32_t co
 }
 
 /* Reorders `out[0..n)` stably by sample position, as the numpy path's step-by-step walk emits them. */
-static int order_by_position(sflow_flow *out, const uint8_t *positions, int64_t n) {
+static int order_by_position(flow_record *out, const uint8_t *positions, int64_t n) {
     int64_t first[MAX_STEPS] = {0};
     int any_later = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -284,7 +276,7 @@ static int order_by_position(sflow_flow *out, const uint8_t *positions, int64_t 
     if (!any_later) {
         return 1;
     }
-    sflow_flow *copy = malloc((size_t)n * sizeof *copy);
+    flow_record *copy = malloc((size_t)n * sizeof *copy);
     if (copy == NULL) {
         return 0;
     }
@@ -309,7 +301,7 @@ static int order_by_position(sflow_flow *out, const uint8_t *positions, int64_t 
  * `counters` hold nothing usable and the caller decodes another way.
  */
 int64_t sluice_sflow_decode(const uint8_t *buf, int64_t buf_len, const int64_t *offsets, const int64_t *lengths,
-                            int64_t n, sflow_flow *out, int64_t capacity, int64_t *counters) {
+                            int64_t n, flow_record *out, int64_t capacity, int64_t *counters) {
     chain_item samples[MAX_STEPS];
     int64_t local[COUNTERS] = {0};
     int64_t written = 0;

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from collector import FlowCollector, MemoryStore, MonitoredPrefix
 from collector.store import AggregateStore
 from mitigation.signal_types import AttackSignal, SignalPhase
-from netsim.flowgen import Scenario, generate
+from netsim.flowgen import FlowRecord, Scenario, generate
 
 
 @dataclass
@@ -70,3 +71,20 @@ def customer_prefix(cidr: str = "203.0.113.0/24", **overrides: object) -> Monito
     }
     values.update(overrides)
     return MonitoredPrefix(cidr, **values)  # type: ignore[arg-type]
+
+
+def mixed_records(count: int, seed: int = 7) -> list[FlowRecord]:
+    """IPv4 and IPv6, TCP with flags, UDP, ICMP, GRE and fragments, random sizes."""
+    rng = random.Random(seed)
+    records = []
+    for _ in range(count):
+        v6 = rng.random() < 0.4
+        proto = rng.choice([6, 17, 1, 47, 58 if v6 else 1])
+        frag = proto == 17 and rng.random() < 0.2
+        ports = proto in (6, 17) and not frag
+        src = f"2001:db8:{rng.randrange(65536):x}::{rng.randrange(65536):x}" if v6 else f"198.51.100.{rng.randrange(256)}"
+        dst = f"2001:db8:5::{rng.randrange(65536):x}" if v6 else f"203.0.113.{rng.randrange(256)}"
+        sport, dport = (rng.randrange(65536), rng.randrange(65536)) if ports else (0, 0)
+        flags = rng.randrange(256) if proto == 6 else 0
+        records.append(FlowRecord(src, dst, proto, sport, dport, flags, frag, rng.randrange(64, 1500), 1))
+    return records

@@ -9,29 +9,10 @@ import pytest
 
 from collector.decode import PacketDecoder
 from collector.records import flows_as_tuples
-from netsim.flowgen import FlowRecord, Scenario, encoder_for, expected_tuples, to_records
+from netsim.flowgen import Scenario, encoder_for, expected_tuples, to_records
+from tests.collector.helpers import mixed_records
 
 FORMATS = ["sflow", "netflow5", "netflow9", "ipfix"]
-
-
-def mixed_records(count: int, seed: int = 7) -> list[FlowRecord]:
-    """IPv4 and IPv6, TCP with flags, UDP, ICMP, GRE and fragments, random sizes."""
-    rng = random.Random(seed)
-    records = []
-    for _ in range(count):
-        v6 = rng.random() < 0.4
-        proto = rng.choice([6, 17, 1, 47, 58 if v6 else 1])
-        frag = proto == 17 and rng.random() < 0.2
-        ports = proto in (6, 17) and not frag
-        src = f"2001:db8:{rng.randrange(65536):x}::{rng.randrange(65536):x}" if v6 else f"198.51.100.{rng.randrange(256)}"
-        dst = f"2001:db8:5::{rng.randrange(65536):x}" if v6 else f"203.0.113.{rng.randrange(256)}"
-        records.append(
-            FlowRecord(
-                src, dst, proto, rng.randrange(65536) if ports else 0, rng.randrange(65536) if ports else 0,
-                rng.randrange(256) if proto == 6 else 0, frag, rng.randrange(64, 1500), 1,
-            )  # fmt: skip
-        )
-    return records
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

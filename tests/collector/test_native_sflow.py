@@ -23,7 +23,8 @@ from collector.decode import PacketDecoder, sflow
 from collector.decode.common import DecodeStats
 from collector.decode.sflow import SflowDecoder
 from collector.records import FLOW_DTYPE, FlowArray, address_halves, flows_as_tuples
-from netsim.flowgen import SCENARIOS, FlowRecord, Scenario, SflowEncoder, encoder_for
+from netsim.flowgen import SCENARIOS, Scenario, SflowEncoder, encoder_for
+from tests.collector.helpers import mixed_records
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
 PROT_NONE = 0  # mprotect: no access (the mmap module only exports PROT_READ and PROT_WRITE)
@@ -191,23 +192,6 @@ def assert_same_alone(packet: bytes) -> FlowArray:
 
 
 # --- generator output --------------------------------------------------------------------------------------------
-
-
-def mixed_records(count: int, seed: int) -> list[FlowRecord]:
-    """IPv4 and IPv6, TCP with flags, UDP, ICMP, GRE and fragments, random sizes."""
-    rng = random.Random(seed)
-    records = []
-    for _ in range(count):
-        v6 = rng.random() < 0.4
-        proto = rng.choice([6, 17, 1, 47, 58 if v6 else 1])
-        frag = proto == 17 and rng.random() < 0.2
-        ports = proto in (6, 17) and not frag
-        src = f"2001:db8:{rng.randrange(65536):x}::1" if v6 else f"198.51.100.{rng.randrange(256)}"
-        dst = f"2001:db8:5::{rng.randrange(65536):x}" if v6 else f"203.0.113.{rng.randrange(256)}"
-        sport, dport = (rng.randrange(65536), rng.randrange(65536)) if ports else (0, 0)
-        flags = rng.randrange(256) if proto == 6 else 0
-        records.append(FlowRecord(src, dst, proto, sport, dport, flags, frag, rng.randrange(64, 1500), 1))
-    return records
 
 
 def generated_datagrams() -> Iterator[tuple[str, list[bytes]]]:
