@@ -88,3 +88,25 @@ def mixed_records(count: int, seed: int = 7) -> list[FlowRecord]:
         flags = rng.randrange(256) if proto == 6 else 0
         records.append(FlowRecord(src, dst, proto, sport, dport, flags, frag, rng.randrange(64, 1500), 1))
     return records
+
+
+def mutate(packet: bytes, mutations: list[tuple[int, int, int]], word: int = 4) -> bytes:
+    """Apply (kind, where, value) mutations: 0 truncates, 1 flips a bit, 2 overwrites a `word`-byte field at a
+    multiple of `word`, 3 overwrites one anywhere, and any other kind sets a byte. Fuzz tests aim kinds 2 and 3 at
+    the format's length and id fields (XDR words for sFlow, 16-bit fields for NetFlow v9 and IPFIX)."""
+    data = bytearray(packet)
+    for kind, where, value in mutations:
+        if not data:
+            break
+        position = where % len(data)
+        if kind == 0:
+            del data[position:]
+        elif kind == 1:
+            data[position] ^= 1 << (value % 8)
+        elif kind in (2, 3):
+            position -= position % word if kind == 2 else 0
+            field = (value % (1 << (8 * word))).to_bytes(word, "big")
+            data[position : position + word] = field[: len(data) - position]
+        else:
+            data[position] = value & 0xFF
+    return bytes(data)

@@ -24,7 +24,7 @@ from collector.decode.common import DecodeStats
 from collector.decode.sflow import SflowDecoder
 from collector.records import FLOW_DTYPE, FlowArray, address_halves, flows_as_tuples
 from netsim.flowgen import SCENARIOS, Scenario, SflowEncoder, encoder_for
-from tests.collector.helpers import mixed_records
+from tests.collector.helpers import mixed_records, mutate
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
 PROT_NONE = 0  # mprotect: no access (the mmap module only exports PROT_READ and PROT_WRITE)
@@ -366,27 +366,6 @@ def test_numpy_path_takes_over_when_the_compiled_one_cannot(
 WORDS = [0, 1, 2, 3, 4, 11, 12, 16, 28, 32, 44, 56, 255, 256, 257, 0x7FFF_FFFF, 0xFFFF_FFFF]
 VALUES = st.one_of(st.sampled_from(WORDS), st.integers(0, 2**32 - 1))
 MUTATION = st.tuples(st.integers(0, 4), st.integers(0, 10**6), VALUES)
-
-
-def mutate(packet: bytes, mutations: list[tuple[int, int, int]]) -> bytes:
-    """Truncations, bit flips, word overwrites (mostly at XDR word boundaries) and byte changes."""
-    data = bytearray(packet)
-    for kind, where, value in mutations:
-        if not data:
-            break
-        position = where % len(data)
-        if kind == 0:
-            del data[position:]
-        elif kind == 1:
-            data[position] ^= 1 << (value % 8)
-        elif kind == 2:
-            position -= position % 4
-            data[position : position + 4] = value.to_bytes(4, "big")[: len(data) - position]
-        elif kind == 3:
-            data[position : position + 4] = value.to_bytes(4, "big")[: len(data) - position]
-        else:
-            data[position] = value & 0xFF
-    return bytes(data)
 
 
 SMALL_POOL = [packet for packets in GENERATED.values() for packet in packets[:2]] + [p for p, _ in CORNERS.values()]

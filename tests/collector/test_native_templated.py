@@ -23,6 +23,7 @@ from collector.decode import PacketDecoder, templated, templates
 from collector.decode.templates import FieldSpec, Template, to_flows_compiled
 from collector.records import FLOW_DTYPE, FlowArray, flows_as_tuples
 from netsim.flowgen import SCENARIOS, FlowRecord, IpfixEncoder, NetFlow9Encoder, Scenario, encoder_for
+from tests.collector.helpers import mutate
 from tests.collector.test_native_sflow import guarded
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True)
@@ -429,29 +430,11 @@ def test_random_templates_decode_identically(packets: list[bytes], gap: int) -> 
     assert_same([layout(packets[:1]), layout(packets[1:], gap)])
 
 
-def mutate(packet: bytes, mutations: list[tuple[int, int, int]]) -> bytes:
-    """Truncations, bit flips, 16-bit overwrites (template ids, lengths, set lengths) and byte changes."""
-    data = bytearray(packet)
-    for kind, where, value in mutations:
-        if not data:
-            break
-        position = where % len(data)
-        if kind == 0:
-            del data[position:]
-        elif kind == 1:
-            data[position] ^= 1 << (value % 8)
-        elif kind == 2:
-            data[position : position + 2] = (value % 65536).to_bytes(2, "big")[: len(data) - position]
-        else:
-            data[position] = value & 0xFF
-    return bytes(data)
-
-
 SMALL_POOL = [packets for packets in GENERATED.values()][::9] + [
     exchange(version, fields, rows(6, seed=1, v6=v6), 2, rates, sampler)
     for version, fields, v6, rates, sampler in HAND_MADE.values()
 ]
-MUTATION = st.tuples(st.integers(0, 3), st.integers(0, 10**6), st.sampled_from([0, 1, 4, 255, 256, 300, 65535]))
+MUTATION = st.tuples(st.integers(0, 4), st.integers(0, 10**6), st.sampled_from([0, 1, 4, 255, 256, 300, 65535]))
 
 
 @FUZZ
@@ -461,7 +444,7 @@ def test_mutated_datagrams_decode_identically(
 ) -> None:
     """The templates arrive intact, then one datagram of the exchange is mutated (templates included)."""
     index = which % len(packets)
-    mutated = [*packets[:index], mutate(packets[index], mutations), *packets[index + 1 :]]
+    mutated = [*packets[:index], mutate(packets[index], mutations, word=2), *packets[index + 1 :]]
     assert_same([layout(packets[:1]), layout(mutated, gap=2)])
     assert_same([layout(mutated)])
 
