@@ -11,12 +11,13 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import uuid
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector import FlowCollector, MemoryStore, MonitoredPrefix  # noqa: E402
+from collector import FlowCollector, MemoryStore, MonitoredPrefix, RedisStore  # noqa: E402
 from collector.listener import UdpListener  # noqa: E402
 from netsim.flowgen import Scenario, encoder_for  # noqa: E402
 from netsim.flowgen.multisend import MultiSender  # noqa: E402
@@ -33,11 +34,16 @@ def pin(core: int) -> None:
         os.sched_setaffinity(0, {core})
 
 
-def collector_process(conn: Connection, core: int) -> None:
-    """Receive and aggregate until told to stop; answer 'report' with (records, datagrams, cpu seconds)."""
+def collector_process(conn: Connection, core: int, redis_url: str | None = None) -> None:
+    """Receive and aggregate until told to stop; answer 'report' with (records, datagrams, cpu seconds).
+
+    Aggregates stay in the process unless `redis_url` is given: then they go to Redis as in production (a fresh
+    namespace, removed at the end).
+    """
     pin(core)
     prefixes = [MonitoredPrefix("203.0.113.0/24", "bench", host_pps=10**12, prefix_pps=10**12)]
-    collector = FlowCollector(store=MemoryStore(ttl_seconds=5), emit=lambda s: None, prefixes=lambda: prefixes)
+    store = RedisStore.from_url(redis_url, f"bench:flow:{uuid.uuid4().hex}", 30) if redis_url else MemoryStore(5)
+    collector = FlowCollector(store=store, emit=lambda s: None, prefixes=lambda: prefixes)
     listener = UdpListener({"all": ("127.0.0.1", 0)})
     conn.send(listener.addresses()["all"])
     cpu_start = time.process_time()
@@ -57,6 +63,10 @@ def collector_process(conn: Connection, core: int) -> None:
             elif command == "report":
                 conn.send((collector.stats["records"], collector.stats["datagrams"], time.process_time() - cpu_start))
     listener.close()
+    if isinstance(store, RedisStore):
+        keys = list(store.client.scan_iter(f"{store.namespace}:*"))
+        if keys:
+            store.client.delete(*keys)
 
 
 def pool(fmt: str) -> tuple[list[bytes], list[int]]:

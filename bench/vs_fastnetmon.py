@@ -3,7 +3,8 @@
 FastNetMon runs with its own configuration in a temporary folder: NetFlow/IPFIX and sFlow listeners and the
 Prometheus endpoint on 127.0.0.1, no BGP, no API, no usage report; its notify script only appends the ban time to a
 file in that folder. Each datagram is sent to both collectors. Throughput: records processed (FastNetMon's
-Prometheus `total_simple_packets_processed`, Sluice's decoded records) per CPU-second of each process. Latency:
+Prometheus `total_simple_packets_processed`, Sluice's decoded records) per CPU-second of each process; Sluice is
+measured twice at once, with its aggregates in the process and as deployed, in Redis (Redis's CPU counted too). Latency:
 first attack datagram to FastNetMon's ban notification and to Sluice's START signal, at 5x a 2,000 pps host
 threshold, for sFlow and IPFIX (FastNetMon gets its fastest setting, average_calculation_time = 1).
 """
@@ -23,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import redis
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,6 +39,7 @@ THROUGHPUT_SECONDS = 3.0
 LATENCY_TRIALS = 3
 THRESHOLD_PPS = 2_000
 FORMATS = ("netflow5", "netflow9", "ipfix", "sflow")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CONFIG = """\
 logging_level = info
@@ -220,38 +224,60 @@ def send_to_both(packets: list[bytes], counts: list[int], addresses: list[tuple[
     return sent
 
 
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """CPU time the Redis server has used (its INFO, user plus system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def throughput(fnm: FastNetMon) -> None:
-    """Records per CPU-second of both collectors on the same stream, per format."""
-    parent, child = mp.Pipe()
-    process = mp.Process(target=flow_ingest.collector_process, args=(child, 0), daemon=True)
-    process.start()
-    sluice_address = parent.recv()
+    """Records per CPU-second of both collectors on the same stream, per format.
+
+    Sluice runs twice on the stream: with aggregates in the process, and as deployed, adding them into Redis; the
+    second figure counts the Redis server's CPU as well as the collector's.
+    """
+    client = redis.Redis.from_url(REDIS_URL)
+    sluices = {}
+    for name, url in (("sluice", None), ("sluice_redis", REDIS_URL)):
+        parent, child = mp.Pipe()
+        process = mp.Process(target=flow_ingest.collector_process, args=(child, 0, url), daemon=True)
+        process.start()
+        sluices[name] = (parent, process, parent.recv())
     fnm.pin(0)
     flow_ingest.pin(1)
+    addresses = [address for _, _, address in sluices.values()]
     try:
         for fmt in FORMATS:
             packets, counts = flow_ingest.pool(fmt)
-            send_to_both(packets[:40], counts[:40], [sluice_address, fnm.address(fmt)], 20_000, 0.5)
+            send_to_both(packets[:40], counts[:40], [*addresses, fnm.address(fmt)], 20_000, 0.5)
             time.sleep(1.5)
-            parent.send("reset")
-            parent.recv()
-            fnm_records, fnm_cpu = fnm.processed(), fnm.cpu_seconds()
-            send_to_both(packets, counts, [sluice_address, fnm.address(fmt)], THROUGHPUT_RATE, THROUGHPUT_SECONDS)
+            for parent, _, _ in sluices.values():
+                parent.send("reset")
+                parent.recv()
+            fnm_records, fnm_cpu, redis_cpu = fnm.processed(), fnm.cpu_seconds(), redis_cpu_seconds(client)
+            send_to_both(packets, counts, [*addresses, fnm.address(fmt)], THROUGHPUT_RATE, THROUGHPUT_SECONDS)
             time.sleep(1.5)
-            parent.send("report")
-            sluice_records, _, sluice_cpu = parent.recv()
             fnm_records, fnm_cpu = fnm.processed() - fnm_records, fnm.cpu_seconds() - fnm_cpu
-            sluice_rate = sluice_records / sluice_cpu if sluice_cpu else 0.0
+            redis_cpu = redis_cpu_seconds(client) - redis_cpu
+            print(f"METRIC vs_fnm_{fmt}_redis_server_cpu {redis_cpu * 1000:.0f} ms", flush=True)
             fnm_rate = fnm_records / fnm_cpu if fnm_cpu else 0.0
-            print(f"METRIC vs_fnm_{fmt}_sluice_per_cpu_s {sluice_rate:.0f} records/cpu-s", flush=True)
             print(f"METRIC vs_fnm_{fmt}_fastnetmon_per_cpu_s {fnm_rate:.0f} records/cpu-s", flush=True)
             print(f"METRIC vs_fnm_{fmt}_fastnetmon_records {fnm_records:.0f} records", flush=True)
-            print(f"METRIC vs_fnm_{fmt}_sluice_records {sluice_records:.0f} records", flush=True)
-            if fnm_rate:
-                print(f"METRIC vs_fnm_{fmt}_per_cpu_ratio {sluice_rate / fnm_rate:.2f} x", flush=True)
+            for name, (parent, _, _) in sluices.items():
+                parent.send("report")
+                records, _, cpu = parent.recv()
+                cpu += redis_cpu if name == "sluice_redis" else 0.0
+                rate = records / cpu if cpu else 0.0
+                label = "per_cpu_ratio" if name == "sluice" else "redis_per_cpu_ratio"
+                print(f"METRIC vs_fnm_{fmt}_{name}_per_cpu_s {rate:.0f} records/cpu-s", flush=True)
+                print(f"METRIC vs_fnm_{fmt}_{name}_records {records:.0f} records", flush=True)
+                if fnm_rate:
+                    print(f"METRIC vs_fnm_{fmt}_{label} {rate / fnm_rate:.2f} x", flush=True)
     finally:
-        parent.send("stop")
-        process.join(5)
+        for parent, process, _ in sluices.values():
+            parent.send("stop")
+            process.join(5)
+        client.close()
 
 
 def latency(fnm: FastNetMon) -> None:
