@@ -209,11 +209,13 @@ def _undo(state: _State, journal: list[tuple[int, int]]) -> None:
         state.place(attack, option)
 
 
-def _make_room(state: _State, a: int, c: int, journal: list[tuple[int, int]]) -> float | None:
+def _make_room(state: _State, a: int, c: int, journal: list[tuple[int, int]], depth: int = 1) -> float | None:
     """Eject attacks from center c (cheapest per freed capacity first) until a fits there, then move a in.
 
-    Records every move in `journal` (attack, previous option). Returns the change of the total cost, or None
-    (and nothing changed) when a cannot be made to fit.
+    An ejected attack takes its best option that fits; when that is no center at all and `depth` allows, room is
+    made for it at one of its other centers the same way (a chain of two moves: large items, such as attacks that
+    share a diversion prefix, often need it). Records every move in `journal` (attack, previous option). Returns
+    the change of the total cost, or None (and nothing changed) when a cannot be made to fit.
     """
     journal.append((a, state.assignment[a]))
     delta = state.place(a, state.problem.none)
@@ -230,10 +232,34 @@ def _make_room(state: _State, a: int, c: int, journal: list[tuple[int, int]]) ->
         target = _best_fitting(state, b, c)
         if target is None:
             break
+        if target >= state.n_c and depth > 0:
+            nested = _room_elsewhere(state, b, c, depth - 1)
+            if nested is not None:
+                change, moves = nested
+                delta += change
+                journal.extend(moves)
+                continue
         delta += state.place(b, target)
     if state.fits(c, state.added_g[c] + state.g[a], state.added_p[c] + state.p[a]):
         return delta + state.place(a, c)
     _undo(state, journal)
+    return None
+
+
+def _room_elsewhere(state: _State, b: int, banned: int, depth: int, centers_tried: int = 3) -> tuple[float, list[
+    tuple[int, int]]] | None:
+    """Make room for attack b (now nowhere) at one of its cheapest centers other than `banned`: (change, moves)."""
+    tried = 0
+    for c in state.order[b]:
+        if tried >= centers_tried or state.cost[b][c] == float("inf"):
+            break
+        if c >= state.n_c or c == banned:
+            continue
+        tried += 1
+        moves: list[tuple[int, int]] = []
+        change = _make_room(state, b, c, moves, depth)
+        if change is not None:
+            return change, moves
     return None
 
 

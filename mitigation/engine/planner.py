@@ -29,6 +29,7 @@ from mitigation.engine.problem import (
     AttackContext,
     Problem,
     build_problem,
+    group_by_diversion_prefix,
 )
 from mitigation.engine.types import (
     CenterLoad,
@@ -199,7 +200,8 @@ def _plan(
     policy_map: dict[int, TenantPolicy] = _as_mapping(policies, "tenant_id")  # type: ignore[assignment]
     previous_map: dict[int, PreviousPlan] = _as_mapping(previous, "attack_id")  # type: ignore[assignment]
     problem = build_problem(snapshot, attacks, policy_map, previous_map, never_block, settings)
-    assignment = solve(problem)
+    groups = group_by_diversion_prefix(problem)
+    assignment = groups.expand(solve(groups.problem))
 
     peers_by_center: dict[int, list[UpstreamPeerState]] = defaultdict(list)
     for peer in snapshot.peers:
@@ -214,6 +216,14 @@ def _plan(
         level = problem.level_of(option)
         center = problem.centers[option] if level == Level.DIVERSION else None
         notes = list(ctx.notes)
+        partners = groups.partners(a)
+        if partners:
+            others = ", ".join(f"attack {problem.contexts[b].attack.id} on {problem.contexts[b].target_text}"
+                               for b in partners)  # fmt: skip
+            together = sum(problem.contexts[b].attack.gbps for b in (a, *partners))
+            notes.append(f"planned together with {others}: they share the diversion prefix "
+                         f"{ctx.diversion.prefix if ctx.diversion else '?'}, which can lead to one center only "
+                         f"({together:.0f} Gbps together)")
         views = _candidate_views(problem, a, _candidates(problem, ranked[a].tolist(), option))
         actions = build_actions(ctx, level, center, peers_by_center, snapshot.peers, budget, settings, notes)
         prefixes = ctx.policy.verified_prefixes if ctx.policy is not None else ()

@@ -299,3 +299,65 @@ def build_problem(
     cost[:, :n_c] = np.where(status == CENTER_OK, divert, np.inf)
     cost[:, n_c:] = np.array([_other_costs(ctx, settings) for ctx in contexts]).reshape(n_a, 3)
     return Problem(tuple(centers), contexts, cost, status, latency, threshold, gbps, mpps, facts, settings)
+
+
+@dataclass
+class SharedPrefixGroups:
+    """Attacks that must share one decision: their diversion prefixes overlap, and one prefix can only lead to one
+    center (announced towards two, BGP would split both attacks' traffic between them, whatever the plan says).
+
+    `problem` has one row per group: option costs and demands summed over the members, so a center takes the
+    group only if it has room for all of it. `members[g]` are the attacks of group g in the original problem.
+    """
+
+    problem: Problem
+    members: list[list[int]]
+
+    def expand(self, assignment: Sequence[int]) -> list[int]:
+        """Each attack's option from its group's."""
+        out = [0] * sum(len(m) for m in self.members)
+        for option, members in zip(assignment, self.members, strict=True):
+            for a in members:
+                out[a] = option
+        return out
+
+    def partners(self, attack: int) -> list[int]:
+        """The other attacks planned together with `attack` (indexes in the original problem)."""
+        for members in self.members:
+            if attack in members:
+                return [a for a in members if a != attack]
+        return []
+
+
+def group_by_diversion_prefix(problem: Problem) -> SharedPrefixGroups:
+    """Group attacks whose diversion prefixes overlap (a sweep over the prefixes in address order)."""
+    announced = sorted(
+        (ctx.family, int(net.network_address), int(net.broadcast_address), a)
+        for a, ctx in enumerate(problem.contexts)
+        if ctx.diversion is not None and ctx.diversion.prefix is not None and not ctx.via_redirect
+        for net in (network(ctx.diversion.prefix),)
+    )
+    group_of = list(range(len(problem.contexts)))
+    family, end, leader = None, -1, -1
+    for fam, first, last, a in announced:
+        if fam == family and first <= end:
+            group_of[a] = leader
+            end = max(end, last)
+        else:
+            family, end, leader = fam, last, a
+    if all(g == a for a, g in enumerate(group_of)):
+        return SharedPrefixGroups(problem, [[a] for a in range(len(group_of))])
+    by_leader: dict[int, list[int]] = {}
+    for a, g in enumerate(group_of):
+        by_leader.setdefault(g, []).append(a)
+    members = list(by_leader.values())
+    first = [m[0] for m in members]
+    grouped = Problem(
+        problem.centers, [problem.contexts[a] for a in first],
+        np.stack([problem.cost[m].sum(axis=0) for m in members]),
+        np.stack([problem.status[m].max(axis=0) for m in members]),
+        problem.latency[first], problem.threshold[first],
+        np.array([problem.gbps[m].sum() for m in members]), np.array([problem.mpps[m].sum() for m in members]),
+        problem.facts, problem.settings,
+    )  # fmt: skip
+    return SharedPrefixGroups(grouped, members)

@@ -88,7 +88,7 @@ class TestCapacity:
     def test_no_center_is_planned_beyond_capacity_when_a_feasible_assignment_exists(self) -> None:
         net = snapshot(center(1, "Frankfurt"), center(2, "Amsterdam"))
         policy = tenant(latency={1: 5.0, 2: 25.0})
-        attacks = [attack(1, "203.0.113.1", 60), attack(2, "203.0.113.2", 50), attack(3, "203.0.114.3", 40)]
+        attacks = [attack(1, "203.0.113.1", 60), attack(2, "203.0.112.2", 50), attack(3, "203.0.114.3", 40)]
         plan = plan_mitigations(net, attacks, [policy])
         assert all(m.level == Level.DIVERSION for m in plan.mitigations)
         for load in plan.center_loads.values():
@@ -124,6 +124,39 @@ class TestCapacity:
         plan = plan_mitigations(net, [attack(1)], [tenant(latency={1: 2.0, 2: 30.0})])
         assert plan.for_attack(1).center_id == 2
         assert "Frankfurt: no healthy upstream" in plan.for_attack(1).reason
+
+
+class TestSharedDiversionPrefix:
+    """Attacks on hosts of one /24 are diverted by announcing that /24: it can lead to one center only."""
+
+    def test_attacks_in_one_prefix_go_to_the_same_center_and_count_together(self) -> None:
+        net = snapshot(center(1, "Frankfurt"), center(2, "Amsterdam"))
+        policy = tenant(latency={1: 5.0, 2: 25.0})
+        attacks = [attack(1, "203.0.113.1", 40), attack(2, "203.0.113.2", 30), attack(3, "203.0.114.3", 40)]
+        plan = plan_mitigations(net, attacks, [policy])
+        one, two = plan.for_attack(1), plan.for_attack(2)
+        assert one.level == two.level == Level.DIVERSION
+        assert one.center_id == two.center_id
+        routes = {a.route for m in (one, two) for a in m.actions if a.kind == ActionKind.DIVERSION}
+        assert {r.prefix for r in routes} == {"203.0.113.0/24"} and len({r.next_hop for r in routes}) == 1
+        assert "planned together with attack 2 on 203.0.113.2/32" in one.reason
+        assert "70 Gbps together" in one.reason
+        loads = plan.center_loads[one.center_id]
+        assert loads.load_gbps <= loads.capacity_gbps * 0.95
+
+    def test_when_no_center_has_room_for_all_of_them_none_is_diverted_half_way(self) -> None:
+        net = snapshot(center(1, "Frankfurt"), center(2, "Amsterdam"))
+        attacks = [attack(1, "203.0.113.1", 60), attack(2, "203.0.113.2", 50)]
+        plan = plan_mitigations(net, attacks, [tenant(latency={1: 5.0, 2: 25.0})])
+        assert {m.center_id for m in plan.mitigations} == {None}
+        assert all("110 Gbps together" in m.reason for m in plan.mitigations)
+
+    def test_attacks_in_different_prefixes_are_planned_independently(self) -> None:
+        net = snapshot(center(1, "Frankfurt"), center(2, "Amsterdam"))
+        attacks = [attack(1, "203.0.113.1", 60), attack(2, "203.0.112.2", 50)]
+        plan = plan_mitigations(net, attacks, [tenant(latency={1: 5.0, 2: 25.0})])
+        assert {m.center_id for m in plan.mitigations} == {1, 2}
+        assert not any("planned together" in m.reason for m in plan.mitigations)
 
 
 class TestLatency:
@@ -487,6 +520,16 @@ def test_centers_are_never_planned_beyond_their_headroom(scenario: tuple) -> Non
         added = sum(a.gbps for a in attacks if plan.for_attack(a.id).center_id == c.id)
         usable = max(c.capacity_gbps * (1 - engine_settings.headroom_reserve) - c.load_gbps, 0.0)
         assert added <= usable * (engine_settings.stale_headroom_factor if c.stale else 1.0) + 1e-6
+
+
+@given(scenarios())
+def test_no_prefix_is_ever_diverted_to_two_centers(scenario: tuple) -> None:  # type: ignore[type-arg]
+    net, policies, attacks, never_block, previous, engine_settings = scenario
+    plan = plan_mitigations(net, attacks, policies, previous, never_block=never_block, settings=engine_settings)
+    diverted = [(ipaddress.ip_network(a.route.prefix), a.route.next_hop)
+                for m in plan.mitigations for a in m.actions if a.kind == ActionKind.DIVERSION]  # fmt: skip
+    for prefix, hop in diverted:
+        assert all(other_hop == hop for other, other_hop in diverted if other.overlaps(prefix))  # type: ignore[arg-type]
 
 
 def test_a_thousand_attacks_are_planned_quickly() -> None:
