@@ -105,9 +105,9 @@ def _greedy_order(problem: Problem) -> list[int]:
     return np.lexsort((-size, -bucket)).tolist()
 
 
-def _greedy(state: _State) -> None:
-    """Each attack in turn takes its cheapest option that still fits."""
-    for a in _greedy_order(state.problem):
+def _greedy(state: _State, order: list[int]) -> None:
+    """Each attack in turn (in `order`) takes its cheapest option that still fits."""
+    for a in order:
         best, best_o = float("inf"), state.problem.none
         for o in state.order[a]:
             base = state.cost[a][o]
@@ -288,15 +288,47 @@ def _relocations(state: _State, deadline: float, centers_tried: int = 4) -> bool
     return improved
 
 
-def solve(problem: Problem) -> list[int]:
-    """The chosen option of each attack (see Problem for the encoding)."""
-    deadline = time.perf_counter() + problem.settings.search_budget_ms / 1000.0
+def _search(problem: Problem, order: list[int], deadline: float) -> _State:
+    """Greedy in `order`, then local search until nothing improves or the deadline."""
     state = _State(problem)
-    _greedy(state)
+    _greedy(state, order)
     for _ in range(20):
         moved = _single_moves(state, deadline)
         moved = _ejections(state, deadline) or moved
         moved = _relocations(state, deadline) or moved
         if not moved or time.perf_counter() > deadline:
             break
-    return list(state.assignment)
+    return state
+
+
+def solve(problem: Problem) -> list[int]:
+    """The chosen option of each attack (see Problem for the encoding).
+
+    A second start, largest demand first, runs when the first leaves an attack without a center that some
+    center could take on its own and time remains: packing large items first often finds room the
+    regret-first order does not. The cheaper of the two plans wins.
+    """
+    start = time.perf_counter()
+    budget = problem.settings.search_budget_ms / 1000.0
+    best = _search(problem, _greedy_order(problem), start + budget)
+    if time.perf_counter() - start < budget / 2 and _stranded(best):
+        other = _search(problem, _size_order(problem), start + budget)
+        if problem.total_cost(other.assignment) < problem.total_cost(best.assignment) - 1e-7:
+            best = other
+    return list(best.assignment)
+
+
+def _stranded(state: _State) -> bool:
+    """Whether some attack is left without a center although a center would be feasible for it alone."""
+    return any(
+        o >= state.n_c and any(c < float("inf") for c in state.cost[a][: state.n_c])
+        for a, o in enumerate(state.assignment)
+    )
+
+
+def _size_order(problem: Problem) -> list[int]:
+    """Largest demand first (relative to the average headroom)."""
+    n_c = problem.n_centers
+    size = problem.gbps / max(float(problem.facts.head_g.mean()) if n_c else 1.0, 1e-9)
+    size = size + problem.mpps / max(float(problem.facts.head_p.mean()) if n_c else 1.0, 1e-9)
+    return np.argsort(-size, kind="stable").tolist()
