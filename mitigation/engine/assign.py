@@ -301,12 +301,47 @@ def _search(problem: Problem, order: list[int], deadline: float) -> _State:
     return state
 
 
+def _rebuild(state: _State, stranded: int, deadline: float) -> bool:
+    """Ruin and recreate around a stranded attack: empty the centers it could use and the centers their attacks
+    could use, then put everything back largest first, each into its cheapest option that fits. Kept only when
+    the total falls; True when it did.
+
+    Packing large items (attacks that share a diversion prefix, say) sometimes needs several attacks to move at
+    once, some of them to a worse option, which single moves and room-making chains do not find.
+    """
+    n_c, inf = state.n_c, float("inf")
+    region = {c for c in range(n_c) if state.cost[stranded][c] < inf}
+    for c in list(region):
+        for b in state.members[c]:
+            region.update(k for k in range(n_c) if state.cost[b][k] < inf)
+    ruined = sorted({stranded, *(b for c in region for b in state.members[c])},
+                    key=lambda b: -(state.g[b] / max(state.head_g[0], 1e-9) + state.p[b] / max(state.head_p[0], 1e-9)))
+    journal = [(b, state.assignment[b]) for b in ruined]
+    delta = sum(state.place(b, state.problem.none) for b in ruined)
+    for b in ruined:
+        if time.perf_counter() > deadline:
+            break
+        best, best_o = inf, state.problem.none
+        for o in state.order[b]:
+            if state.cost[b][o] >= best:
+                break
+            m = state.marginal_in(b, o)
+            if m < best:
+                best, best_o = m, o
+        delta += state.place(b, best_o)
+    if delta < -1e-7:
+        return True
+    _undo(state, journal)
+    return False
+
+
 def solve(problem: Problem) -> list[int]:
     """The chosen option of each attack (see Problem for the encoding).
 
     A second start, largest demand first, runs when the first leaves an attack without a center that some
     center could take on its own and time remains: packing large items first often finds room the
-    regret-first order does not. The cheaper of the two plans wins.
+    regret-first order does not. The cheaper of the two plans wins, and each attack still stranded gets a
+    ruin-and-recreate of the centers around it.
     """
     start = time.perf_counter()
     budget = problem.settings.search_budget_ms / 1000.0
@@ -315,15 +350,24 @@ def solve(problem: Problem) -> list[int]:
         other = _search(problem, _size_order(problem), start + budget)
         if problem.total_cost(other.assignment) < problem.total_cost(best.assignment) - 1e-7:
             best = other
+    # Stranded attacks are the costliest outcome, so their repair may use a second budget.
+    for a in _stranded(best):
+        if time.perf_counter() - start > 2 * budget:
+            break
+        if _rebuild(best, a, start + 2 * budget):
+            _single_moves(best, start + 2 * budget)
     return list(best.assignment)
 
 
-def _stranded(state: _State) -> bool:
-    """Whether some attack is left without a center although a center would be feasible for it alone."""
-    return any(
-        o >= state.n_c and any(c < float("inf") for c in state.cost[a][: state.n_c])
-        for a, o in enumerate(state.assignment)
-    )
+def _stranded(state: _State) -> list[int]:
+    """Attacks left in a worse option than a center that alone could take them, the costliest loss first."""
+    loss = {}
+    for a, o in enumerate(state.assignment):
+        if o >= state.n_c:
+            cheapest = min(state.cost[a][: state.n_c], default=float("inf"))
+            if cheapest < state.cost[a][o]:
+                loss[a] = state.cost[a][o] - cheapest
+    return sorted(loss, key=lambda a: -loss[a])
 
 
 def _size_order(problem: Problem) -> list[int]:
