@@ -164,9 +164,7 @@ class Detector:
         over_prefix = _over(total_b * 8, total_p, prefix.prefix_bps, prefix.prefix_pps)
         if complete and not any(over_prefix):
             over_prefix = (self._over_baseline(prefix, total_b * 8), False)
-        # No host can carry more than its whole prefix: below every threshold in total, parsing the (thousands of)
-        # per-host fields cannot find anything. This keeps the partial pass, ten times a second, nearly free.
-        if not any(over_prefix) and not any(_over(total_b * 8, total_p, prefix.host_bps, prefix.host_pps)):
+        if not any(over_prefix) and not self.could_find(prefix, total_b, total_p):
             return []
         view = _PrefixView.parse(fields)
         scale = 1.0 / max(elapsed, 0.05)
@@ -198,6 +196,22 @@ class Detector:
                 self._observation(prefix.cidr, prefix, view.bytes, view.packets, scale, vectors, top_sources, details)
             )
         return observations
+
+    def could_find(self, prefix: MonitoredPrefix, total_b: int, total_p: int) -> bool:
+        """Whether a prefix with these totals may hold a target over its thresholds (baselines aside).
+
+        No host can carry more than its whole prefix: below every threshold in total, reading and parsing the
+        (thousands of) per-host fields cannot find anything. This keeps the partial pass, ten times a second,
+        nearly free while nothing is under attack.
+        """
+        return any(_over(total_b * 8, total_p, prefix.prefix_bps, prefix.prefix_pps)) or any(
+            _over(total_b * 8, total_p, prefix.host_bps, prefix.host_pps)
+        )
+
+    def partial_candidates(self, totals: Mapping[str, tuple[int, int]]) -> list[str]:
+        """The prefixes whose fields a partial pass must read, from their (bytes, packets) so far."""
+        return [cidr for cidr, (b, p) in totals.items() if cidr in self.prefixes
+                and self.could_find(self.prefixes[cidr], b, p)]  # fmt: skip
 
     def _observation(
         self, target: str, prefix: MonitoredPrefix, b: int, p: int, scale: float, vectors: tuple[AttackVector, ...],

@@ -191,4 +191,6 @@ class FlowCollector:
         if now - self._last_partial >= self.flush_interval:
             self._last_partial = now
             for second in range(self._next_complete, int(now) + 1):
-                self.detector.partial(second, self.store.read(second), now - second)
+                candidates = self.detector.partial_candidates(self.store.read_totals(second))
+                if candidates:
+                    self.detector.partial(second, self.store.read(second, candidates), now - second)

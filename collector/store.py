@@ -11,7 +11,7 @@ import ipaddress
 import json
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import redis
@@ -28,8 +28,11 @@ class AggregateStore(Protocol):
     def push(self, second: int, deltas: Mapping[str, Mapping[str, int]]) -> None:
         """Add field increments of one second, per prefix cidr."""
 
-    def read(self, second: int) -> dict[str, dict[str, int]]:
-        """The merged fields of one second, per prefix cidr that saw traffic."""
+    def read(self, second: int, prefixes: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
+        """The merged fields of one second, per prefix cidr that saw traffic (only `prefixes` when given)."""
+
+    def read_totals(self, second: int) -> dict[str, tuple[int, int]]:
+        """(bytes, packets) of one second, per prefix cidr that saw traffic: what tells whether to read more."""
 
     def series(self, prefix: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
         """(second, bytes, packets) of a prefix for each second in [first, last]."""
@@ -63,10 +66,17 @@ class MemoryStore:
             for old in [s for s in self._seconds if s < horizon]:
                 del self._seconds[old]
 
-    def read(self, second: int) -> dict[str, dict[str, int]]:
+    def read(self, second: int, prefixes: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
         """A copy of the second's counters."""
         with self._lock:
-            return {prefix: dict(fields) for prefix, fields in self._seconds.get(second, {}).items()}
+            bucket = self._seconds.get(second, {})
+            chosen = bucket if prefixes is None else [p for p in prefixes if p in bucket]
+            return {prefix: dict(bucket[prefix]) for prefix in chosen}
+
+    def read_totals(self, second: int) -> dict[str, tuple[int, int]]:
+        """Each prefix's bytes and packets of the second."""
+        with self._lock:
+            return {prefix: (f.get("b", 0), f.get("p", 0)) for prefix, f in self._seconds.get(second, {}).items()}
 
     def series(self, prefix: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
         """Totals per second, zero where nothing was seen."""
@@ -158,13 +168,16 @@ class RedisStore:
         pipe.expire(active, self.ttl_seconds)
         pipe.execute()
 
-    def read(self, second: int) -> dict[str, dict[str, int]]:
-        """Every prefix active in the second with its counters: one script call that returns each hash as one text.
+    def read(self, second: int, prefixes: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
+        """Every prefix active in the second (or those of `prefixes`) with its counters: one script call that
+        returns each hash as one text.
 
         The detecting collector reads the current second ten times a second, a thousand and more fields each time;
         one text per hash is split in C by Python instead of each field being parsed as its own reply.
         """
-        prefixes = sorted(p.decode() for p in self.client.smembers(self._active_key(second)))
+        if prefixes is None:
+            prefixes = sorted(p.decode() for p in self.client.smembers(self._active_key(second)))
+        prefixes = list(prefixes)
         if not prefixes:
             return {}
         texts = self._read_fields(keys=[self._agg_key(second, prefix) for prefix in prefixes])
@@ -173,6 +186,16 @@ class RedisStore:
             words = text.decode().split("\n")
             out[prefix] = dict(zip(words[0:-1:2], map(int, words[1::2]), strict=True))
         return out
+
+    def read_totals(self, second: int) -> dict[str, tuple[int, int]]:
+        """HMGET of the totals of every prefix active in the second, in one pipeline."""
+        prefixes = sorted(p.decode() for p in self.client.smembers(self._active_key(second)))
+        if not prefixes:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for prefix in prefixes:
+            pipe.hmget(self._agg_key(second, prefix), "b", "p")
+        return {prefix: (int(b or 0), int(p or 0)) for prefix, (b, p) in zip(prefixes, pipe.execute(), strict=True)}
 
     def series(self, prefix: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
         """HMGET of the totals of each second."""

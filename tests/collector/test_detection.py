@@ -127,3 +127,26 @@ def test_prefix_series_for_graphs() -> None:
 
 def test_monitored_prefix_normalises_its_cidr() -> None:
     assert MonitoredPrefix("203.0.113.7/24").cidr == "203.0.113.0/24"
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts the full reads the partial pass makes (it names the prefixes it wants)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.partial_reads = 0
+
+    def read(self, second: int, prefixes: object = None) -> dict[str, dict[str, int]]:
+        if prefixes is not None:
+            self.partial_reads += 1
+        return super().read(second, prefixes)  # type: ignore[arg-type]
+
+
+def test_the_partial_pass_reads_host_fields_only_when_a_threshold_is_within_reach() -> None:
+    quiet = Harness([customer_prefix()], store=CountingStore())
+    quiet.play(Scenario("background"), "sflow", rate=4000, duration=5)
+    assert quiet.store.partial_reads == 0  # type: ignore[attr-defined]
+    attacked = Harness([customer_prefix()], store=CountingStore())
+    attacked.play(Scenario("syn_flood", attack_start=2, attack_end=4), "sflow", rate=4000, duration=5)
+    assert attacked.store.partial_reads > 0  # type: ignore[attr-defined]
+    assert attacked.signals[0].details["partial_second"] is True

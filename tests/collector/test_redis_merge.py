@@ -97,3 +97,11 @@ def test_pushed_counters_add_up_exactly_and_expire(client: redis.Redis, namespac
                              "2001:db8:100::/48": {"src|2001:db8::1|p": 1}}  # fmt: skip
     assert 0 < client.ttl(f"{namespace}:agg:7:203.0.113.0/24") <= 120
     assert store.read(8) == {}
+
+
+def test_totals_and_chosen_prefixes_are_read_without_the_rest(client: redis.Redis, namespace: str) -> None:
+    store = RedisStore(client, namespace)
+    store.push(9, {"203.0.113.0/24": {"b": 1500, "p": 3, "h|203.0.113.1|p": 3}, "198.51.100.0/24": {"b": 64, "p": 1}})
+    assert store.read_totals(9) == {"203.0.113.0/24": (1500, 3), "198.51.100.0/24": (64, 1)}
+    assert store.read(9, ["203.0.113.0/24"]) == {"203.0.113.0/24": {"b": 1500, "p": 3, "h|203.0.113.1|p": 3}}
+    assert store.read_totals(10) == {} and store.read(10, []) == {}
