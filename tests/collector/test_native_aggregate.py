@@ -31,7 +31,9 @@ def both_paths(flows: np.ndarray, prefixes: list[MonitoredPrefix] = PREFIXES) ->
     return compiled, plain
 
 
-pytestmark = pytest.mark.skipif(not native.enabled(), reason="SLUICE_NATIVE=0 turns the compiled helper off")
+def test_sluice_native_0_turns_the_helper_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_NATIVE", "0")
+    assert native.library.__wrapped__() is None  # uncached: what a process started with the switch would get
 
 
 def test_the_compiled_helper_builds_on_this_machine() -> None:

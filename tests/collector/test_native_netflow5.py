@@ -7,11 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import native
 from collector.decode import PacketDecoder
 from netsim.flowgen import SCENARIOS, NetFlow5Encoder, Scenario
-
-pytestmark = pytest.mark.skipif(not native.enabled(), reason="SLUICE_NATIVE=0 turns the compiled helper off")
 
 
 def decoders(default_sampling: dict[str, int] | None = None) -> tuple[PacketDecoder, PacketDecoder]:

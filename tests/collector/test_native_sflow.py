@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import native
 from collector.decode import PacketDecoder, sflow
 from collector.decode.common import DecodeStats
 from collector.decode.sflow import SflowDecoder
@@ -35,9 +34,7 @@ SRC6, DST6 = bytes.fromhex("20010db8000100000000000000000001"), bytes.fromhex("2
 
 @pytest.fixture(scope="module", autouse=True)
 def compiled_decoder() -> None:
-    """Every test here needs the C code: its absence fails loudly, unless it was turned off on purpose."""
-    if not native.enabled():
-        pytest.skip("SLUICE_NATIVE=0 turns the compiled helper off: these tests compare it with the numpy path")
+    """Every test here needs the C code: its absence fails loudly."""
     if sflow._compiled_decoder() is None:
         pytest.fail(
             "the compiled sFlow decoder is unavailable: collector.native.library() could not build or load "

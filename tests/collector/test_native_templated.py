@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import native
 from collector.decode import PacketDecoder, templated, templates
 from collector.decode.templates import FieldSpec, Template, to_flows_compiled
 from collector.records import FLOW_DTYPE, FlowArray, flows_as_tuples
@@ -36,9 +35,7 @@ Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 @pytest.fixture(scope="module", autouse=True)
 def compiled_converter() -> None:
-    """Every test here needs the C code: its absence fails loudly, unless it was turned off on purpose."""
-    if not native.enabled():
-        pytest.skip("SLUICE_NATIVE=0 turns the compiled helper off: these tests compare it with the numpy path")
+    """Every test here needs the C code: its absence fails loudly."""
     if templates._compiled_converter() is None:
         pytest.fail(
             "the compiled template converter is unavailable: collector.native.library() could not build or load "
