@@ -21,6 +21,7 @@ from scipy.sparse import lil_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collector.signals import AttackVector  # noqa: E402
 from mitigation.engine import (  # noqa: E402
     ActionKind,
     AppProfile,
@@ -34,7 +35,6 @@ from mitigation.engine import (  # noqa: E402
 )
 from mitigation.engine.assign import solve  # noqa: E402
 from mitigation.engine.problem import Problem, build_problem, group_by_diversion_prefix  # noqa: E402
-from mitigation.signal_types import AttackVector  # noqa: E402
 
 REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "apac")
 VECTORS = tuple(AttackVector)

@@ -1,7 +1,7 @@
 """Live fan-out: event published to websocket client, with 1,000 clients across 200 tenants at 50 events/s.
 
 A fresh database `sluice_fanout` with 200 tenants (5 logged-in users each), a real daphne, and 1,000 websocket
-clients in this process. Events are published with portal.events.publish() round-robin across the tenants for
+clients in this process. Events are published with core.events.publish() round-robin across the tenants for
 20 s; each client checks it gets exactly its own tenant's events. Prints p50/p95 latency and lost events.
 """
 
@@ -47,8 +47,8 @@ def prepare() -> list[tuple[str, list[str]]]:
     django.setup()
     from django.core.management import call_command
 
-    from portal.accounts.actors import Actor
-    from portal.accounts.models import User
+    from core.accounts.models import User
+    from core.actors import Actor
     from tenants.services import ProfileInput, onboard_tenant
     from tests.support.world import session_for
 
@@ -101,7 +101,7 @@ async def client(port: int, slug: str, session: str, sink: dict, ready: asyncio.
 
 
 def publisher(tenants: list[tuple[str, list[str]]], sent: dict[str, set[int]]) -> None:
-    from portal.events import flush_events, publish
+    from core.events import flush_events, publish
 
     interval = 1 / RATE
     start = time.perf_counter()

@@ -46,8 +46,8 @@ def populate() -> None:
     from django.utils import timezone
 
     from devices.models import ScrubbingCenter
-    from mitigation.models import Action, Attack, Decision, Mitigation, VerifiedPrefix
-    from tenants.models import Domain, Tenant
+    from mitigation.models import Action, Attack, Decision, Mitigation
+    from tenants.models import Domain, Tenant, VerifiedPrefix
 
     call_command("bootstrap_public", operator="soc", operator_password="soc-bench-password-1",
                  stdout=open(os.devnull, "w"))

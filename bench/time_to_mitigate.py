@@ -47,8 +47,8 @@ def fresh_database() -> None:
 def setup_world() -> str:
     from django.core.management import call_command
 
-    from portal.accounts.actors import Actor
-    from portal.accounts.models import ApiToken, User
+    from core.accounts.models import ApiToken, User
+    from core.actors import Actor
     from tenants.services import ProfileInput, onboard_tenant
 
     call_command("bootstrap_public", operator="soc", operator_password="bench-operator-pw", stdout=open(os.devnull, "w"))

@@ -51,7 +51,7 @@ from collector.records import (
     address_halves,
     select_flows,
 )
-from mitigation.signal_types import AMPLIFICATION_SOURCE_PORTS, AttackVector
+from collector.signals import AMPLIFICATION_SOURCE_PORTS, AttackVector
 
 AMPLIFICATION_CLASSES: dict[str, tuple[AttackVector, int]] = {
     vector.value.removesuffix("_amplification"): (vector, port) for vector, port in AMPLIFICATION_SOURCE_PORTS.items()

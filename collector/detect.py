@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from collector.aggregate import AMPLIFICATION_CLASSES
 from collector.prefixes import MonitoredPrefix
+from collector.signals import AttackSignal, AttackVector, SignalPhase
 from collector.store import Baseline
-from mitigation.signal_types import AttackSignal, AttackVector, SignalPhase
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from collector.decode import PacketDecoder
 from collector.detect import Detector
 from collector.prefixes import MonitoredPrefix, PrefixMatcher
 from collector.records import FlowArray, concat_flows, select_flows
+from collector.signals import AttackSignal
 from collector.store import AggregateStore
-from mitigation.signal_types import AttackSignal
 
 logger = logging.getLogger(__name__)
 

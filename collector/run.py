@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from collector.engine import FlowCollector
 from collector.listener import UdpListener
 from collector.prefixes import MonitoredPrefix
+from collector.signals import AttackSignal
 from collector.store import DEFAULT_NAMESPACE, DEFAULT_TTL_SECONDS, AggregateStore, MemoryStore, RedisStore
-from mitigation.signal_types import AttackSignal
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The provider's network inventory (public schema): scrubbing centers, routers, upstream peers, BGP speakers.
 
-These rows are what the route-engineering engine plans against (through `devices.selectors.network_snapshot`)
+These rows are what the route-engineering engine plans against (through `mitigation.snapshot.network_snapshot`)
 and what the device tasks drive. Telemetry fields (load, utilisation, session state) are written by the pollers
 and the scrubbing appliances, never by hand.
 """
@@ -18,6 +18,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from core.crypto import EncryptedTextField
 from devices.choices import (
     BgpSpeakerKindChoices,
     BgpSpeakerNeighborFamilyChoices,
@@ -25,7 +26,6 @@ from devices.choices import (
     RouterVendorChoices,
     UpstreamPeerSessionStateChoices,
 )
-from devices.crypto import EncryptedTextField
 
 _ASN_NN = re.compile(r"^(\d{1,10}):(\d{1,10})$")
 MAX_ASN = 4_294_967_295

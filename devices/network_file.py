@@ -17,7 +17,9 @@ import yaml
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
-from devices.crypto import MASK
+from core.actors import Actor
+from core.audit import record_audit
+from core.crypto import MASK
 from devices.models import (
     BgpSpeaker,
     BgpSpeakerNeighbor,
@@ -27,8 +29,6 @@ from devices.models import (
     UpstreamPeer,
     validate_asn_nn,
 )
-from mitigation.audit import record_audit
-from portal.accounts.actors import Actor
 from tenants.models import Tenant
 
 REQUIRED = object()

@@ -13,16 +13,16 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from core.actors import Actor
+from core.audit import record_audit
+from core.errors import ValidationProblem
+from core.events import publish
 from devices.choices import UpstreamPeerSessionStateChoices
 from devices.drivers.base import ConfigDriver, DriverError
 from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
 from devices.drivers.junos import JunosDriver
 from devices.drivers.napalm_driver import NapalmDriver
 from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
-from mitigation.audit import record_audit
-from portal.accounts.actors import Actor
-from portal.events import publish
-from tenants.validation import ValidationProblem
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ import redis
 from celery import Task
 from kombu.exceptions import OperationalError
 
+from core.redis import redis_client
 from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import ConvergeError, converge_network, record_failure
 from mitigation.services.planning import plan_network
 from portal.celery import app
-from portal.events import redis_client
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from tenants.validation import ValidationProblem
+from core.errors import ValidationProblem
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from portal.accounts.two_factor import has_two_factor, two_factor_required
-from portal.events import SOC_GROUP, backlog_since, tenant_group
+from core.accounts.two_factor import has_two_factor, two_factor_required
+from core.events import SOC_GROUP, backlog_since, tenant_group
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):

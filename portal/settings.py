@@ -74,7 +74,8 @@ SHARED_APPS = [
     "tenants.apps.TenantsConfig",
     "django.contrib.contenttypes",
     "django.contrib.auth",
-    "portal.accounts.apps.AccountsConfig",
+    "core.apps.CoreConfig",
+    "core.accounts.apps.AccountsConfig",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
@@ -91,7 +92,7 @@ SHARED_APPS = [
 TENANT_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
-    "portal.accounts.apps.AccountsConfig",
+    "core.accounts.apps.AccountsConfig",
     "django.contrib.sessions",
     "tenants.customer.apps.CustomerConfig",
 ]
@@ -178,7 +179,7 @@ if PRODUCTION:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "portal.accounts.authentication.ApiTokenAuthentication",
+        "core.accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -15,10 +15,11 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from collector import read_prefix_series
-from mitigation.models import Attack, VerifiedPrefix
+from core.redis import redis_client
+from mitigation.models import Attack
 from mitigation.selectors import request_tenant
-from portal.events import redis_client
 from portal.views import viewer_required
+from tenants.models import VerifiedPrefix
 
 logger = logging.getLogger(__name__)
 

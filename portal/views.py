@@ -21,14 +21,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
+from core.accounts.choices import UserRoleChoices
+from core.accounts.throttling import record_success
+from core.accounts.two_factor import has_two_factor
+from core.actors import Actor
+from core.errors import ValidationProblem
 from mitigation.models import Mitigation
 from mitigation.services import lifecycle
-from portal.accounts.actors import Actor
-from portal.accounts.choices import UserRoleChoices
 from portal.accounts.forms import ThrottledAuthenticationForm, attempt_for
-from portal.accounts.throttling import record_success
-from portal.accounts.two_factor import has_two_factor
-from tenants.validation import ValidationProblem
 
 View = Callable[..., HttpResponse]
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
+from netfields import CidrAddressField, NetManager
 
 from tenants.choices import TenantStatusChoices
+from tenants.customer.choices import ApplicationProfileChoices, AutomationModeChoices
 
 
 class Tenant(TenantMixin):
@@ -38,3 +41,57 @@ class Domain(DomainMixin):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class VerifiedPrefix(models.Model):
+    """The registry of verified prefixes: the only address space Sluice will ever announce or filter.
+
+    Each row mirrors a verified `ProtectedPrefix` of one tenant. PostgreSQL itself refuses two tenants holding
+    overlapping prefixes: the migration adds `EXCLUDE USING gist (prefix inet_ops WITH &&, tenant_id WITH <>)`
+    (Django's ExclusionConstraint cannot express the inet_ops operator class for this field).
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="verified_prefixes")
+    prefix = CidrAddressField(unique=True)
+    tenant_prefix_id = models.BigIntegerField(help_text="Id of the ProtectedPrefix in the tenant's schema")
+    verified_at = models.DateTimeField(auto_now_add=True)
+    verified_by = models.CharField(max_length=200)
+    threshold_bps = models.BigIntegerField(null=True, blank=True, help_text="Per-prefix detection threshold")
+    threshold_pps = models.BigIntegerField(null=True, blank=True, help_text="Per-prefix detection threshold")
+
+    objects = NetManager()
+
+    class Meta:
+        db_table = "mitigation_verifiedprefix"  # moved from mitigation; the table kept its name
+        ordering = ["prefix"]
+        verbose_name_plural = "verified prefixes"
+
+    def __str__(self) -> str:
+        return str(self.prefix)
+
+
+class TenantPolicy(models.Model):
+    """The public mirror of a tenant's service profile: what routing depends on, readable across tenants.
+
+    Written only by `tenants.services.update_service_profile` (and onboarding), in the same transaction as the
+    tenant's own ServiceProfile.
+    """
+
+    tenant = models.OneToOneField("tenants.Tenant", on_delete=models.CASCADE, related_name="policy")
+    latency_threshold_ms = models.PositiveIntegerField()
+    latency_overrides = models.JSONField(default=dict, blank=True, help_text='{"center:fra": 30, "region:eu": 40}')
+    application_profile = models.CharField(max_length=20, choices=ApplicationProfileChoices.choices)
+    automation_mode = models.CharField(max_length=30, choices=AutomationModeChoices.choices)
+    approval_window_minutes = models.PositiveIntegerField()
+    allowed_actions = ArrayField(models.CharField(max_length=20))
+    hold_down_minutes = models.PositiveIntegerField()
+    detection_threshold_bps = models.BigIntegerField()
+    detection_threshold_pps = models.BigIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "mitigation_tenantpolicy"  # moved from mitigation; the table kept its name
+        verbose_name_plural = "tenant policies"
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: {self.application_profile}, {self.latency_threshold_ms} ms"

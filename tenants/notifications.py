@@ -25,8 +25,8 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from kombu.exceptions import OperationalError
 
-from mitigation.audit import record_audit
-from portal.accounts.actors import Actor
+from core.actors import Actor
+from core.audit import record_audit
 from tenants.customer.models import NotificationChannel, NotificationChannelKindChoices, NotificationEventChoices
 from tenants.models import Tenant
 

@@ -17,12 +17,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
-from mitigation.audit import record_audit
-from mitigation.models import TenantPolicy, VerifiedPrefix
-from portal.accounts.actors import Actor
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import User
-from portal.events import publish
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import User
+from core.actors import Actor
+from core.audit import record_audit
+from core.errors import ValidationProblem
+from core.events import publish
 from tenants.customer.choices import (
     ApplicationProfileChoices,
     AutomationModeChoices,
@@ -30,11 +30,10 @@ from tenants.customer.choices import (
     ProtectedPrefixStatusChoices,
 )
 from tenants.customer.models import LatencyOverride, ProtectedPrefix, ServiceProfile
-from tenants.models import Domain, Tenant
+from tenants.models import Domain, Tenant, TenantPolicy, VerifiedPrefix
 from tenants.validation import (
     IPNetwork,
     PrefixPolicy,
-    ValidationProblem,
     check_hostname,
     check_prefix_space,
     check_slug,

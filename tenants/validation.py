@@ -6,6 +6,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from core.errors import ValidationProblem
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DOCUMENTATION_RANGES: tuple[IPNetwork, ...] = tuple(
@@ -29,15 +31,6 @@ MIN_PREFIX_LENGTH = {4: 8, 6: 19}
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,48}[a-z0-9]$")
 RESERVED_SLUGS = frozenset({"public", "www", "admin", "api", "soc", "static", "information-schema", "sluice"})
 HOSTNAME_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-class ValidationProblem(ValueError):
-    """Input that Sluice refuses; `field` names what is at fault."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from devices.crypto import mask
+from core.crypto import mask
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, ScrubbingCenter, TenantLatency, UpstreamPeer
 from tenants.models import Tenant
 

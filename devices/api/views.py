@@ -10,13 +10,13 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.accounts.choices import ApiTokenScopeChoices
+from core.accounts.models import ApiToken
+from core.actors import Actor
+from core.permissions import AdminWrites
 from devices.api import serializers
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, ScrubbingCenter, TenantLatency, UpstreamPeer
 from devices.services import record_center_load
-from portal.accounts.actors import Actor
-from portal.accounts.choices import ApiTokenScopeChoices
-from portal.accounts.models import ApiToken
-from portal.permissions import AdminWrites
 
 
 class TelemetryToken(BasePermission):

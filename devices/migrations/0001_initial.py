@@ -5,7 +5,7 @@ import django.core.validators
 import django.db.models.deletion
 from django.db import migrations, models
 
-import devices.crypto
+import core.crypto
 import devices.models
 
 
@@ -53,7 +53,7 @@ class Migration(migrations.Migration):
                 ('mgmt_host', models.CharField(max_length=255)),
                 ('mgmt_port', models.PositiveIntegerField(default=830, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(65535)])),
                 ('username', models.CharField(max_length=100)),
-                ('password', devices.crypto.EncryptedTextField(blank=True)),
+                ('password', core.crypto.EncryptedTextField(blank=True)),
                 ('flowspec_rule_limit', models.PositiveIntegerField(default=8000)),
                 ('enabled', models.BooleanField(default=True)),
                 ('last_seen_at', models.DateTimeField(blank=True, null=True)),

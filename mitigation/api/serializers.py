@@ -5,8 +5,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from collector.signals import AttackVector, SignalPhase
 from mitigation.models import Action, Attack, Decision, Deployment, Mitigation
-from mitigation.signal_types import AttackVector, SignalPhase
 
 
 class SignalSerializer(serializers.Serializer):

@@ -18,6 +18,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from collector.signals import AttackSignal
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import ApiToken
+from core.actors import Actor
+from core.errors import ValidationProblem
+from core.permissions import OperatorWrites, RolePermission
 from devices.models import ScrubbingCenter
 from mitigation import selectors
 from mitigation.api.serializers import (
@@ -32,12 +38,6 @@ from mitigation.api.serializers import (
 from mitigation.models import Action, Attack, Decision, Mitigation
 from mitigation.services import lifecycle
 from mitigation.services.signals import attribute_target, record_signal
-from mitigation.signal_types import AttackSignal
-from portal.accounts.actors import Actor
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import ApiToken
-from portal.permissions import OperatorWrites, RolePermission
-from tenants.validation import ValidationProblem
 
 
 def request_actor(request: Request) -> Actor:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import IntEnum
 
+from collector.signals import AMPLIFICATION_SOURCE_PORTS, AttackVector
 from devices.drivers.base import FlowSpecRule, ValueRange
 from mitigation.engine.types import REALTIME_PROFILES, AppProfile, EngineSettings
-from mitigation.signal_types import AMPLIFICATION_SOURCE_PORTS, AttackVector
 
 TCP, UDP, ICMP, GRE, ICMPV6 = 6, 17, 1, 47, 58
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from collector.signals import AttackVector
 from devices.drivers.base import FlowSpecRule, UnicastRoute
-from mitigation.signal_types import AttackVector
 
 
 class AppProfile(StrEnum):

@@ -12,13 +12,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from mitigation.audit import record_audit
+from core.actors import ENGINE, Actor
+from core.audit import record_audit
+from core.errors import ValidationProblem
+from core.events import publish
 from mitigation.choices import AttackStatusChoices, MitigationLevelChoices, MitigationStateChoices
 from mitigation.models import Mitigation
 from mitigation.services.planning import mitigation_event
-from portal.accounts.actors import ENGINE, Actor
-from portal.events import publish
-from tenants.validation import ValidationProblem
 
 LIVE_STATES = (
     MitigationStateChoices.DETECTED,

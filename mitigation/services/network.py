@@ -19,15 +19,17 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import redis
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.actors import ENGINE, Actor
+from core.audit import record_audit
+from core.events import publish
+from core.redis import new_redis_client
 from devices.drivers.base import ConfigDriver, DeviceIntent, DriverError, FlowSpecRule, LockError, UnicastRoute
 from devices.drivers.bgp import ExaBgpSpeaker
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, UpstreamPeer
 from devices.services import driver_for, speaker_client
-from mitigation.audit import record_audit
 from mitigation.choices import (
     ActionKindChoices,
     ActionStatusChoices,
@@ -38,8 +40,6 @@ from mitigation.choices import (
 from mitigation.models import Action, ControlSwitch, Deployment, Mitigation
 from mitigation.routes import Route, route_from_spec, without_neighbors
 from mitigation.services.planning import mitigation_event
-from portal.accounts.actors import ENGINE, Actor
-from portal.events import publish
 from tenants.notifications import notify_on_commit
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def element_locks(names: list[str], *, required: bool) -> Iterator[None]:
     """
     with ExitStack() as stack:
         try:
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+            client = new_redis_client(socket_connect_timeout=2, socket_timeout=5)
             for name in sorted(names):
                 lock = client.lock(f"sluice:lock:{name}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S)
                 if not lock.acquire():

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from mitigation.audit import record_audit
+from core.actors import Actor
+from core.audit import record_audit
 from mitigation.choices import MitigationStateChoices
 from mitigation.models import ControlSwitch, Mitigation
 from mitigation.services.lifecycle import LIVE_STATES
 from mitigation.services.network import ConvergeError, ConvergeReport, converge_network
-from portal.accounts.actors import Actor
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from django.db import connection, transaction
 from django.utils import timezone
 
+from collector.signals import AttackVector
+from core.actors import ENGINE, Actor
+from core.events import publish
 from devices.models import ScrubbingCenter
-from devices.selectors import network_snapshot, tenant_latencies
+from devices.selectors import tenant_latencies
 from mitigation import safety
 from mitigation.choices import ActionStatusChoices, MitigationStateChoices
 from mitigation.engine import plan_mitigations
@@ -30,13 +33,12 @@ from mitigation.engine.types import (
     PreviousPlan,
     TenantPolicy,
 )
-from mitigation.models import Action, ControlSwitch, Decision, Mitigation, NeverBlockPrefix, VerifiedPrefix
-from mitigation.models import TenantPolicy as PolicyRow
+from mitigation.models import Action, ControlSwitch, Decision, Mitigation, NeverBlockPrefix
 from mitigation.routes import route_key, route_to_spec
-from mitigation.signal_types import AttackVector
-from portal.accounts.actors import ENGINE, Actor
-from portal.events import publish
+from mitigation.snapshot import network_snapshot
 from tenants.customer.choices import AutomationModeChoices
+from tenants.models import TenantPolicy as PolicyRow
+from tenants.models import VerifiedPrefix
 from tenants.notifications import notify_on_commit
 
 PLANNABLE_STATES = (

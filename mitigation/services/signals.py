@@ -8,12 +8,12 @@ import ipaddress
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from collector.signals import AttackSignal, SignalPhase
+from core.actors import Actor
+from core.events import publish
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
-from mitigation.models import Attack, Mitigation, SignalRecord, TenantPolicy, VerifiedPrefix
-from mitigation.signal_types import AttackSignal, SignalPhase
-from portal.accounts.actors import Actor
-from portal.events import publish
-from tenants.models import Tenant
+from mitigation.models import Attack, Mitigation, SignalRecord
+from tenants.models import Tenant, TenantPolicy, VerifiedPrefix
 from tenants.notifications import notify_on_commit
 
 MAX_TOP_SOURCES = 20

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from mitigation.signal_types import AMPLIFICATION_SOURCE_PORTS, AttackVector
+from collector.signals import AMPLIFICATION_SOURCE_PORTS, AttackVector
 from netsim.flowgen.records import RECORD_ARRAY_DTYPE, FlowRecord
 
 V4_MAPPED = 0xFFFF_0000_0000

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.db import connection
 
-from portal.accounts import throttling
+from core.accounts import throttling
 
 
 def client_address(request: Any) -> str:

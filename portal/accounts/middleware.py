@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from portal.accounts import two_factor
+from core.accounts import two_factor
 
 WITH_TWO_FACTOR_URLS = {
     "portal.urls_public": "portal.accounts.urls_public",

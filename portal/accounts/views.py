@@ -19,10 +19,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from devices.crypto import CredentialError, decrypt, encrypt
-from portal.accounts import throttling, two_factor
+from core.accounts import throttling, two_factor
+from core.accounts.models import User
+from core.crypto import CredentialError, decrypt, encrypt
 from portal.accounts.forms import CodeForm, attempt_for
-from portal.accounts.models import User
 from portal.views import request_actor
 
 PENDING_LOGIN_KEY = "_sluice_2fa_pending"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from portal.accounts.choices import ApiTokenScopeChoices, UserRoleChoices
+from core.accounts.choices import ApiTokenScopeChoices, UserRoleChoices
 from tenants.customer.choices import ApplicationProfileChoices, AutomationModeChoices, MitigationActionChoices
 from tenants.customer.models import NotificationChannelKindChoices, NotificationEventChoices
 

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from portal.accounts.choices import UserRoleChoices
+from core.accounts.choices import UserRoleChoices
 from portal.customer.forms import NotificationChannelForm
 from portal.views import request_actor, require_role, role_required
 from tenants import notifications

@@ -21,8 +21,9 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from core.models import AuditEvent
 from mitigation import selectors
-from mitigation.models import Attack, AuditEvent, Mitigation
+from mitigation.models import Attack, Mitigation
 from portal.views import viewer_required
 from tenants.models import Tenant
 

@@ -8,12 +8,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import ApiToken, User
-from portal.accounts.services import create_api_token, revoke_api_token
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import ApiToken, User
+from core.accounts.services import create_api_token, revoke_api_token
+from core.errors import ValidationProblem
 from portal.customer.forms import ApiTokenForm
 from portal.views import add_problem, request_actor, role_required
-from tenants.validation import ValidationProblem
 
 admin_required = role_required(UserRoleChoices.ADMIN)
 

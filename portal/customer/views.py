@@ -18,13 +18,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import User
+from core.audit import record_audit
+from core.errors import ValidationProblem
+from core.models import AuditEvent
 from mitigation import selectors
-from mitigation.audit import record_audit
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
-from mitigation.models import AuditEvent, Mitigation
+from mitigation.models import Mitigation
 from mitigation.services import lifecycle
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import User
 from portal.customer.forms import (
     PROFILE_FIELD_MAP,
     PrefixRequestForm,
@@ -43,7 +45,6 @@ from portal.views import (
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
 from tenants.models import Tenant
 from tenants.services import ProfileInput, request_prefix, update_service_profile
-from tenants.validation import ValidationProblem
 
 # States a customer wants on the dashboard: everything that is or may soon be on the network.
 BOARD_STATES = (*lifecycle.LIVE_STATES, MitigationStateChoices.WITHDRAWING)

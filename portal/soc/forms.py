@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.db.models import QuerySet
 
-from mitigation.models import AuditEvent
+from core.models import AuditEvent
 from tenants.customer.choices import ApplicationProfileChoices, AutomationModeChoices
 
 

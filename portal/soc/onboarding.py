@@ -10,11 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from portal.accounts.choices import UserRoleChoices
+from core.accounts.choices import UserRoleChoices
+from core.errors import ValidationProblem
 from portal.soc.forms import OnboardingForm
 from portal.views import add_problem, request_actor, role_required
 from tenants.services import ProfileInput, onboard_tenant
-from tenants.validation import ValidationProblem
 
 # onboard_tenant names a refused prefix "prefix"; the form has one field for all of them.
 ONBOARDING_FIELD_MAP = {"prefix": "prefixes"}

@@ -20,20 +20,21 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_tenants.utils import schema_context
 
+from core.accounts.choices import UserRoleChoices
+from core.errors import ValidationProblem
+from core.models import AuditEvent
 from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
 from mitigation import selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
-from mitigation.models import AuditEvent, ControlSwitch, Mitigation, SignalRecord
+from mitigation.models import ControlSwitch, Mitigation, SignalRecord
 from mitigation.services import lifecycle
 from mitigation.services.panic import clear_panic, panic
-from portal.accounts.choices import UserRoleChoices
 from portal.soc.forms import AuditFilterForm, ClearPanicForm, PanicForm
 from portal.views import ReasonForm, act_on_mitigation, request_actor, role_required, viewer_required
 from tenants.customer.choices import ProtectedPrefixStatusChoices
 from tenants.customer.models import ProtectedPrefix
 from tenants.models import Tenant
 from tenants.services import reject_prefix, verify_prefix
-from tenants.validation import ValidationProblem
 
 BOARD_STATES = (*lifecycle.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
 BOARD_ROWS = 100  # the board shows the newest; counts cover all, the API lists the rest

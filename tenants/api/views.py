@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import viewsets
 
-from portal.permissions import AdminWrites
+from core.permissions import AdminWrites
 from tenants.api.serializers import TenantSerializer
 from tenants.models import Tenant
 

@@ -1,7 +1,7 @@
 """What a customer owns and edits, in its own schema: protected prefixes, the service profile, notification channels.
 
 Routing never reads these directly: the services that change them refresh the public mirrors
-(`mitigation.VerifiedPrefix`, `mitigation.TenantPolicy`) in the same transaction.
+(`tenants.VerifiedPrefix`, `tenants.TenantPolicy`) in the same transaction.
 """
 
 from __future__ import annotations

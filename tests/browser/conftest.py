@@ -16,8 +16,8 @@ import pytest
 from django.db import connection
 from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
-from portal.accounts.actors import Actor
-from portal.accounts.models import ApiToken, User
+from core.accounts.models import ApiToken, User
+from core.actors import Actor
 from tenants.customer.choices import AutomationModeChoices
 from tenants.models import Tenant
 from tenants.services import ProfileInput, update_service_profile

@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass, field
 
 from collector import FlowCollector, MemoryStore, MonitoredPrefix
+from collector.signals import AttackSignal, SignalPhase
 from collector.store import AggregateStore
-from mitigation.signal_types import AttackSignal, SignalPhase
 from netsim.flowgen import FlowRecord, Scenario, generate
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collector import MemoryStore, MonitoredPrefix, read_prefix_series
-from mitigation.signal_types import AttackVector, SignalPhase
+from collector.signals import AttackVector, SignalPhase
 from netsim.flowgen import SCENARIOS, Scenario
 from tests.collector.helpers import Harness, customer_prefix
 

@@ -12,7 +12,7 @@ import pytest
 
 from collector import run_collector
 from collector.listener import UdpListener
-from mitigation.signal_types import AttackSignal, AttackVector, SignalPhase
+from collector.signals import AttackSignal, AttackVector, SignalPhase
 from netsim.flowgen import Scenario, encoder_for, generate, parse_target
 from tests.collector.helpers import customer_prefix
 

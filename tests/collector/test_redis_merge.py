@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from collector import RedisStore, read_prefix_series
-from mitigation.signal_types import AttackVector, SignalPhase
+from collector.signals import AttackVector, SignalPhase
 from netsim.flowgen import Scenario, generate
 from tests.collector.helpers import FakeClock, Harness, customer_prefix
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.db import DatabaseError, connections
 
+from collector.signals import AttackSignal, AttackVector, SignalPhase
 from mitigation.management.commands.run_collector import (
     SignalRecorder,
     collect,
@@ -23,9 +24,9 @@ from mitigation.management.commands.run_collector import (
     load_prefixes,
     parse_listen,
 )
-from mitigation.models import Attack, TenantPolicy, VerifiedPrefix
-from mitigation.signal_types import AttackSignal, AttackVector, SignalPhase
+from mitigation.models import Attack
 from netsim.flowgen import Scenario, encoder_for
+from tenants.models import TenantPolicy, VerifiedPrefix
 from tests.support.processes import ROOT, child_env
 from tests.support.world import World
 

@@ -8,9 +8,9 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context
 
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import ApiToken, User
 from devices.models import Router, ScrubbingCenter
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import ApiToken, User
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from devices.crypto import MASK, decrypt, encrypt
+from core.crypto import MASK, decrypt, encrypt
 from devices.drivers.junos import JunosDriver
 from devices.drivers.napalm_driver import NapalmDriver
 from devices.models import (
@@ -21,8 +21,9 @@ from devices.models import (
     UpstreamPeer,
     validate_asn_nn,
 )
-from devices.selectors import NEVER_REPORTED_AGE_S, network_snapshot, tenant_latencies
+from devices.selectors import tenant_latencies
 from devices.services import driver_for
+from mitigation.snapshot import NEVER_REPORTED_AGE_S, network_snapshot
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

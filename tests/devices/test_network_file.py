@@ -9,8 +9,8 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
+from core.models import AuditEvent
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, ScrubbingCenter, TenantLatency, UpstreamPeer
-from mitigation.models import AuditEvent
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

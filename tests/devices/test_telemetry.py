@@ -8,14 +8,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from core.actors import Actor
+from core.errors import ValidationProblem
+from core.models import AuditEvent
 from devices.models import Router, ScrubbingCenter, UpstreamPeer
-from devices.selectors import network_snapshot
 from devices.services import poll_router_telemetry, record_center_load
 from devices.tasks import poll_router_telemetry_task
-from mitigation.models import AuditEvent
+from mitigation.snapshot import network_snapshot
 from netsim.junos import JunosEmulator
-from portal.accounts.actors import Actor
-from tenants.validation import ValidationProblem
 
 pytestmark = pytest.mark.django_db
 ACTOR = Actor("system", "tests")

@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context
 
+from core.accounts.models import ApiToken, User
 from mitigation.models import Attack, Mitigation
-from portal.accounts.models import ApiToken, User
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

@@ -15,14 +15,15 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from mitigation.models import Attack, AuditEvent, ControlSwitch, Deployment, Mitigation
+from collector.signals import AttackSignal, SignalPhase
+from core.actors import Actor
+from core.models import AuditEvent
+from mitigation.models import Attack, ControlSwitch, Deployment, Mitigation
 from mitigation.services.lifecycle import approve_mitigation, lifecycle_tick, reject_mitigation
 from mitigation.services.network import ConvergeError, converge_network
 from mitigation.services.planning import plan_network
 from mitigation.services.signals import record_signal
-from mitigation.signal_types import AttackSignal, SignalPhase
 from netsim.bgplab import wait_for
-from portal.accounts.actors import Actor
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.lab import Lab, refresh_telemetry, running_lab
 from tests.support.world import World

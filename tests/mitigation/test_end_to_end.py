@@ -18,11 +18,11 @@ import pytest
 import websockets
 from django.test import Client
 
+from core.accounts.models import ApiToken, User
+from core.actors import Actor
 from mitigation.models import Attack, Mitigation
 from netsim.bgplab import BirdRouter, wait_for
 from netsim.junos import JunosEmulator
-from portal.accounts.actors import Actor
-from portal.accounts.models import ApiToken, User
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.lab import running_lab
 from tests.support.processes import asgi_server, celery_worker

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector.signals import AttackVector as V
 from devices.drivers.base import BLACKHOLE_COMMUNITY, FlowSpecRule, UnicastRoute
 from mitigation.engine import (
     EDGE_TARGET,
@@ -33,7 +34,6 @@ from mitigation.engine import (
     plan_mitigations,
 )
 from mitigation.safety import SafetyLimits, validate_plan
-from mitigation.signal_types import AttackVector as V
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ALL_ACTIONS = frozenset(ActionKind)

@@ -8,15 +8,16 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from collector.signals import AttackSignal
+from core.actors import Actor
+from core.errors import ValidationProblem
+from core.models import AuditEvent
 from devices.models import ScrubbingCenter, UpstreamPeer
-from mitigation.models import AuditEvent, Mitigation
+from mitigation.models import Mitigation
 from mitigation.services.lifecycle import escalate_mitigation, move_mitigation
 from mitigation.services.planning import plan_network
 from mitigation.services.signals import record_signal
-from mitigation.signal_types import AttackSignal
-from portal.accounts.actors import Actor
 from tenants.services import ProfileInput, update_service_profile
-from tenants.validation import ValidationProblem
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db
@@ -74,7 +75,7 @@ def test_moving_to_a_missing_center_is_refused(planned: Mitigation) -> None:
 def test_the_soc_page_and_the_api_move_and_escalate(planned: Mitigation, world: World) -> None:
     from django.test import Client
 
-    from portal.accounts.models import ApiToken, User
+    from core.accounts.models import ApiToken, User
     from tests.support.world import OPERATOR_PASSWORD, login_with_code
 
     client = Client(HTTP_HOST="localhost")

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.openapi import from_dict, from_wsgi
 
-from portal.accounts.models import ApiToken, User
+from core.accounts.models import ApiToken, User
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from portal.accounts.models import ApiToken
+from core.accounts.models import ApiToken
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ import pytest
 import websockets
 from django_tenants.utils import schema_context
 
-from portal.events import publish
+from core.events import publish
 from portal.tasks import schema_probe
 from tests.support.processes import asgi_server, celery_worker
 from tests.support.world import World, session_for
@@ -113,7 +113,7 @@ def test_a_reconnecting_client_catches_up_from_the_backlog(world: World, server:
         session = session_for("acme", "admin")
         publish("mitigation.active", {"n": 1}, tenant_schema="acme")
         publish("mitigation.active", {"n": 2}, tenant_schema="acme")
-    from portal.events import backlog_since, flush_events, tenant_group
+    from core.events import backlog_since, flush_events, tenant_group
 
     flush_events()
 

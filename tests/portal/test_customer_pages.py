@@ -8,12 +8,13 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context
 
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import User
+from core.models import AuditEvent
 from mitigation.choices import MitigationStateChoices
-from mitigation.models import Action, Attack, AuditEvent, Decision, Deployment, Mitigation, TenantPolicy
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import User
+from mitigation.models import Action, Attack, Decision, Deployment, Mitigation
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
-from tenants.models import Tenant
+from tenants.models import Tenant, TenantPolicy
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

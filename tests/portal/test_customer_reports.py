@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from mitigation.audit import record_audit
+from core.audit import record_audit
 from mitigation.models import SignalRecord
 from portal.customer.reports import time_to_mitigate, timeline
 from tests.portal.test_customer_pages import client_as, make_mitigation

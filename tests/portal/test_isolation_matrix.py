@@ -12,9 +12,9 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context
 
+from core.actors import Actor
 from mitigation.choices import MitigationStateChoices
 from mitigation.models import Mitigation
-from portal.accounts.actors import Actor
 from tenants.customer.models import ProtectedPrefix
 from tenants.services import request_prefix
 from tests.portal.test_customer_pages import ROLES, client_as, make_mitigation

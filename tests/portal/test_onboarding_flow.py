@@ -6,9 +6,9 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from mitigation.models import AuditEvent, TenantPolicy, VerifiedPrefix
+from core.models import AuditEvent
 from tenants.customer.models import ProtectedPrefix
-from tenants.models import Tenant
+from tenants.models import Tenant, TenantPolicy, VerifiedPrefix
 from tests.portal.test_customer_pages import client_as
 from tests.support.world import World
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from portal.accounts.throttling import reset_login_throttle
+from core.accounts.throttling import reset_login_throttle
 from tests.support.world import OPERATOR_PASSWORD, World, login_with_code
 
 pytestmark = pytest.mark.django_db

@@ -8,13 +8,14 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
 
+from core.actors import Actor
+from core.models import AuditEvent
 from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
 from mitigation.choices import MitigationStateChoices
-from mitigation.models import AuditEvent, ControlSwitch, Mitigation, VerifiedPrefix
-from portal.accounts.actors import Actor
+from mitigation.models import ControlSwitch, Mitigation
 from portal.soc.views import flatten_inputs
 from tenants.customer.models import ProtectedPrefix
-from tenants.models import Tenant
+from tenants.models import Tenant, VerifiedPrefix
 from tenants.services import request_prefix
 from tests.portal.test_customer_pages import ROLES, client_as, make_mitigation
 from tests.support.world import World

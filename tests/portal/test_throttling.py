@@ -12,9 +12,9 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
-from portal.accounts import throttling
-from portal.accounts.throttling import LOCKED_MESSAGE, reset_login_throttle
-from portal.events import redis_client
+from core.accounts import throttling
+from core.accounts.throttling import LOCKED_MESSAGE, reset_login_throttle
+from core.redis import redis_client
 from tests.support.world import OPERATOR_PASSWORD, World
 
 pytestmark = pytest.mark.django_db

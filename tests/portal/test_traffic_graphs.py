@@ -9,8 +9,8 @@ from django.test import Client
 
 from collector import RedisStore
 from collector.store import DEFAULT_NAMESPACE
+from core.redis import redis_client
 from mitigation.models import Attack
-from portal.events import redis_client
 from tests.support.world import OPERATOR_PASSWORD, World, login_with_code
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,10 @@ from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from mitigation.models import AuditEvent
-from portal.accounts.models import ApiToken, User
-from portal.accounts.throttling import reset_login_throttle
-from portal.accounts.two_factor import forget_used_codes
+from core.accounts.models import ApiToken, User
+from core.accounts.throttling import reset_login_throttle
+from core.accounts.two_factor import forget_used_codes
+from core.models import AuditEvent
 from tests.portal.test_customer_pages import client_as
 from tests.support.world import OPERATOR_PASSWORD, OPERATOR_TOTP_SECRET, World, login_with_code
 

@@ -17,10 +17,10 @@ from django.http import HttpResponse
 from django.test import Client
 from django_tenants.utils import schema_context
 
-from portal.accounts.actors import Actor
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import User
-from portal.accounts.two_factor import forget_used_codes
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import User
+from core.accounts.two_factor import forget_used_codes
+from core.actors import Actor
 from tenants.models import Domain, Tenant
 from tenants.services import ProfileInput, onboard_tenant
 

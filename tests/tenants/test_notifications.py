@@ -17,10 +17,10 @@ from django.core import mail
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from collector.signals import AttackSignal
 from mitigation.choices import MitigationStateChoices
 from mitigation.services import network, planning
 from mitigation.services.signals import record_signal
-from mitigation.signal_types import AttackSignal
 from tenants import notifications
 from tenants.customer.models import NotificationChannel, NotificationEventChoices
 from tenants.models import Tenant

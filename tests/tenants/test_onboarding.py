@@ -9,9 +9,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django_tenants.utils import schema_context, schema_exists
 
-from mitigation.models import AuditEvent, TenantPolicy, VerifiedPrefix
+from core.models import AuditEvent
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
-from tenants.models import Domain, Tenant
+from tenants.models import Domain, Tenant, TenantPolicy, VerifiedPrefix
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def test_onboarding_creates_tenant_schema_domain_admin_prefixes_and_profile(worl
     with schema_context("initech"):
         assert ProtectedPrefix.objects.filter(status="verified").count() == 2
         assert ServiceProfile.objects.get().latency_threshold_ms == 30
-        from portal.accounts.models import User
+        from core.accounts.models import User
 
         admin = User.objects.get(username="admin")
         password = output.split("One-time password:")[1].strip()

@@ -6,11 +6,12 @@ import pytest
 from django.db import IntegrityError, transaction
 from django_tenants.utils import schema_context
 
-from mitigation.models import AuditEvent, TenantPolicy, VerifiedPrefix
-from portal.accounts.actors import Actor
+from core.actors import Actor
+from core.errors import ValidationProblem
+from core.models import AuditEvent
 from tenants.customer.models import ProtectedPrefix
+from tenants.models import TenantPolicy, VerifiedPrefix
 from tenants.services import ProfileInput, reject_prefix, request_prefix, update_service_profile, verify_prefix
-from tenants.validation import ValidationProblem
 from tests.support.world import World
 
 pytestmark = pytest.mark.django_db

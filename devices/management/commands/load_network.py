@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.actors import Actor
 from devices.network_file import NetworkFileError, load_network
-from portal.accounts.actors import Actor
 
 
 class Command(BaseCommand):

@@ -8,10 +8,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.errors import ValidationProblem
 from devices.drivers.base import DriverError
 from devices.models import BgpSpeaker
 from devices.services import speaker_process
-from tenants.validation import ValidationProblem
 
 
 class Command(BaseCommand):

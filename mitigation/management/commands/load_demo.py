@@ -8,9 +8,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django_tenants.utils import schema_context
 
+from core.accounts.models import User
+from core.actors import Actor
 from mitigation.models import NeverBlockPrefix
-from portal.accounts.actors import Actor
-from portal.accounts.models import User
 from tenants.models import Tenant
 from tenants.services import ProfileInput, onboard_tenant
 

@@ -28,11 +28,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, InterfaceError, close_old_connections, connections
 
 from collector import MonitoredPrefix, run_collector
+from collector.signals import AttackSignal
 from collector.store import DEFAULT_NAMESPACE
-from mitigation.models import TenantPolicy, VerifiedPrefix
+from core.actors import Actor
 from mitigation.services.signals import record_signal
-from mitigation.signal_types import AttackSignal
-from portal.accounts.actors import Actor
+from tenants.models import TenantPolicy, VerifiedPrefix
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mitigation.models import Mitigation, VerifiedPrefix
+from collector.signals import AttackSignal, AttackVector, SignalPhase
+from core.actors import Actor
+from mitigation.models import Mitigation
 from mitigation.services.signals import record_signal
-from mitigation.signal_types import AttackSignal, AttackVector, SignalPhase
-from portal.accounts.actors import Actor
-from tenants.models import Tenant
+from tenants.models import Tenant, VerifiedPrefix
 
 ACTOR = Actor("detector", "simulate_attack")
 

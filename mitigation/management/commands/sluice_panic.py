@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.actors import Actor
 from mitigation.services.panic import clear_panic, panic
-from portal.accounts.actors import Actor
 
 
 class Command(BaseCommand):

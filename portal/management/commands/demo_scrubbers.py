@@ -12,9 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from core.actors import Actor
 from devices.models import ScrubbingCenter
 from devices.services import record_center_load
-from portal.accounts.actors import Actor
 
 ACTOR = Actor("system", "demo scrubbers")
 

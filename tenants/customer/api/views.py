@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.accounts.actors import Actor
-from portal.permissions import AdminWrites
+from core.actors import Actor
+from core.permissions import AdminWrites
 from tenants.customer.api.serializers import ProtectedPrefixSerializer, ServiceProfileSerializer
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
 from tenants.services import ProfileInput, request_prefix, update_service_profile

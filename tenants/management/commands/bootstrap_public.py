@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import User
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import User
 from tenants.models import Domain, Tenant
 
 

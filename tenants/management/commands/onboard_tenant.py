@@ -6,10 +6,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal.accounts.actors import Actor
+from core.actors import Actor
+from core.errors import ValidationProblem
 from tenants.customer.choices import ApplicationProfileChoices, AutomationModeChoices, MitigationActionChoices
 from tenants.services import ProfileInput, onboard_tenant
-from tenants.validation import ValidationProblem
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import ApiToken
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import ApiToken
 
 
 def token_allows(request: Request, scope: str) -> bool:

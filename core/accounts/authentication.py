@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from portal.accounts.models import ApiToken, User, hash_token_secret
+from core.accounts.models import ApiToken, User, hash_token_secret
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):

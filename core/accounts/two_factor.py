@@ -17,12 +17,12 @@ import pyotp
 import redis
 from django.db import transaction
 
-from mitigation.audit import record_audit
-from portal.accounts.actors import Actor
-from portal.accounts.choices import UserRoleChoices
-from portal.accounts.models import User
-from portal.accounts.throttling import key_namespace
-from portal.events import redis_client
+from core.accounts.choices import UserRoleChoices
+from core.accounts.models import User
+from core.accounts.throttling import key_namespace
+from core.actors import Actor
+from core.audit import record_audit
+from core.redis import redis_client
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db import models
 
-from mitigation.models import AuditEvent
-from portal.accounts.actors import Actor
+from core.actors import Actor
+from core.models import AuditEvent
 
 
 def record_audit(

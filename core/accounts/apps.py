@@ -7,6 +7,6 @@ class AccountsConfig(AppConfig):
     The schema split is the isolation: a login at acme's domain can only ever find acme's users.
     """
 
-    name = "portal.accounts"
+    name = "core.accounts"
     label = "accounts"
     verbose_name = "Accounts"

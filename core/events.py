@@ -16,17 +16,16 @@ import threading
 import time
 from typing import Any
 
-import redis
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.db import transaction
+
+from core.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 SOC_GROUP = "soc"
 BACKLOG_LENGTH = 500
 SEQUENCE_KEY = "sluice:events:seq"
-_redis: redis.Redis | None = None
 
 
 def tenant_group(schema_name: str) -> str:
@@ -35,13 +34,6 @@ def tenant_group(schema_name: str) -> str:
 
 def backlog_key(group: str) -> str:
     return f"sluice:events:backlog:{group}"
-
-
-def redis_client() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis
 
 
 def publish(event_type: str, data: dict[str, Any], *, tenant_schema: str | None) -> None:

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from django.db import transaction
 from django.utils import timezone
 
-from mitigation.audit import record_audit
-from portal.accounts.actors import Actor
-from portal.accounts.choices import ApiTokenScopeChoices
-from portal.accounts.models import ApiToken, User
-from tenants.validation import ValidationProblem
+from core.accounts.choices import ApiTokenScopeChoices
+from core.accounts.models import ApiToken, User
+from core.actors import Actor
+from core.audit import record_audit
+from core.errors import ValidationProblem
 
 MAX_TOKEN_DAYS = 365
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis
 from django.db import connection
 
-from portal.events import redis_client
+from core.redis import redis_client
 
 logger = logging.getLogger(__name__)
 

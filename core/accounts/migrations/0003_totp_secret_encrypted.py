@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-import devices.crypto
+import core.crypto
 
 
 class Migration(migrations.Migration):
@@ -15,6 +15,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='user',
             name='totp_secret',
-            field=devices.crypto.EncryptedTextField(blank=True),
+            field=core.crypto.EncryptedTextField(blank=True),
         ),
     ]

@@ -11,8 +11,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
-from devices.crypto import EncryptedTextField
-from portal.accounts.choices import ApiTokenScopeChoices, UserRoleChoices
+from core.accounts.choices import ApiTokenScopeChoices, UserRoleChoices
+from core.crypto import EncryptedTextField
 
 ROLE_RANK = {UserRoleChoices.VIEWER: 0, UserRoleChoices.OPERATOR: 1, UserRoleChoices.ADMIN: 2}
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from portal.accounts.models import ApiToken, User
+    from core.accounts.models import ApiToken, User
 
 
 @dataclass(frozen=True)
