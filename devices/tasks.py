@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import shared_task
 
+from core.tasks import SluiceTask
 from devices.drivers.base import DriverError
 from devices.models import Router
 from devices.services import poll_router_telemetry
@@ -20,7 +21,7 @@ class TransientDriverError(DriverError):
     transient = True
 
 
-@shared_task(acks_late=True, autoretry_for=(TransientDriverError,), retry_backoff=5, retry_backoff_max=60,
+@shared_task(base=SluiceTask, autoretry_for=(TransientDriverError,), retry_backoff=5, retry_backoff_max=60,
              max_retries=3, ignore_result=False)
 def poll_router_telemetry_task(router_id: int) -> dict[str, Any]:
     """Poll one router; retried with backoff only when the failure was transient (connect, lock, timeout)."""
@@ -33,7 +34,7 @@ def poll_router_telemetry_task(router_id: int) -> dict[str, Any]:
     return result
 
 
-@shared_task(acks_late=True)
+@shared_task(base=SluiceTask)
 def poll_all_telemetry() -> dict[str, Any]:
     """Fan out one poll per enabled router that has upstreams to watch."""
     router_ids = list(Router.objects.filter(enabled=True, upstreams__isnull=False).distinct().values_list("pk", flat=True))

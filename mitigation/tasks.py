@@ -2,62 +2,25 @@
 
 from __future__ import annotations
 
-import logging
+from celery import Task, shared_task
 
-import redis
-from celery import Task
-from kombu.exceptions import OperationalError
-
-from core.redis import redis_client
+from core.tasks import SluiceTask
+from mitigation import jobs
 from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import ConvergeError, converge_network, record_failure
 from mitigation.services.planning import plan_network
-from portal.celery import app
-
-logger = logging.getLogger(__name__)
 
 
-QUEUED_TTL_S = 30
-
-
-def _queued_key(task: Task) -> str:
-    return f"sluice:queued:{task.name}"
-
-
-def enqueue(task: Task) -> None:
-    """Send a desired-state task unless one is already waiting: a burst of signals becomes one run, not a queue.
-
-    The waiting mark is cleared when the task starts, so a change made after that start sends a new one. When the
-    broker is down the failure is logged: the beat's reconcile loop will do the same work later.
-    """
-    try:
-        if not redis_client().set(_queued_key(task), "1", nx=True, ex=QUEUED_TTL_S):
-            return
-    except (redis.RedisError, OSError) as error:
-        logger.warning("coalescing unavailable for %s: %s", task.name, error)
-    try:
-        task.apply_async()
-    except (OperationalError, OSError) as error:
-        logger.warning("could not enqueue %s (%s); the reconcile loop will catch up", task.name, error)
-
-
-def _started(task: Task) -> None:
-    try:
-        redis_client().delete(_queued_key(task))
-    except (redis.RedisError, OSError) as error:
-        logger.warning("could not clear the waiting mark of %s: %s", task.name, error)
-
-
-@app.task(acks_late=True, name="mitigation.tasks.plan_network_task")
+@shared_task(base=SluiceTask, name=jobs.PLAN_NETWORK)
 def plan_network_task() -> dict[str, int]:
-    _started(plan_network_task)
+    jobs.mark_started(jobs.PLAN_NETWORK)
     summary = plan_network()
     return {"planned": summary.planned, "changed": summary.changed, "refused": summary.refused}
 
 
-@app.task(bind=True, acks_late=True, max_retries=5, name="mitigation.tasks.converge_network_task")
+@shared_task(base=SluiceTask, bind=True, max_retries=5, name=jobs.CONVERGE_NETWORK)
 def converge_network_task(self: Task) -> dict[str, object]:
-    _started(converge_network_task)
+    jobs.mark_started(jobs.CONVERGE_NETWORK)
     try:
         report = converge_network()
     except ConvergeError as error:
@@ -69,13 +32,13 @@ def converge_network_task(self: Task) -> dict[str, object]:
     return {"changed": list(report.changed_elements), "activated": report.activated, "ended": report.ended}
 
 
-@app.task(acks_late=True, name="mitigation.tasks.lifecycle_tick_task")
+@shared_task(base=SluiceTask, name=jobs.LIFECYCLE_TICK)
 def lifecycle_tick_task() -> dict[str, int]:
-    _started(lifecycle_tick_task)
+    jobs.mark_started(jobs.LIFECYCLE_TICK)
     return lifecycle_tick()
 
 
-@app.task(acks_late=True, name="mitigation.tasks.reconcile_task")
+@shared_task(base=SluiceTask, name=jobs.RECONCILE)
 def reconcile_task() -> dict[str, object]:
     """Every few seconds: the timers, then the network back to the desired state (repairs any drift)."""
     moved = lifecycle_tick()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from celery import shared_task
 from django.db import connection
-from tenant_schemas_celery.task import TenantTask
 
-from portal.celery import app
+from core.tasks import SluiceTask
 from tenants.customer.models import ProtectedPrefix
 
 
-@app.task(base=TenantTask, bind=True, acks_late=True, name="portal.tasks.schema_probe")
-def schema_probe(self: TenantTask) -> dict[str, object]:
+@shared_task(base=SluiceTask, bind=True, name="portal.tasks.schema_probe")
+def schema_probe(self: SluiceTask) -> dict[str, object]:
     """Report the schema the task ran in and what that schema holds: proves tenant context crosses the broker."""
     schema = connection.schema_name
     prefixes = [] if schema == "public" else [str(p.prefix) for p in ProtectedPrefix.objects.all()]

@@ -23,10 +23,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
-from kombu.exceptions import OperationalError
 
 from core.actors import Actor
 from core.audit import record_audit
+from tenants import jobs
 from tenants.customer.models import NotificationChannel, NotificationChannelKindChoices, NotificationEventChoices
 from tenants.models import Tenant
 
@@ -137,15 +137,6 @@ def send_test(channel: NotificationChannel, tenant: Tenant) -> str | None:
     return None
 
 
-def _enqueue(tenant_id: int, event_kind: str, payload: dict[str, Any]) -> None:
-    from tenants.tasks import notify_tenant_task
-
-    try:
-        notify_tenant_task.apply_async(args=(tenant_id, event_kind, payload))
-    except (OperationalError, OSError) as error:
-        logger.warning("could not enqueue %s notification for tenant %s: %s", event_kind, tenant_id, error)
-
-
 def _has_listeners(tenant: Tenant, event_kind: str) -> bool:
     """Whether any enabled channel of the tenant wants this event: most tenants have none, and a burst of attacks
     must not fill the workers' queues with notification jobs that would send nothing."""
@@ -157,8 +148,7 @@ def notify_on_commit(tenant: Tenant, event_kind: str, payload: dict[str, Any]) -
     """Queue the notification once the caller's transaction commits (at once outside one); never raises."""
     if not _has_listeners(tenant, event_kind):
         return
-    safe = json_safe(payload)
-    transaction.on_commit(lambda: _enqueue(tenant.pk, event_kind, safe))
+    jobs.notify_after_commit(tenant.pk, event_kind, json_safe(payload))
 
 
 def add_notification_channel(

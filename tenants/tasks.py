@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import Task, shared_task
 
-from portal.celery import app
+from core.tasks import SluiceTask
+from tenants import jobs
 from tenants.models import Tenant
 from tenants.notifications import notify_tenant
 
 MAX_RETRIES = 3
 
 
-@app.task(bind=True, acks_late=True, max_retries=MAX_RETRIES, name="tenants.tasks.notify_tenant_task")
+@shared_task(base=SluiceTask, bind=True, max_retries=MAX_RETRIES, name=jobs.NOTIFY_TENANT)
 def notify_tenant_task(
     self: Task, tenant_id: int, event_kind: str, payload: dict[str, Any], channel_ids: list[int] | None = None
 ) -> dict[str, object]:

@@ -16,6 +16,7 @@ from core.actors import ENGINE, Actor
 from core.audit import record_audit
 from core.errors import ValidationProblem
 from core.events import publish
+from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationLevelChoices, MitigationStateChoices
 from mitigation.models import Mitigation
 from mitigation.services.planning import mitigation_event
@@ -41,9 +42,7 @@ def _changed(mitigation: Mitigation, action: str, acting_user: Actor, reason: st
 
 
 def _converge_after_commit() -> None:
-    from mitigation.tasks import converge_network_task, enqueue
-
-    transaction.on_commit(lambda: enqueue(converge_network_task))
+    jobs.converge_after_commit()
 
 
 def approve_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str = "") -> Mitigation:
@@ -129,9 +128,7 @@ ESCALATION = {
 
 
 def _replan_after_commit() -> None:
-    from mitigation.tasks import enqueue, plan_network_task
-
-    transaction.on_commit(lambda: enqueue(plan_network_task))
+    jobs.plan_after_commit()
 
 
 def move_mitigation(mitigation_id: int, *, center_id: int, acting_user: Actor, reason: str = "") -> Mitigation:

@@ -20,7 +20,7 @@ from core.actors import ENGINE, Actor
 from core.events import publish
 from devices.models import ScrubbingCenter
 from devices.selectors import tenant_latencies
-from mitigation import safety
+from mitigation import jobs, safety
 from mitigation.choices import ActionStatusChoices, MitigationStateChoices
 from mitigation.engine import plan_mitigations
 from mitigation.engine.types import (
@@ -299,8 +299,6 @@ def mitigation_event(mitigation: Mitigation) -> dict[str, object]:
 def _schedule_convergence() -> None:
     """After commit: the speakers announce the new routes at once, then a convergence job does the rest."""
     from mitigation.services.network import announce_ahead
-    from mitigation.tasks import converge_network_task, enqueue
 
-    transaction.on_commit(announce_ahead)
-    transaction.on_commit(lambda: enqueue(converge_network_task))
+    jobs.converge_after_commit(announce_first=announce_ahead)
 

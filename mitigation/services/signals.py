@@ -11,6 +11,7 @@ from django.utils import timezone
 from collector.signals import AttackSignal, SignalPhase
 from core.actors import Actor
 from core.events import publish
+from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import Attack, Mitigation, SignalRecord
 from tenants.models import Tenant, TenantPolicy, VerifiedPrefix
@@ -122,12 +123,8 @@ def _end_signalled(attack: Attack, now: datetime.datetime) -> None:
 
 
 def _schedule_planning() -> None:
-    from mitigation.tasks import enqueue, plan_network_task
-
-    transaction.on_commit(lambda: enqueue(plan_network_task))
+    jobs.plan_after_commit()
 
 
 def _schedule_lifecycle() -> None:
-    from mitigation.tasks import enqueue, lifecycle_tick_task
-
-    transaction.on_commit(lambda: enqueue(lifecycle_tick_task))
+    jobs.lifecycle_tick_after_commit()

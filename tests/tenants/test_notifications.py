@@ -21,6 +21,7 @@ from collector.signals import AttackSignal
 from mitigation.choices import MitigationStateChoices
 from mitigation.services import network, planning
 from mitigation.services.signals import record_signal
+from tenants import jobs as tenant_jobs
 from tenants import notifications
 from tenants.customer.models import NotificationChannel, NotificationEventChoices
 from tenants.models import Tenant
@@ -141,8 +142,8 @@ def test_the_task_delivers_and_gives_up_quietly_after_its_retries(world: World, 
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, dict[str, Any]]]:
     """What the engine would enqueue, instead of a broker; the engine's own tasks are not sent either."""
     sent: list[tuple[int, str, dict[str, Any]]] = []
-    monkeypatch.setattr(notifications, "_enqueue", lambda *args: sent.append(args))
-    monkeypatch.setattr("mitigation.tasks.enqueue", lambda task: None)
+    monkeypatch.setattr(tenant_jobs, "_enqueue", lambda *args: sent.append(args))
+    monkeypatch.setattr("mitigation.jobs.enqueue", lambda name: None)
     return sent
 
 

@@ -1,0 +1,76 @@
+"""The control plane's jobs, sent by name: the only place that knows their names, coalescing and "after commit".
+
+Services call these and never import tasks; tasks call services. Queues come from the task routes in the settings,
+which go by these names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import redis
+from celery import current_app
+from django.db import transaction
+from kombu.exceptions import OperationalError
+
+from core.redis import redis_client
+
+logger = logging.getLogger(__name__)
+
+# Names a running beat schedule and the task routes refer to: never change them.
+PLAN_NETWORK = "mitigation.tasks.plan_network_task"
+CONVERGE_NETWORK = "mitigation.tasks.converge_network_task"
+LIFECYCLE_TICK = "mitigation.tasks.lifecycle_tick_task"
+RECONCILE = "mitigation.tasks.reconcile_task"
+
+QUEUED_TTL_S = 30
+
+
+def _queued_key(name: str) -> str:
+    return f"sluice:queued:{name}"
+
+
+def enqueue(name: str) -> None:
+    """Send a desired-state job unless one is already waiting: a burst of signals becomes one run, not a queue.
+
+    The waiting mark is cleared when the task starts, so a change made after that start sends a new one. When the
+    broker is down the failure is logged: the beat's reconcile loop will do the same work later.
+    """
+    try:
+        if not redis_client().set(_queued_key(name), "1", nx=True, ex=QUEUED_TTL_S):
+            return
+    except (redis.RedisError, OSError) as error:
+        logger.warning("coalescing unavailable for %s: %s", name, error)
+    try:
+        current_app.signature(name).apply_async()
+    except (OperationalError, OSError) as error:
+        logger.warning("could not enqueue %s (%s); the reconcile loop will catch up", name, error)
+
+
+def mark_started(name: str) -> None:
+    """Called by a coalesced task as it starts: from now on a new change needs a new run."""
+    try:
+        redis_client().delete(_queued_key(name))
+    except (redis.RedisError, OSError) as error:
+        logger.warning("could not clear the waiting mark of %s: %s", name, error)
+
+
+def plan_after_commit() -> None:
+    """Replan every live attack once the caller's transaction commits."""
+    transaction.on_commit(lambda: enqueue(PLAN_NETWORK))
+
+
+def lifecycle_tick_after_commit() -> None:
+    """Run the lifecycle timers once the caller's transaction commits."""
+    transaction.on_commit(lambda: enqueue(LIFECYCLE_TICK))
+
+
+def converge_after_commit(*, announce_first: Callable[[], None] | None = None) -> None:
+    """Bring the network to the desired state once the caller's transaction commits.
+
+    `announce_first` runs on commit before the job is sent (the speakers announce new routes at once).
+    """
+    if announce_first is not None:
+        transaction.on_commit(announce_first)
+    transaction.on_commit(lambda: enqueue(CONVERGE_NETWORK))
