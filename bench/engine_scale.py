@@ -28,8 +28,8 @@ from mitigation.engine import (  # noqa: E402
     EngineSettings,
     LiveAttack,
     NetworkSnapshot,
+    PolicyInput,
     ScrubbingCenterState,
-    TenantPolicy,
     UpstreamPeerState,
     plan_mitigations,
 )
@@ -66,12 +66,12 @@ def make_network(rng: random.Random, n_centers: int, n_peers: int) -> NetworkSna
     return NetworkSnapshot(tuple(centers), tuple(peers), datetime(2025, 1, 1, tzinfo=UTC))
 
 
-def make_tenants(rng: random.Random, n_tenants: int, centers: tuple[ScrubbingCenterState, ...]) -> list[TenantPolicy]:
+def make_tenants(rng: random.Random, n_tenants: int, centers: tuple[ScrubbingCenterState, ...]) -> list[PolicyInput]:
     tenants = []
     for t in range(n_tenants):
         v6 = t % 4 == 3
         prefix = f"2001:db8:{t:x}::/44" if v6 else f"{11 + t // 250}.{t % 250}.0.0/20"
-        tenants.append(TenantPolicy(
+        tenants.append(PolicyInput(
             tenant_id=t + 1, slug=f"tenant-{t + 1}", verified_prefixes=(prefix,),
             latency_threshold_ms=rng.choice((20.0, 40.0, 80.0)),
             latency_ms={c.id: rng.uniform(2.0, 90.0) for c in centers},
@@ -82,7 +82,7 @@ def make_tenants(rng: random.Random, n_tenants: int, centers: tuple[ScrubbingCen
     return tenants
 
 
-def make_attacks(rng: random.Random, n_attacks: int, tenants: list[TenantPolicy], mean_gbps: float) -> list[LiveAttack]:
+def make_attacks(rng: random.Random, n_attacks: int, tenants: list[PolicyInput], mean_gbps: float) -> list[LiveAttack]:
     attacks = []
     for i in range(n_attacks):
         tenant = rng.choice(tenants)

@@ -1,4 +1,4 @@
-"""Role-based permissions for the API: viewers read, operators act, admins manage."""
+"""Who a request acts as, and what it may do: viewers read, operators act, admins manage."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ from rest_framework.request import Request
 
 from core.accounts.choices import UserRoleChoices
 from core.accounts.models import ApiToken
+from core.actors import Actor
+
+
+def request_actor(request: Any) -> Actor:
+    """The audit actor of a page or API request: a customer user carries its tenant's slug, an operator none, and
+    a request authenticated by an API token names the token."""
+    tenant = getattr(request, "tenant", None)
+    slug = "" if tenant is None or tenant.schema_name == "public" else tenant.slug
+    token = getattr(request, "auth", None)
+    return Actor.for_user(request.user, tenant_slug=slug, token=token if isinstance(token, ApiToken) else None)
 
 
 def token_allows(request: Request, scope: str) -> bool:

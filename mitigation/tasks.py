@@ -7,14 +7,14 @@ from celery import Task, shared_task
 from core.tasks import SluiceTask
 from mitigation import jobs
 from mitigation.services.lifecycle import lifecycle_tick
-from mitigation.services.network import ConvergeError, converge_network, record_failure
-from mitigation.services.planning import plan_network
+from mitigation.services.network import ConvergeError, converge_network, record_convergence_failure
+from mitigation.services.planning import plan_attacks
 
 
 @shared_task(base=SluiceTask, name=jobs.PLAN_NETWORK)
 def plan_network_task() -> dict[str, int]:
     jobs.mark_started(jobs.PLAN_NETWORK)
-    summary = plan_network()
+    summary = plan_attacks()
     return {"planned": summary.planned, "changed": summary.changed, "refused": summary.refused}
 
 
@@ -25,7 +25,7 @@ def converge_network_task(self: Task) -> dict[str, object]:
         report = converge_network()
     except ConvergeError as error:
         final = not error.transient or self.request.retries >= self.max_retries
-        record_failure(error, final=final)
+        record_convergence_failure(error, final=final)
         if final:
             return {"error": str(error)}
         raise self.retry(exc=error, countdown=min(2 ** self.request.retries, 30)) from error
@@ -45,6 +45,6 @@ def reconcile_task() -> dict[str, object]:
     try:
         report = converge_network()
     except ConvergeError as error:
-        record_failure(error, final=False)
+        record_convergence_failure(error, final=False)
         return {**moved, "error": str(error)}
     return {**moved, "changed": list(report.changed_elements)}

@@ -24,8 +24,8 @@ from django.views.decorators.http import require_POST
 from core.accounts.choices import UserRoleChoices
 from core.accounts.throttling import record_success
 from core.accounts.two_factor import has_two_factor
-from core.actors import Actor
 from core.errors import ValidationProblem
+from core.permissions import request_actor
 from mitigation.models import Mitigation
 from mitigation.services import lifecycle
 from portal.accounts.forms import ThrottledAuthenticationForm, attempt_for
@@ -64,13 +64,6 @@ def require_role(request: HttpRequest, role: str) -> None:
     """The role check for views that first had to find their object (see role_required)."""
     if not request.user.has_role(role):
         raise PermissionDenied(f"needs the {role} role")
-
-
-def request_actor(request: HttpRequest) -> Actor:
-    """The audit actor of a page request: a customer user carries its tenant's slug, an operator none."""
-    tenant = getattr(request, "tenant", None)
-    slug = "" if tenant is None or tenant.is_public else tenant.slug
-    return Actor.for_user(request.user, tenant_slug=slug)
 
 
 def add_problem(form: Any, problem: ValidationProblem, field_map: dict[str, str] | None = None) -> None:

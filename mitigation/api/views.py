@@ -21,9 +21,8 @@ from rest_framework.views import APIView
 from collector.signals import AttackSignal
 from core.accounts.choices import UserRoleChoices
 from core.accounts.models import ApiToken
-from core.actors import Actor
 from core.errors import ValidationProblem
-from core.permissions import OperatorWrites, RolePermission
+from core.permissions import OperatorWrites, RolePermission, request_actor
 from devices.models import ScrubbingCenter
 from mitigation import selectors
 from mitigation.api.serializers import (
@@ -38,12 +37,6 @@ from mitigation.api.serializers import (
 from mitigation.models import Action, Attack, Decision, Mitigation
 from mitigation.services import lifecycle
 from mitigation.services.signals import attribute_target, record_signal
-
-
-def request_actor(request: Request) -> Actor:
-    tenant = selectors.request_tenant(request)
-    token = request.auth if isinstance(request.auth, ApiToken) else None
-    return Actor.for_user(request.user, tenant_slug=tenant.slug if tenant else "", token=token)
 
 
 class SignalPermission(RolePermission):

@@ -18,14 +18,14 @@ from mitigation.engine.types import (
     PlannedAction,
     PlannedMitigation,
     PlanResult,
+    PolicyInput,
     PreviousPlan,
     ScrubbingCenterState,
-    TenantPolicy,
     UpstreamPeerState,
 )
 
 __all__ = [
     "EDGE_TARGET", "REALTIME_PROFILES", "ActionKind", "AppProfile", "CenterLoad", "EngineSettings", "Level",
     "LiveAttack", "NetworkSnapshot", "PlanResult", "PlannedAction", "PlannedMitigation", "PreviousPlan",
-    "ScrubbingCenterState", "TenantPolicy", "UpstreamPeerState", "plan_mitigations",
+    "ScrubbingCenterState", "PolicyInput", "UpstreamPeerState", "plan_mitigations",
 ]

@@ -40,8 +40,8 @@ from mitigation.engine.types import (
     PlannedAction,
     PlannedMitigation,
     PlanResult,
+    PolicyInput,
     PreviousPlan,
-    TenantPolicy,
     UpstreamPeerState,
 )
 
@@ -157,7 +157,7 @@ def _as_mapping(items: Mapping[int, object] | Iterable[object] | None, key: str)
 def plan_mitigations(
     snapshot: NetworkSnapshot,
     attacks: Sequence[LiveAttack],
-    policies: Mapping[int, TenantPolicy] | Iterable[TenantPolicy],
+    policies: Mapping[int, PolicyInput] | Iterable[PolicyInput],
     previous: Mapping[int, PreviousPlan] | Iterable[PreviousPlan] | None = None,
     *,
     never_block: Sequence[str] = (),
@@ -193,11 +193,11 @@ def _collection_paused() -> Iterator[None]:
 
 def _plan(
     snapshot: NetworkSnapshot, attacks: Sequence[LiveAttack],
-    policies: Mapping[int, TenantPolicy] | Iterable[TenantPolicy],
+    policies: Mapping[int, PolicyInput] | Iterable[PolicyInput],
     previous: Mapping[int, PreviousPlan] | Iterable[PreviousPlan] | None, never_block: Sequence[str],
     settings: EngineSettings, rules_in_use: Mapping[str, int] | None,
 ) -> PlanResult:
-    policy_map: dict[int, TenantPolicy] = _as_mapping(policies, "tenant_id")  # type: ignore[assignment]
+    policy_map: dict[int, PolicyInput] = _as_mapping(policies, "tenant_id")  # type: ignore[assignment]
     previous_map: dict[int, PreviousPlan] = _as_mapping(previous, "attack_id")  # type: ignore[assignment]
     problem = build_problem(snapshot, attacks, policy_map, previous_map, never_block, settings)
     groups = group_by_diversion_prefix(problem)

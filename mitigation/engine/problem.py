@@ -32,9 +32,9 @@ from mitigation.engine.types import (
     Level,
     LiveAttack,
     NetworkSnapshot,
+    PolicyInput,
     PreviousPlan,
     ScrubbingCenterState,
-    TenantPolicy,
 )
 
 # Why a center cannot take an attack, in the order the checks run; 0 means it can.
@@ -46,7 +46,7 @@ class AttackContext:
     """What the planner worked out about one attack before pricing it: prefixes, filters, and blockers."""
 
     attack: LiveAttack
-    policy: TenantPolicy | None
+    policy: PolicyInput | None
     target: Network
     target_text: str
     verified: Network | None
@@ -177,7 +177,7 @@ def _center_facts(
 
 
 def _context(
-    attack: LiveAttack, policy: TenantPolicy | None, never_block: Sequence[str], previous: PreviousPlan | None,
+    attack: LiveAttack, policy: PolicyInput | None, never_block: Sequence[str], previous: PreviousPlan | None,
     snapshot: NetworkSnapshot, settings: EngineSettings,
 ) -> AttackContext:
     """Prefixes, filters and blockers of one attack: everything that does not depend on the center."""
@@ -238,7 +238,7 @@ def _other_costs(ctx: AttackContext, settings: EngineSettings) -> tuple[float, f
 
 
 def build_problem(
-    snapshot: NetworkSnapshot, attacks: Sequence[LiveAttack], policies: Mapping[int, TenantPolicy],
+    snapshot: NetworkSnapshot, attacks: Sequence[LiveAttack], policies: Mapping[int, PolicyInput],
     previous: Mapping[int, PreviousPlan], never_block: Sequence[str], settings: EngineSettings,
 ) -> Problem:
     """Price every option of every attack; infeasible options cost inf and carry a status saying why."""

@@ -1,6 +1,6 @@
 """The values the route-engineering engine reads and writes: plain frozen dataclasses, no ORM.
 
-The services layer loads the public schema into these values (a `NetworkSnapshot`, one `TenantPolicy` per
+The services layer loads the public schema into these values (a `NetworkSnapshot`, one `PolicyInput` per
 tenant, one `LiveAttack` per attack), calls `plan_mitigations()`, and stores the `PlanResult`. Keeping the engine
 free of the ORM makes it testable by properties and fast enough to replan every live attack at once.
 """
@@ -125,7 +125,7 @@ class NetworkSnapshot:
 
 
 @dataclass(frozen=True)
-class TenantPolicy:
+class PolicyInput:
     """What the engine must respect for one tenant: its verified space, latency limits, profile and permissions.
 
     The latency threshold is looked up per center first, then per region, then the default. `latency_ms` holds

@@ -107,7 +107,7 @@ def _number(details: Mapping[str, Any], name: str) -> int:
         return 0
 
 
-def vectors_from(details: Mapping[str, Any]) -> list[str]:
+def fastnetmon_vectors(details: Mapping[str, Any]) -> list[str]:
     """Sluice vectors for FastNetMon's details: its attack type, else the protocol mix, else its attack protocol.
 
     A protocol counts when it carries at least `VECTOR_SHARE` of the incoming packets (Sluice's own rule).
@@ -173,7 +173,7 @@ def build_signal(argv: Sequence[str], details_raw: bytes) -> dict[str, Any] | No
     bps = _number(details, "total_incoming_traffic_bits") or _number(details, "total_incoming_traffic") * 8
     return {
         "target": target,
-        "vectors": vectors_from(details),
+        "vectors": fastnetmon_vectors(details),
         "bps": bps,
         "pps": pps,
         "phase": PHASES[action],

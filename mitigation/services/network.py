@@ -373,7 +373,7 @@ def _transition(ids: list[int], source: str, target: str, now: datetime.datetime
     return len(mitigations)
 
 
-def record_failure(error: ConvergeError, *, final: bool) -> None:
+def record_convergence_failure(error: ConvergeError, *, final: bool) -> None:
     """Note a failed convergence on the mitigations waiting for it; after the last retry they are failed."""
     with transaction.atomic():
         waiting = Mitigation.objects.select_related("attack", "tenant").filter(state=MitigationStateChoices.APPLYING)

@@ -30,8 +30,8 @@ from mitigation.engine.types import (
     LiveAttack,
     PlannedAction,
     PlannedMitigation,
+    PolicyInput,
     PreviousPlan,
-    TenantPolicy,
 )
 from mitigation.models import Action, ControlSwitch, Decision, Mitigation, NeverBlockPrefix
 from mitigation.routes import route_key, route_to_spec
@@ -59,7 +59,7 @@ class PlanningSummary:
     refused: int
 
 
-def load_policies(tenant_ids: Iterable[int]) -> dict[int, TenantPolicy]:
+def load_policies(tenant_ids: Iterable[int]) -> dict[int, PolicyInput]:
     """The engine's view of each tenant: verified space, thresholds (center and region overrides), latencies."""
     ids = set(tenant_ids)
     prefixes: dict[int, list[str]] = defaultdict(list)
@@ -77,7 +77,7 @@ def load_policies(tenant_ids: Iterable[int]) -> dict[int, TenantPolicy]:
                 center_thresholds[centers[name]] = float(value)
             elif kind == "region":
                 region_thresholds[name] = float(value)
-        policies[row.tenant_id] = TenantPolicy(
+        policies[row.tenant_id] = PolicyInput(
             tenant_id=row.tenant_id,
             slug=row.tenant.slug,
             verified_prefixes=tuple(prefixes.get(row.tenant_id, ())),
@@ -96,7 +96,7 @@ def _engine_tenant(mitigation: Mitigation) -> int:
     return -mitigation.pk if mitigation.override_center_id or mitigation.override_level else mitigation.tenant_id
 
 
-def _override_policies(mitigations: list[Mitigation], policies: dict[int, TenantPolicy]) -> dict[int, TenantPolicy]:
+def _override_policies(mitigations: list[Mitigation], policies: dict[int, PolicyInput]) -> dict[int, PolicyInput]:
     """An override narrows the policy for one attack: only the chosen center, or only the chosen level's action.
 
     The operator's choice of center stands in for the latency threshold there; the safety validators and the
@@ -122,7 +122,7 @@ def never_block_list() -> tuple[str, ...]:
     return tuple(str(p) for p in NeverBlockPrefix.objects.values_list("prefix", flat=True))
 
 
-def plan_network(*, now: datetime.datetime | None = None, acting_user: Actor = ENGINE) -> PlanningSummary:
+def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = ENGINE) -> PlanningSummary:
     """Plan every live mitigation and store what changed. Serialised across workers by an advisory lock.
 
     Side effects after commit: live events per changed mitigation, and a network convergence job.
@@ -180,7 +180,7 @@ def plan_network(*, now: datetime.datetime | None = None, acting_user: Actor = E
 
 
 def _validated(
-    planned: PlannedAction, policy: TenantPolicy | None, never_block: tuple[str, ...]
+    planned: PlannedAction, policy: PolicyInput | None, never_block: tuple[str, ...]
 ) -> list[safety.Refusal]:
     """The validators once more, with the registry's own prefixes: the engine's word is not taken for it."""
     prefixes = policy.verified_prefixes if policy else ()
@@ -217,7 +217,7 @@ def _store_plan(
     mitigation: Mitigation,
     planned: PlannedMitigation,
     current: dict[str, Action],
-    policy: TenantPolicy | None,
+    policy: PolicyInput | None,
     mode: tuple[str, int] | None,
     never_block: tuple[str, ...],
     now: datetime.datetime,

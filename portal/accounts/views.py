@@ -22,8 +22,8 @@ from django.views.decorators.http import require_POST
 from core.accounts import throttling, two_factor
 from core.accounts.models import User
 from core.crypto import CredentialError, decrypt, encrypt
+from core.permissions import request_actor
 from portal.accounts.forms import CodeForm, attempt_for
-from portal.views import request_actor
 
 PENDING_LOGIN_KEY = "_sluice_2fa_pending"
 ENROLL_SECRET_KEY = "_sluice_2fa_enroll"

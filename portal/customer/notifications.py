@@ -14,8 +14,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from core.accounts.choices import UserRoleChoices
+from core.permissions import request_actor
 from portal.customer.forms import NotificationChannelForm
-from portal.views import request_actor, require_role, role_required
+from portal.views import require_role, role_required
 from tenants import notifications
 from tenants.customer.models import NotificationChannel
 from tenants.models import Tenant

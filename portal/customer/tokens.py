@@ -12,8 +12,9 @@ from core.accounts.choices import UserRoleChoices
 from core.accounts.models import ApiToken, User
 from core.accounts.services import create_api_token, revoke_api_token
 from core.errors import ValidationProblem
+from core.permissions import request_actor
 from portal.customer.forms import ApiTokenForm
-from portal.views import add_problem, request_actor, role_required
+from portal.views import add_problem, role_required
 
 admin_required = role_required(UserRoleChoices.ADMIN)
 

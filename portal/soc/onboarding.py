@@ -12,8 +12,9 @@ from django.views.decorators.cache import never_cache
 
 from core.accounts.choices import UserRoleChoices
 from core.errors import ValidationProblem
+from core.permissions import request_actor
 from portal.soc.forms import OnboardingForm
-from portal.views import add_problem, request_actor, role_required
+from portal.views import add_problem, role_required
 from tenants.services import ProfileInput, onboard_tenant
 
 # onboard_tenant names a refused prefix "prefix"; the form has one field for all of them.

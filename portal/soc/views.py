@@ -23,6 +23,7 @@ from django_tenants.utils import schema_context
 from core.accounts.choices import UserRoleChoices
 from core.errors import ValidationProblem
 from core.models import AuditEvent
+from core.permissions import request_actor
 from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
 from mitigation import selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
@@ -30,7 +31,7 @@ from mitigation.models import ControlSwitch, Mitigation, SignalRecord
 from mitigation.services import lifecycle
 from mitigation.services.panic import clear_panic, panic
 from portal.soc.forms import AuditFilterForm, ClearPanicForm, PanicForm
-from portal.views import ReasonForm, act_on_mitigation, request_actor, role_required, viewer_required
+from portal.views import ReasonForm, act_on_mitigation, role_required, viewer_required
 from tenants.customer.choices import ProtectedPrefixStatusChoices
 from tenants.customer.models import ProtectedPrefix
 from tenants.models import Tenant

@@ -21,7 +21,7 @@ from core.models import AuditEvent
 from mitigation.models import Attack, ControlSwitch, Deployment, Mitigation
 from mitigation.services.lifecycle import approve_mitigation, lifecycle_tick, reject_mitigation
 from mitigation.services.network import ConvergeError, converge_network
-from mitigation.services.planning import plan_network
+from mitigation.services.planning import plan_attacks
 from mitigation.services.signals import record_signal
 from netsim.bgplab import wait_for
 from tenants.services import ProfileInput, update_service_profile
@@ -75,7 +75,7 @@ def in_bird(lab: Lab) -> bool:
 def mitigate(lab: Lab) -> Mitigation:
     attack = signal()
     assert attack is not None
-    plan_network()
+    plan_attacks()
     converge_network()
     wait_for(lambda: in_bird(lab), timeout=20, what="diversion in BIRD")
     return Mitigation.objects.get(attack=attack)
@@ -102,7 +102,7 @@ def test_a_router_failure_leaves_every_element_as_it_was(lab: Lab) -> None:
     before = lab.emulator.committed_set()
     lab.emulator.set_commit_error("simulated commit failure")
     attack = signal()
-    plan_network()
+    plan_attacks()
     with pytest.raises(ConvergeError, match="simulated commit failure"):
         converge_network()
     assert lab.emulator.committed_set() == before
@@ -138,7 +138,7 @@ def test_converging_twice_changes_nothing_the_second_time(lab: Lab) -> None:
 def test_manual_approval_announces_nothing_until_approved(lab: Lab, world: World) -> None:
     set_profile(world, "manual")
     attack = signal()
-    plan_network()
+    plan_attacks()
     mitigation = Mitigation.objects.get(attack=attack)
     assert mitigation.state == "awaiting_approval"
     converge_network()
@@ -154,7 +154,7 @@ def test_manual_approval_announces_nothing_until_approved(lab: Lab, world: World
 def test_automatic_unless_rejected_applies_after_the_window(lab: Lab, world: World) -> None:
     set_profile(world, "auto_unless_rejected")
     attack = signal()
-    plan_network()
+    plan_attacks()
     mitigation = Mitigation.objects.get(attack=attack)
     assert mitigation.state == "awaiting_approval" and mitigation.approval_deadline is not None
     assert lifecycle_tick()["approved"] == 0
@@ -167,7 +167,7 @@ def test_automatic_unless_rejected_applies_after_the_window(lab: Lab, world: Wor
 def test_a_rejected_mitigation_is_never_applied(lab: Lab, world: World) -> None:
     set_profile(world, "auto_unless_rejected")
     attack = signal()
-    plan_network()
+    plan_attacks()
     mitigation = Mitigation.objects.get(attack=attack)
     reject_mitigation(mitigation.pk, acting_user=Actor("user", "admin", "acme"), reason="we handle it")
     lifecycle_tick(now=timezone.now() + datetime.timedelta(minutes=6))
@@ -199,7 +199,7 @@ def test_an_unattributed_target_is_recorded_and_never_announced(lab: Lab) -> Non
     attack = signal(target="192.0.2.99")
     assert attack is not None and attack.unattributed
     assert not Mitigation.objects.filter(attack=attack).exists()
-    plan_network()
+    plan_attacks()
     converge_network()
     assert lab.bird.unicast(4) == {}
 
@@ -216,6 +216,6 @@ def test_the_kill_switch_withdraws_everything_even_without_redis(lab: Lab, setti
     assert ControlSwitch.current().panic
     assert AuditEvent.objects.filter(action="panic").exists()
     signal("start", target="203.0.113.78")
-    plan_network()
+    plan_attacks()
     converge_network(require_locks=False)
     assert not in_bird(lab), "nothing is announced while the kill switch is on"

@@ -27,9 +27,9 @@ from mitigation.engine import (
     LiveAttack,
     NetworkSnapshot,
     PlanResult,
+    PolicyInput,
     PreviousPlan,
     ScrubbingCenterState,
-    TenantPolicy,
     UpstreamPeerState,
     plan_mitigations,
 )
@@ -61,8 +61,8 @@ def snapshot(*centers: ScrubbingCenterState, peers: tuple[UpstreamPeerState, ...
 
 
 def tenant(tid: int = 1, prefixes: tuple[str, ...] = ("203.0.112.0/22", "2001:db8:100::/40"),
-           latency: dict[int, float] | None = None, **kw: object) -> TenantPolicy:
-    return TenantPolicy(tid, f"tenant-{tid}", prefixes, latency_ms=latency or {}, **kw)  # type: ignore[arg-type]
+           latency: dict[int, float] | None = None, **kw: object) -> PolicyInput:
+    return PolicyInput(tid, f"tenant-{tid}", prefixes, latency_ms=latency or {}, **kw)  # type: ignore[arg-type]
 
 
 def attack(aid: int, target: str = "203.0.113.7", gbps: float = 10.0, vectors: tuple[V, ...] = (V.SYN_FLOOD,),
@@ -74,7 +74,7 @@ def kinds(plan: PlanResult, attack_id: int) -> list[ActionKind]:
     return [a.kind for a in plan.for_attack(attack_id).actions]
 
 
-def assert_safe(plan: PlanResult, policies: list[TenantPolicy], net: NetworkSnapshot,
+def assert_safe(plan: PlanResult, policies: list[PolicyInput], net: NetworkSnapshot,
                 never_block: tuple[str, ...] = (), edge_cap: int = 3000) -> None:
     """Every action of the plan passes the validators, rule caps counted across the whole plan."""
     caps = {EDGE_TARGET: edge_cap, **{p.target: p.flowspec_rule_limit if p.flowspec_accepted else 0
@@ -448,7 +448,7 @@ def inside(draw: st.DrawFn, prefix: str) -> str:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[NetworkSnapshot, list[TenantPolicy], list[LiveAttack], tuple[str, ...],
+def scenarios(draw: st.DrawFn) -> tuple[NetworkSnapshot, list[PolicyInput], list[LiveAttack], tuple[str, ...],
                                         list[PreviousPlan], EngineSettings]:
     n_centers = draw(st.integers(1, 5))
     caps = [draw(st.sampled_from((20.0, 100.0, 400.0))) for _ in range(n_centers)]

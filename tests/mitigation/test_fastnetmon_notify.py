@@ -21,9 +21,9 @@ from mitigation.integrations.fastnetmon_notify import (
     EXIT_USAGE,
     UsageError,
     build_signal,
+    fastnetmon_vectors,
     main,
     top_sources,
-    vectors_from,
 )
 
 SCRIPT = Path(__file__).resolve().parents[2] / "mitigation" / "integrations" / "fastnetmon_notify.py"
@@ -94,7 +94,7 @@ def test_text_details_of_older_versions_fall_back_to_the_arguments() -> None:
     ],
 )
 def test_vectors_from_attack_type_then_protocol_mix_then_protocol(details: dict, vectors: list[str]) -> None:
-    assert vectors_from(details) == vectors
+    assert fastnetmon_vectors(details) == vectors
 
 
 def test_outgoing_attacks_are_not_sent_and_bad_arguments_are_usage_errors() -> None:

@@ -15,7 +15,7 @@ from core.models import AuditEvent
 from devices.models import ScrubbingCenter, UpstreamPeer
 from mitigation.models import Mitigation
 from mitigation.services.lifecycle import escalate_mitigation, move_mitigation
-from mitigation.services.planning import plan_network
+from mitigation.services.planning import plan_attacks
 from mitigation.services.signals import record_signal
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.world import World
@@ -34,14 +34,14 @@ def planned(world: World) -> Mitigation:
                            allowed_actions=("flowspec", "diversion", "rtbh")), acting_user=Actor("system", "t"))
     attack = record_signal(AttackSignal(target="203.0.113.90", vectors=("syn_flood",), bps=20_000_000_000,
                                         pps=3_000_000), acting_user=Actor("detector", "t"))
-    plan_network()
+    plan_attacks()
     return Mitigation.objects.get(attack=attack)
 
 
 def test_a_moved_mitigation_is_planned_at_the_operators_center(planned: Mitigation) -> None:
     other = ScrubbingCenter.objects.exclude(pk=planned.center_id).order_by("-capacity_gbps").first()
     move_mitigation(planned.pk, center_id=other.pk, acting_user=OPERATOR, reason="Frankfurt maintenance")
-    plan_network()
+    plan_attacks()
     planned.refresh_from_db()
     assert planned.center_id == other.pk and planned.level == "diversion"
     assert planned.reason.startswith("Operator override by user:soc")
@@ -52,14 +52,14 @@ def test_a_moved_mitigation_is_planned_at_the_operators_center(planned: Mitigati
 def test_escalation_climbs_the_ladder_and_stops_at_the_top(planned: Mitigation) -> None:
     start = planned.level
     escalate_mitigation(planned.pk, acting_user=OPERATOR)
-    plan_network()
+    plan_attacks()
     planned.refresh_from_db()
     ladder = ["none", "flowspec", "diversion", "rtbh"]
     assert ladder.index(planned.override_level) == ladder.index(start) + 1
     while planned.override_level != "rtbh":
         escalate_mitigation(planned.pk, acting_user=OPERATOR)
         planned.refresh_from_db()
-    plan_network()
+    plan_attacks()
     planned.refresh_from_db()
     assert planned.level == "rtbh"
     assert all("65535:666" in a.spec["communities"] for a in planned.actions.filter(status="desired"))

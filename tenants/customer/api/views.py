@@ -10,15 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.actors import Actor
-from core.permissions import AdminWrites
+from core.permissions import AdminWrites, request_actor
 from tenants.customer.api.serializers import ProtectedPrefixSerializer, ServiceProfileSerializer
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
 from tenants.services import ProfileInput, request_prefix, update_service_profile
-
-
-def request_actor(request: Request) -> Actor:
-    return Actor.for_user(request.user, tenant_slug=request.tenant.slug, token=request.auth)
 
 
 class ProtectedPrefixViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
