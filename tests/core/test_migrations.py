@@ -62,7 +62,7 @@ def test_rows_of_the_previous_release_are_read_through_the_moved_models() -> Non
     tenant = old.get_model("tenants", "Tenant").objects.create(
         schema_name="oldrelease", name="Old Release", slug="old-release")
     old.get_model("mitigation", "VerifiedPrefix").objects.create(
-        tenant_id=tenant.pk, prefix="198.51.100.0/24", tenant_prefix_id=7, verified_by="op", threshold_pps=1000)
+        tenant_id=tenant.pk, prefix="10.99.0.0/24", tenant_prefix_id=7, verified_by="op", threshold_pps=1000)
     old.get_model("mitigation", "TenantPolicy").objects.create(
         tenant_id=tenant.pk, latency_threshold_ms=35, application_profile="dns", automation_mode="manual",
         approval_window_minutes=5, allowed_actions=["flowspec"], hold_down_minutes=10,
@@ -80,7 +80,7 @@ def test_rows_of_the_previous_release_are_read_through_the_moved_models() -> Non
     executor.migrate(leaf_nodes(executor))
 
     prefix = VerifiedPrefix.objects.get(tenant_id=tenant.pk)
-    assert (str(prefix.prefix), prefix.tenant_prefix_id, prefix.threshold_pps) == ("198.51.100.0/24", 7, 1000)
+    assert (str(prefix.prefix), prefix.tenant_prefix_id, prefix.threshold_pps) == ("10.99.0.0/24", 7, 1000)
     policy = TenantPolicy.objects.get(tenant_id=tenant.pk)
     assert (policy.latency_threshold_ms, policy.application_profile, policy.allowed_actions) == (35, "dns", ["flowspec"])
     event = AuditEvent.objects.get(pk=old_event.pk)
@@ -90,5 +90,5 @@ def test_rows_of_the_previous_release_are_read_through_the_moved_models() -> Non
         AuditEvent.objects.filter(pk=event.pk).update(reason="rewritten")
     other = old.get_model("tenants", "Tenant").objects.create(schema_name="oldother", name="Other", slug="old-other")
     with pytest.raises(DatabaseError, match="verified_prefix_no_cross_tenant_overlap"), transaction.atomic():
-        VerifiedPrefix.objects.create(tenant_id=other.pk, prefix="198.51.100.128/25", tenant_prefix_id=1,
+        VerifiedPrefix.objects.create(tenant_id=other.pk, prefix="10.99.0.128/25", tenant_prefix_id=1,
                                       verified_by="op")
