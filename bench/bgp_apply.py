@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devices.drivers.base import FlowSpecRule, UnicastRoute  # noqa: E402
-from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker  # noqa: E402
-from devices.drivers.bgp.commands import announce_command, withdraw_command  # noqa: E402
-from netsim.bgplab import BirdPeer, BirdRouter, wait_for  # noqa: E402
+from devices.drivers.base import FlowSpecRule, UnicastRoute
+from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
+from devices.drivers.bgp.commands import announce_command, withdraw_command
+from netsim.bgplab import BirdPeer, BirdRouter, wait_for
 
 SPEAKER, ROUTER = "127.0.63.1", "127.0.63.2"
 LOCAL_AS, ROUTER_AS, PORT = 65300, 65301, 11963

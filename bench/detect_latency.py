@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector import MonitoredPrefix, run_collector  # noqa: E402
-from collector.signals import AttackSignal  # noqa: E402
-from netsim.flowgen import Scenario, encoder_for  # noqa: E402
+from collector import MonitoredPrefix, run_collector
+from collector.signals import AttackSignal
+from netsim.flowgen import Scenario, encoder_for
 
 HOST_PPS_THRESHOLD = 2_000
 SAMPLING = 10

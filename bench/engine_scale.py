@@ -21,8 +21,8 @@ from scipy.sparse import lil_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.signals import AttackVector  # noqa: E402
-from mitigation.engine import (  # noqa: E402
+from collector.signals import AttackVector
+from mitigation.engine import (
     ActionKind,
     AppProfile,
     EngineSettings,
@@ -33,8 +33,8 @@ from mitigation.engine import (  # noqa: E402
     UpstreamPeerState,
     plan_mitigations,
 )
-from mitigation.engine.assign import solve  # noqa: E402
-from mitigation.engine.problem import Problem, build_problem, group_by_diversion_prefix  # noqa: E402
+from mitigation.engine.assign import solve
+from mitigation.engine.problem import Problem, build_problem, group_by_diversion_prefix
 
 REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "apac")
 VECTORS = tuple(AttackVector)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector import FlowCollector, MemoryStore, MonitoredPrefix, RedisStore  # noqa: E402
-from collector.listener import UdpListener  # noqa: E402
-from netsim.flowgen import Scenario, encoder_for  # noqa: E402
-from netsim.flowgen.multisend import MultiSender  # noqa: E402
+from collector import FlowCollector, MemoryStore, MonitoredPrefix, RedisStore
+from collector.listener import UdpListener
+from netsim.flowgen import Scenario, encoder_for
+from netsim.flowgen.multisend import MultiSender
 
 FORMATS = ("netflow5", "netflow9", "ipfix", "sflow")
 TRIAL_SECONDS = 2.0

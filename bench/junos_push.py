@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devices.drivers.base import DeviceIntent, FlowSpecRule, UnicastRoute  # noqa: E402
-from devices.drivers.junos import JunosDriver  # noqa: E402
-from netsim.junos import JunosEmulator  # noqa: E402
+from devices.drivers.base import DeviceIntent, FlowSpecRule, UnicastRoute
+from devices.drivers.junos import JunosDriver
+from netsim.junos import JunosEmulator
 
 ROUNDS = 4
 ROUTERS = 10
@@ -64,7 +64,7 @@ def main() -> int:
             for number in range(ROUNDS):
                 intent = intent_for_round(number)
                 start = time.perf_counter()
-                parallel.extend(pool.map(lambda emulator: cycle(emulator.port, intent), emulators))
+                parallel.extend(pool.map(lambda emulator, intent=intent: cycle(emulator.port, intent), emulators))
                 walls.append((time.perf_counter() - start) * 1000)
     finally:
         for emulator in emulators:

@@ -8,6 +8,7 @@ clients in this process. Events are published with core.events.publish() round-r
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import statistics
@@ -52,7 +53,7 @@ def prepare() -> list[tuple[str, list[str]]]:
     from tenants.services import ProfileInput, onboard_tenant
     from tests.support.world import session_for
 
-    call_command("bootstrap_public", stdout=open(os.devnull, "w"))
+    call_command("bootstrap_public", stdout=io.StringIO())
     started = time.monotonic()
     tenants = []
     for index in range(TENANTS):

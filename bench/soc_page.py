@@ -7,6 +7,7 @@ is rendered through Django's test client as an operator, 50 times after a warm-u
 
 from __future__ import annotations
 
+import io
 import os
 import statistics
 import subprocess
@@ -50,7 +51,7 @@ def populate() -> None:
     from tenants.models import Domain, Tenant, VerifiedPrefix
 
     call_command("bootstrap_public", operator="soc", operator_password="soc-bench-password-1",
-                 stdout=open(os.devnull, "w"))
+                 stdout=io.StringIO())
     tenants = Tenant.objects.bulk_create(
         [Tenant(schema_name=f"t{i:03d}", slug=f"t{i:03d}", name=f"Tenant {i}") for i in range(TENANTS)]
     )

@@ -8,6 +8,7 @@ attack's diversion appears. Prints METRIC lines; asserts nothing.
 
 from __future__ import annotations
 
+import io
 import os
 import statistics
 import subprocess
@@ -51,7 +52,7 @@ def setup_world() -> str:
     from core.actors import Actor
     from tenants.services import ProfileInput, onboard_tenant
 
-    call_command("bootstrap_public", operator="soc", operator_password="bench-operator-pw", stdout=open(os.devnull, "w"))
+    call_command("bootstrap_public", operator="soc", operator_password="bench-operator-pw", stdout=io.StringIO())
     profile = ProfileInput(latency_threshold_ms=40, application_profile="web", allowed_actions=("diversion",),
                            hold_down_minutes=0)
     started = time.monotonic()
@@ -133,7 +134,7 @@ def measure(token: str, bird: object, count: int, round_index: int) -> list[floa
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

@@ -29,10 +29,10 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import detect_latency  # noqa: E402
-import flow_ingest  # noqa: E402
+import detect_latency
+import flow_ingest
 
-from netsim.flowgen import Scenario, encoder_for  # noqa: E402
+from netsim.flowgen import Scenario, encoder_for
 
 THROUGHPUT_RATE = 300_000
 THROUGHPUT_SECONDS = 3.0

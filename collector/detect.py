@@ -180,7 +180,7 @@ class Detector:
             classes = {name: (v[0], v[1]) for name, v in view.host_classes.get(host, {}).items()}
             observations.append(
                 self._observation(host, prefix, b, p, scale, vectors_from(classes, (b, p), over), top_sources,
-                                  {"scope": "host"})  # fmt: skip
+                                  {"scope": "host"})
             )
         explained = flagged_bytes >= EXPLAINED_BY_HOSTS * view.bytes or flagged_packets >= EXPLAINED_BY_HOSTS * view.packets
         if any(over_prefix) and not (flagged_packets and explained):
@@ -188,7 +188,7 @@ class Detector:
             vectors = vectors_from(classes, (view.bytes, view.packets), over_prefix)
             busy_hosts = sum(1 for b, _ in view.hosts.values() if b)
             top_host = max((max(b / max(view.bytes, 1), p / max(view.packets, 1)) for b, p in view.hosts.values()),
-                           default=1.0)  # fmt: skip
+                           default=1.0)
             if not flagged_bytes and busy_hosts >= prefix.carpet_min_hosts and top_host < CARPET_TOP_HOST_SHARE:
                 vectors = (AttackVector.CARPET_BOMBING, *(v for v in vectors if v is not AttackVector.OTHER))
             details = {"scope": "prefix", "hosts": busy_hosts, "protocols": view.protocols}
@@ -211,7 +211,7 @@ class Detector:
     def partial_candidates(self, totals: Mapping[str, tuple[int, int]]) -> list[str]:
         """The prefixes whose fields a partial pass must read, from their (bytes, packets) so far."""
         return [cidr for cidr, (b, p) in totals.items() if cidr in self.prefixes
-                and self.could_find(self.prefixes[cidr], b, p)]  # fmt: skip
+                and self.could_find(self.prefixes[cidr], b, p)]
 
     def _observation(
         self, target: str, prefix: MonitoredPrefix, b: int, p: int, scale: float, vectors: tuple[AttackVector, ...],
@@ -267,7 +267,7 @@ class Detector:
             obs.target, obs.prefix, obs.vectors, second, second, second, obs.bps, obs.pps, obs.top_sources
         )
         self._emit(obs.target, obs.vectors, obs.bps, obs.pps, SignalPhase.START, obs.top_sources,
-                   {**obs.details, "second": second, "partial_second": partial})  # fmt: skip
+                   {**obs.details, "second": second, "partial_second": partial})
 
     def _continue(self, state: AttackState, obs: Observation, second: int) -> None:
         state.last_above_second = second
@@ -279,7 +279,7 @@ class Detector:
             state.vectors = tuple(dict.fromkeys((*state.vectors, *obs.vectors))) if changed else state.vectors
             state.last_update_second = second
             self._emit(state.target, state.vectors, obs.bps, obs.pps, SignalPhase.UPDATE, obs.top_sources,
-                       {**obs.details, "second": second})  # fmt: skip
+                       {**obs.details, "second": second})
 
     def _end(self, state: AttackState, merged: Mapping[str, Mapping[str, int]], second: int) -> None:
         del self.active[state.target]
@@ -304,10 +304,10 @@ class Detector:
         top_sources: tuple[str, ...], details: dict[str, object],
     ) -> None:
         signal = AttackSignal(target=target, vectors=vectors, bps=max(0, int(bps)), pps=max(0, int(pps)), phase=phase,
-                              detector=self.detector_name, top_sources=top_sources, details=details)  # fmt: skip
+                              detector=self.detector_name, top_sources=top_sources, details=details)
         try:
             self.emit(signal)
-        except Exception:  # noqa: BLE001 - the receiver's failure must not corrupt the detector's state
+        except Exception:
             logger.exception("emitting %s %s failed", signal.phase, signal.target)
 
     def _learn(self, second: int, merged: Mapping[str, Mapping[str, int]]) -> dict[str, Baseline]:

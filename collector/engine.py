@@ -92,7 +92,7 @@ class FlowCollector:
         self._last_refresh = now
         try:
             prefixes = list(self._prefix_source())
-        except Exception:  # noqa: BLE001 - a broken prefix source must not stop collection
+        except Exception:
             logger.exception("prefix source failed; keeping %d prefixes", len(self._cidrs))
             return
         self._aggregate_pending()  # buffered prefix indexes refer to the list being replaced

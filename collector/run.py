@@ -71,7 +71,7 @@ def run_collector(
                 collector.ingest_batch(batch.buffer, batch.offsets, batch.lengths, batch.exporters)
             try:
                 collector.tick()
-            except Exception:  # noqa: BLE001 - a store outage must not stop collection; counters wait for it
+            except Exception:
                 collector.stats["tick_errors"] += 1
                 logger.exception("collector tick failed")
                 time.sleep(POLL_SECONDS)

@@ -75,7 +75,7 @@ class _Sender:
                     break
             try:
                 loop.run_until_complete(_send_batch(batch))
-            except Exception:  # noqa: BLE001 - this thread outlives any one failure (Redis down, a full channel, ...)
+            except Exception:
                 logger.exception("%d live event(s) not delivered", len(batch))
             finally:
                 for _ in batch:

@@ -173,13 +173,13 @@ def validate_action(
     refusals = [] if action.targets else [Refusal(NO_TARGETS, "the action names no receiver")]
     if action.kind == ActionKind.FLOWSPEC:
         if not isinstance(route, FlowSpecRule):
-            return refusals + [Refusal(WRONG_ROUTE_TYPE, "a FlowSpec action must carry a FlowSpec rule")]
+            return [*refusals, Refusal(WRONG_ROUTE_TYPE, "a FlowSpec action must carry a FlowSpec rule")]
         prefix = network(route.destination)
         refusals += _space_refusals(prefix, tenant, never_block)
         refusals += _flowspec_refusals(route, prefix, limits)
         return refusals + _cap_refusals(action.targets, limits)
     if not isinstance(route, UnicastRoute):
-        return refusals + [Refusal(WRONG_ROUTE_TYPE, f"a {action.kind} action must carry a unicast route")]
+        return [*refusals, Refusal(WRONG_ROUTE_TYPE, f"a {action.kind} action must carry a unicast route")]
     prefix = network(route.prefix)
     refusals += _space_refusals(prefix, tenant, never_block)
     if action.kind == ActionKind.DIVERSION:

@@ -53,7 +53,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
             result = predicate()
             if result:
                 return result
-        except Exception as exc:  # noqa: BLE001 - a daemon still starting fails in many ways; retry until deadline
+        except Exception as exc:
             last_error = exc
         if time.monotonic() >= deadline:
             raise LabError(f"timed out after {timeout} s waiting for {what or predicate}") from last_error
@@ -164,7 +164,7 @@ def decode_flow_actions(ext_communities: Iterable[str]) -> tuple[tuple[str, obje
         kind = high >> 16
         if kind == 0x8006:
             rate = struct.unpack("!f", struct.pack("!I", low))[0]
-            actions.append(("discard", None) if rate == 0 else ("rate-limit", int(round(rate * 8))))
+            actions.append(("discard", None) if rate == 0 else ("rate-limit", round(rate * 8)))
         elif kind == 0x8008:
             actions.append(("redirect", f"{high & 0xFFFF}:{low}"))
         elif kind == 0x8208:
@@ -191,7 +191,7 @@ def parse_routes(text: str) -> list[tuple[str, str, str, dict[str, str]]]:
     for line in text.splitlines():
         if not line.strip() or line.startswith("Table "):
             continue
-        if line.startswith("\t") or line.startswith("        ") and ":" in line and "[" not in line:
+        if line.startswith("\t") or (line.startswith("        ") and ":" in line and "[" not in line):
             if routes:
                 key, _, value = line.strip().partition(":")
                 routes[-1][3][key.strip()] = value.strip()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
-import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -81,11 +80,11 @@ def _post_json(url: str, body: dict[str, Any]) -> None:
         headers={"Content-Type": "application/json", "User-Agent": "Sluice-notifications/1"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 (http(s) only: clean())
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             response.read(1024)
     except urllib.error.HTTPError as error:
         raise DeliveryError(f"HTTP {error.code} from {url}", transient=error.code >= 500) from error
-    except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as error:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
         raise DeliveryError(f"cannot reach {url}: {error}", transient=True) from error
 
 

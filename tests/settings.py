@@ -11,7 +11,7 @@ os.environ.setdefault("DATABASE_TEST_NAME", f"test_sluice_{os.getpid()}")
 # numpy path themselves, so nothing is gained by turning it off and those tests would check nothing.
 os.environ["SLUICE_NATIVE"] = "1"
 
-from portal.settings import *  # noqa: E402,F403
+from portal.settings import *  # noqa: F403
 
 # Hashing with a slow hasher only costs test time; the real one is used everywhere else.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -128,7 +128,7 @@ def sequence_gaps(
     last = np.ones(dom.size, dtype=bool)
     last[:-1] = first[1:]
     lasts = np.flatnonzero(last)
-    return gaps, dict(zip(dom[lasts].tolist(), following[lasts].tolist()))
+    return gaps, dict(zip(dom[lasts].tolist(), following[lasts].tolist(), strict=True))
 
 
 @dataclass

@@ -130,7 +130,7 @@ class TemplatedDecoder:
             self.decode_batch(u8, buf, offsets[cut:], lengths[cut:], exporters[cut:], replans - 1)
 
     def _decode_each(self, buf: memoryview, offsets: list[int], lengths: list[int], exporters: Sequence[str]) -> None:
-        for offset, length, exporter in zip(offsets, lengths, exporters):
+        for offset, length, exporter in zip(offsets, lengths, exporters, strict=True):
             try:
                 self.decode_packet(buf, offset, length, exporter)
             except (Malformed, IndexError, ValueError, OverflowError):

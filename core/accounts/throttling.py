@@ -37,7 +37,7 @@ class LoginAttempt:
     username: str
     address: str
 
-    def keys(self) -> tuple[tuple[str, int], ...]:
+    def counters(self) -> tuple[tuple[str, int], ...]:
         """The counters this attempt touches, each with the count at which it locks."""
         base = key_namespace()
         return (
@@ -49,22 +49,22 @@ class LoginAttempt:
 def is_locked(attempt: LoginAttempt) -> bool:
     """Whether this username at this domain, or this address, has used up its failures."""
     try:
-        counts = redis_client().mget([key for key, _ in attempt.keys()])
+        counts = redis_client().mget([key for key, _ in attempt.counters()])
     except (redis.RedisError, OSError) as error:
         logger.warning("login throttle unavailable, allowing the attempt: %s", error)
         return False
-    return any(int(count or 0) >= limit for count, (_, limit) in zip(counts, attempt.keys(), strict=True))
+    return any(int(count or 0) >= limit for count, (_, limit) in zip(counts, attempt.counters(), strict=True))
 
 
 def record_failure(attempt: LoginAttempt) -> None:
     """Count one failed password or code; the failure that reaches a limit starts a full lock period."""
     try:
         pipeline = redis_client().pipeline()
-        for key, _ in attempt.keys():
+        for key, _ in attempt.counters():
             pipeline.incr(key)
             pipeline.expire(key, WINDOW_SECONDS, nx=True)
         results = pipeline.execute()
-        for index, (key, limit) in enumerate(attempt.keys()):
+        for index, (key, limit) in enumerate(attempt.counters()):
             if int(results[index * 2]) >= limit:
                 redis_client().expire(key, LOCK_SECONDS)
     except (redis.RedisError, OSError) as error:
@@ -74,7 +74,7 @@ def record_failure(attempt: LoginAttempt) -> None:
 def record_success(attempt: LoginAttempt) -> None:
     """A completed sign-in forgives the username's earlier typos (the address count stays: it guards many names)."""
     try:
-        redis_client().delete(attempt.keys()[0][0])
+        redis_client().delete(attempt.counters()[0][0])
     except (redis.RedisError, OSError) as error:
         logger.warning("could not reset a login counter: %s", error)
 

@@ -25,7 +25,21 @@ from mitigation.engine.types import (
 )
 
 __all__ = [
-    "EDGE_TARGET", "REALTIME_PROFILES", "ActionKind", "AppProfile", "CenterLoad", "EngineSettings", "Level",
-    "LiveAttack", "NetworkSnapshot", "PlanResult", "PlannedAction", "PlannedMitigation", "PreviousPlan",
-    "ScrubbingCenterState", "PolicyInput", "UpstreamPeerState", "plan_mitigations",
+    "EDGE_TARGET",
+    "REALTIME_PROFILES",
+    "ActionKind",
+    "AppProfile",
+    "CenterLoad",
+    "EngineSettings",
+    "Level",
+    "LiveAttack",
+    "NetworkSnapshot",
+    "PlanResult",
+    "PlannedAction",
+    "PlannedMitigation",
+    "PolicyInput",
+    "PreviousPlan",
+    "ScrubbingCenterState",
+    "UpstreamPeerState",
+    "plan_mitigations",
 ]

@@ -48,9 +48,9 @@ def covering(target: Network, prefixes: Iterable[str]) -> Network | None:
     best: Network | None = None
     for text in prefixes:
         candidate = network(text)
-        if candidate.version == target.version and target.subnet_of(candidate):  # type: ignore[arg-type]
-            if best is None or candidate.prefixlen < best.prefixlen:
-                best = candidate
+        covers = candidate.version == target.version and target.subnet_of(candidate)  # type: ignore[arg-type]
+        if covers and (best is None or candidate.prefixlen < best.prefixlen):
+            best = candidate
     return best
 
 

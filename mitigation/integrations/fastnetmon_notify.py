@@ -189,9 +189,9 @@ def post_signal(url: str, token: str, body: Mapping[str, Any], timeout: float = 
         data=json.dumps(body).encode(),
         method="POST",
         headers={"Authorization": f"Token {token}", "Content-Type": "application/json", "Accept": "application/json",
-                 "User-Agent": "sluice-fastnetmon-notify/1"},  # fmt: skip
+                 "User-Agent": "sluice-fastnetmon-notify/1"},
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the operator sets SLUICE_URL
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return int(response.status)
 
 

@@ -299,7 +299,7 @@ def _push(desired: DesiredState, speakers: list[str], *, required: bool) -> dict
             message = "; ".join(f"{name}: {error}" for name, error in failures)
             transient = all(getattr(error, "transient", False) for _, error in failures)
             raise ConvergeError(message, transient=transient)
-        for name, driver in staged:
+        for _, driver in staged:
             driver.confirm()
     finally:
         for _, driver in staged:

@@ -77,7 +77,7 @@ class Scenario:
     def records(self, t: float, count: int, rng: np.random.Generator | None = None) -> npt.NDArray[np.void]:
         """`count` records as an exporter would see them at `t` seconds into the scenario."""
         rng = rng or np.random.default_rng(self.seed)
-        attack = int(round(count * self.attack_share))
+        attack = round(count * self.attack_share)
         background = count - attack
         out = np.concatenate([self._background(background, rng), self._attack(attack if self.attacking(t) else 0, rng)])
         return out[rng.permutation(out.size)]
@@ -157,6 +157,6 @@ def to_records(array: npt.NDArray[np.void]) -> list[FlowRecord]:
     return [
         FlowRecord(address(r["src_hi"], r["src_lo"]), address(r["dst_hi"], r["dst_lo"]), int(r["proto"]),
                    int(r["sport"]), int(r["dport"]), int(r["tcp_flags"]), bool(r["frag"]), int(r["bytes"]),
-                   int(r["packets"]))  # fmt: skip
+                   int(r["packets"]))
         for r in array
     ]

@@ -47,7 +47,7 @@ def generate(
     rng = np.random.default_rng(scenario.seed)
     encoder = encoder_for(fmt, sampling=sampling)
     carry = 0.0
-    steps = int(round(duration / tick))
+    steps = round(duration / tick)
     for step in range(steps):
         t = step * tick
         carry += rate * tick

@@ -122,7 +122,7 @@ def expand_brackets(tokens: list[str]) -> list[list[str]]:
     end = tokens.index("]", start) if "]" in tokens[start:] else -1
     if end < 0 or end != len(tokens) - 1:
         raise ConfigSyntaxError("syntax error", bad_element="[")
-    return [tokens[:start] + [value] for value in tokens[start + 1:end]]
+    return [[*tokens[:start], value] for value in tokens[start + 1:end]]
 
 
 def _check_value(keyword: str, value: str, path: tuple[str, ...]) -> None:

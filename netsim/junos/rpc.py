@@ -303,10 +303,7 @@ def commit(ctx: Context, request: etree._Element, *, rfc: bool = False) -> str:
     check = child(request, "check") is not None
     confirmed = child(request, "confirmed") is not None
     timeout_text = child_text(request, "confirm-timeout")
-    if rfc:
-        minutes = math.ceil(int(timeout_text or 600) / 60)
-    else:
-        minutes = int(timeout_text or 10)
+    minutes = math.ceil(int(timeout_text or 600) / 60) if rfc else int(timeout_text or 10)
     if not check:
         if state.faults.drop_session_on_commit:
             raise DropSession()
@@ -426,11 +423,10 @@ def get_route_engine_information(ctx: Context, request: etree._Element) -> str:
     uptime = int(ctx.state.clock.now() - ctx.state.booted)
     return ("<route-engine-information>\n<route-engine>\n<slot>0</slot>\n<mastership-state>master</mastership-state>\n"
             "<mastership-priority>master (default)</mastership-priority>\n<status>OK</status>\n"
-            "<model>RE-S-1800x4</model>\n<start-time junos:seconds=\"{0}\">{1}</start-time>\n"
-            "<up-time junos:seconds=\"{2}\">{3} days</up-time>\n"
+            f"<model>RE-S-1800x4</model>\n<start-time junos:seconds=\"{int(ctx.state.booted)}\">{timestamp(ctx.state.booted)}</start-time>\n"
+            f"<up-time junos:seconds=\"{uptime}\">{uptime // 86400} days</up-time>\n"
             "<last-reboot-reason>Router rebooted after a normal shutdown.</last-reboot-reason>\n"
-            "</route-engine>\n</route-engine-information>").format(
-                int(ctx.state.booted), timestamp(ctx.state.booted), uptime, uptime // 86400)
+            "</route-engine>\n</route-engine-information>")
 
 
 def get_chassis_inventory(ctx: Context, request: etree._Element) -> str:

@@ -6,6 +6,7 @@ advertises base:1.0 unless told to be RFC compliant, so ncclient never switches 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import socket
@@ -157,10 +158,8 @@ class JunosEmulator:
         """Close the listener and every session; waits for the serving threads to end."""
         self._stopping.set()
         if self._listener is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._listener.close()
         with self._registry_lock:
             transports = list(self._transports)

@@ -67,7 +67,7 @@ def test_run_collector_emits_start_and_end_from_real_datagrams(fmt: str) -> None
             run_collector(
                 listen={fmt: ("127.0.0.1", 0)}, prefixes=lambda: [prefix], emit=signals.append, redis_url=None,
                 stop_event=stop, on_ready=ready.update, merge_delay=0.1,
-            )  # fmt: skip
+            )
         )
 
     thread = threading.Thread(target=run, daemon=True)

@@ -34,7 +34,7 @@ def packed(packets: list[bytes]) -> tuple[bytes, list[int], list[int]]:
 
 def test_the_compiled_records_path_is_taken() -> None:
     packets = NetFlow5Encoder(sampling=3).encode(Scenario("syn_flood", attack_start=0).records(1.0, 100))
-    buffer, offsets, lengths = packed(packets)
+    buffer, offsets, _lengths = packed(packets)
     compiled, _ = decoders()
     flows = compiled.netflow5.records_compiled(
         np.frombuffer(buffer, dtype=np.uint8), np.array(offsets), np.array([30, 30, 30, 10]), np.full(4, 3, np.uint64)

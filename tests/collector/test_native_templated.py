@@ -210,8 +210,8 @@ def hand_made() -> Iterator[tuple[str, int, list[Field], bool, dict[int, int] | 
             counters = [(1, width), (2, 8 - width if width != 8 else 8)]
             yield v + f"{width}-byte bytes counter", version, V4_FIELDS[:6] + counters, False, None, (48, 1)
         yield v + "totals only", version, [*V4_FIELDS[:6], (85, 7), (86, 3)], False, None, (48, 1)
-        yield v + "deltas win over totals", version, [*V4_FIELDS[:6], (86, 8), (85, 4), (1, 2), (2, 6)], False, None, (48, 1)  # noqa: E501
-        yield v + "unsupported width falls back", version, [*V4_FIELDS[:6], (1, 16), (85, 4), (2, 9)], False, None, (48, 1)  # noqa: E501
+        yield v + "deltas win over totals", version, [*V4_FIELDS[:6], (86, 8), (85, 4), (1, 2), (2, 6)], False, None, (48, 1)
+        yield v + "unsupported width falls back", version, [*V4_FIELDS[:6], (1, 16), (85, 4), (2, 9)], False, None, (48, 1)
         yield v + "no counters", version, V4_FIELDS[:6], False, None, (48, 1)
         yield v + "2-byte tcp flags", version, [*V4_FIELDS[:5], (6, 2), (1, 4)], False, None, (48, 1)
         yield v + "3-byte tcp flags ignored", version, [*V4_FIELDS[:5], (6, 3), (1, 4)], False, None, (48, 1)
@@ -220,7 +220,7 @@ def hand_made() -> Iterator[tuple[str, int, list[Field], bool, dict[int, int] | 
         yield v + "both families: ipv6 wins", version, [*V4_FIELDS, (27, 16), (28, 16)], True, None, (48, 1)
         yield v + "src6 without dst6: ipv4", version, [(27, 16), *V4_FIELDS], True, None, (48, 1)
         yield v + "no address pair", version, [(8, 4), (28, 16), (1, 4)], True, None, (48, 1)
-        yield v + "duplicate fields: first wins", version, [*V4_FIELDS, (1, 8), (8, 4), (4, 1)], False, None, (48, 1)  # noqa: E501
+        yield v + "duplicate fields: first wins", version, [*V4_FIELDS, (1, 8), (8, 4), (4, 1)], False, None, (48, 1)
         yield v + "own sampling interval", version, [*V4_FIELDS, (34, 4)], False, {1: 10}, (48, 1)
         yield v + "3-byte sampling interval", version, [*V4_FIELDS, (34, 3)], False, None, (48, 1)
         yield v + "packet interval and space", version, [*V4_FIELDS, (305, 4), (306, 4)], False, None, (48, 1)
@@ -229,7 +229,7 @@ def hand_made() -> Iterator[tuple[str, int, list[Field], bool, dict[int, int] | 
         yield v + "sampler ids, none announced", version, [*V4_FIELDS, (48, 1)], False, None, (48, 1)
         yield v + "2-byte sampler ids", version, [*V6_FIELDS, (48, 2)], True, {3: 77, 9: 5}, (48, 2)
         yield v + "selector ids", version, [*V4_FIELDS, (302, 8)], False, {1: 100, 2**63 + 1: 3}, (302, 8)
-        yield v + "sampler id before selector id", version, [*V4_FIELDS, (302, 4), (48, 1)], False, {1: 7, 2: 8}, (48, 1)  # noqa: E501
+        yield v + "sampler id before selector id", version, [*V4_FIELDS, (302, 4), (48, 1)], False, {1: 7, 2: 8}, (48, 1)
         yield v + "ids beside own interval", version, [*V4_FIELDS, (48, 1), (34, 2)], False, {1: 7}, (48, 1)
     yield "v10 enterprise fields are skipped", 10, [(0x8000 | 1, 4), *V4_FIELDS, (0x8000 | 8, 4)], False, None, (48, 1)
 

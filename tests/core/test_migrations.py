@@ -47,7 +47,7 @@ def test_every_migration_applies_from_an_empty_database() -> None:
 
     executor = MigrationExecutor(connection)
     executor.migrate(leaf_nodes(executor))
-    assert MOVED_TABLES <= public_tables()
+    assert public_tables() >= MOVED_TABLES
     assert MigrationExecutor(connection).migration_plan(leaf_nodes(executor)) == []
     event = AuditEvent.objects.create(actor_kind="system", actor="system", action="migrations.check")
     assert AuditEvent.objects.get(pk=event.pk).action == "migrations.check"

@@ -301,9 +301,8 @@ def test_speaker_down_raises_speaker_error(tmp_path: Path, process: ExaBgpProces
 
 def test_a_held_lock_times_out_with_lock_error(process: ExaBgpProcess) -> None:
     client = ExaBgpSpeaker(process.workdir, lock_timeout=0.05)
-    with workdir_lock(process.workdir / LOCK_FILE, 1.0):
-        with pytest.raises(LockError) as caught:
-            client.announce(UnicastRoute("198.51.109.0/24", "192.0.2.91"))
+    with workdir_lock(process.workdir / LOCK_FILE, 1.0), pytest.raises(LockError) as caught:
+        client.announce(UnicastRoute("198.51.109.0/24", "192.0.2.91"))
     assert isinstance(caught.value, DriverError) and caught.value.transient
     assert client.announced() == set()
 

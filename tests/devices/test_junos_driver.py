@@ -190,9 +190,8 @@ def test_a_stopped_router_is_a_connect_error() -> None:
 def test_lock_held_by_someone_else(router: JunosEmulator) -> None:
     before = router.committed_set()
     router.hold_lock("alice")
-    with driver_for(router) as driver:
-        with pytest.raises(LockError, match="alice") as caught:
-            driver.stage(INTENT)
+    with driver_for(router) as driver, pytest.raises(LockError, match="alice") as caught:
+        driver.stage(INTENT)
     assert caught.value.transient
     router.release_lock()
     assert_untouched(router, before)
@@ -210,18 +209,16 @@ def test_commit_error_discards_and_unlocks(router: JunosEmulator) -> None:
 def test_validation_hook_rejects_at_commit_check(router: JunosEmulator) -> None:
     before = router.committed_set()
     router.add_validator(lambda lines: "packet-length above MTU" if any("9216" in x for x in lines) else None)
-    with driver_for(router) as driver:
-        with pytest.raises(CommitError, match="packet-length above MTU"):
-            driver.stage(INTENT)
+    with driver_for(router) as driver, pytest.raises(CommitError, match="packet-length above MTU"):
+        driver.stage(INTENT)
     assert_untouched(router, before)
 
 
 def test_load_error(router: JunosEmulator) -> None:
     before = router.committed_set()
     router.set_load_error("syntax error: flow routes are not supported here")
-    with driver_for(router) as driver:
-        with pytest.raises(ConfigLoadError, match="not supported"):
-            driver.stage(INTENT)
+    with driver_for(router) as driver, pytest.raises(ConfigLoadError, match="not supported"):
+        driver.stage(INTENT)
     assert_untouched(router, before)
 
 
@@ -251,9 +248,8 @@ def test_slow_commit_times_out(router: JunosEmulator) -> None:
 def test_read_back_mismatch_is_a_verify_error_and_rolls_back(router: JunosEmulator) -> None:
     before = router.committed_set()
     router.set_commit_mangler(lambda lines: [line for line in lines if "static route" not in line])
-    with driver_for(router) as driver:
-        with pytest.raises(VerifyError):
-            driver.stage(INTENT)
+    with driver_for(router) as driver, pytest.raises(VerifyError):
+        driver.stage(INTENT)
     router.set_commit_mangler(None)
     assert_untouched(router, before)
 

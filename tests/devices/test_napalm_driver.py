@@ -92,15 +92,13 @@ def test_abort_rolls_back_and_dry_run_discards(router: JunosEmulator) -> None:
 def test_commit_error_and_lock_error_leave_the_router_as_it_was(router: JunosEmulator) -> None:
     before = router.committed_set()
     router.set_commit_error("mgd: commit refused")
-    with driver_for(router) as driver:
-        with pytest.raises(CommitError, match="commit refused"):
-            driver.stage(INTENT)
+    with driver_for(router) as driver, pytest.raises(CommitError, match="commit refused"):
+        driver.stage(INTENT)
     assert_untouched(router, before)
     router.set_commit_error(None)
     router.hold_lock("bob")
-    with driver_for(router) as driver:
-        with pytest.raises(LockError):
-            driver.stage(INTENT)
+    with driver_for(router) as driver, pytest.raises(LockError):
+        driver.stage(INTENT)
     router.release_lock()
     assert_untouched(router, before)
 
@@ -108,9 +106,8 @@ def test_commit_error_and_lock_error_leave_the_router_as_it_was(router: JunosEmu
 def test_load_error_and_refused_login(router: JunosEmulator) -> None:
     before = router.committed_set()
     router.set_load_error("syntax error")
-    with driver_for(router) as driver:
-        with pytest.raises(ConfigLoadError):
-            driver.stage(INTENT)
+    with driver_for(router) as driver, pytest.raises(ConfigLoadError):
+        driver.stage(INTENT)
     assert_untouched(router, before)
     router.refuse_login()
     with pytest.raises(ConnectError):

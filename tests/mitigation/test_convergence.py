@@ -35,10 +35,9 @@ PREFIX = "203.0.113.0/24"
 
 @pytest.fixture(scope="module")
 def lab(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[Lab]:
-    with django_db_blocker.unblock():
-        with running_lab(tmp_path_factory.mktemp("lab"), bird_address="127.0.32.1",
-                         speaker_address="127.0.32.254", bgp_port=1932) as running:
-            yield running
+    with django_db_blocker.unblock(), running_lab(tmp_path_factory.mktemp("lab"), bird_address="127.0.32.1",
+                     speaker_address="127.0.32.254", bgp_port=1932) as running:
+        yield running
 
 
 @pytest.fixture
@@ -121,7 +120,7 @@ def test_reconcile_repairs_drift_on_the_router_and_after_a_speaker_restart(lab: 
     lab.emulator.reset("\n".join(line for line in lab.emulator.committed_set() if PREFIX not in line))
     assert not lab.router_has(PREFIX)
     lab.speaker.kill()
-    wait_for(lambda: lab.speaker.pid is not None and not in_bird(lab) or in_bird(lab), timeout=20)
+    wait_for(lambda: (lab.speaker.pid is not None and not in_bird(lab)) or in_bird(lab), timeout=20)
     report = converge_network()
     assert "router:lab-edge-1" in report.changed_elements
     assert lab.router_has(PREFIX)

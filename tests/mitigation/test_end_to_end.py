@@ -32,7 +32,7 @@ from tests.support.world import World, session_for
 @pytest.fixture(scope="module")
 def network(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[dict]:
     base = tmp_path_factory.mktemp("e2e")
-    with django_db_blocker.unblock():
+    with django_db_blocker.unblock():  # noqa: SIM117 - the lab's lifetime is nested inside database access
         with running_lab(base, bird_address="127.0.31.1", speaker_address="127.0.31.254", bgp_port=1931) as lab:
             update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
                                    allowed_actions=("diversion",), hold_down_minutes=0),

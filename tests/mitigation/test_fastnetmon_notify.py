@@ -123,7 +123,7 @@ def test_missing_configuration_and_unreachable_sluice_have_their_own_exit_codes(
 class _Recorder(BaseHTTPRequestHandler):
     """Records each request and answers with the status the test chose."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         self.server.requests.append((self.path, dict(self.headers), json.loads(self.rfile.read(length))))  # type: ignore[attr-defined]
         self.send_response(self.server.status)  # type: ignore[attr-defined]
@@ -131,7 +131,7 @@ class _Recorder(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'{"detail": "recorded"}')
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 

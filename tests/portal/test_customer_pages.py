@@ -225,7 +225,7 @@ def test_admin_creates_a_user_and_sees_the_password_once(world: World) -> None:
     client = client_as("acme", "admin")
     response = client.post("/users/", {"username": "noc-bob", "email": "bob@acme.example", "role": "operator"})
     assert response.status_code == 200
-    username, password = response.context["created"]
+    _username, password = response.context["created"]
     assert password.encode() in response.content
     with schema_context("acme"):
         bob = User.objects.get(username="noc-bob")

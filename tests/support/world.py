@@ -6,6 +6,7 @@ pytest-django drops the test database.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import pyotp
@@ -40,7 +41,7 @@ class World:
 
 
 def build_world() -> World:
-    call_command("bootstrap_public", operator="soc", operator_password=OPERATOR_PASSWORD, stdout=open("/dev/null", "w"))
+    call_command("bootstrap_public", operator="soc", operator_password=OPERATOR_PASSWORD, stdout=io.StringIO())
     acme = onboard_tenant(
         slug="acme", name="Acme Corp", domain="acme.localhost", admin_email="admin@acme.example",
         prefixes=["203.0.113.0/24", "2001:db8:100::/48"], profile=ProfileInput(latency_threshold_ms=40,

@@ -42,7 +42,7 @@ class Receiver:
         received = self.bodies
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 received.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
                 self.send_response(204)

@@ -24,14 +24,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from devices.drivers.bgp.commands import announce_command, route_from_json  # noqa: E402
-from devices.drivers.bgp.config import (  # noqa: E402
+from devices.drivers.bgp.commands import announce_command, route_from_json
+from devices.drivers.bgp.config import (
     CONTROL_SOCKET,
     GENERATION_FILE,
     JOURNAL_FILE,
     SpeakerSettings,
 )
-from devices.drivers.bgp.journal import Journal  # noqa: E402
+from devices.drivers.bgp.journal import Journal
 
 ACK_TIMEOUT_BASE = 10.0
 ACK_TIMEOUT_PER_COMMAND = 0.002

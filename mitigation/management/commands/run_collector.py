@@ -150,7 +150,7 @@ class SignalRecorder:
                     # A broken connection is not reused: the next attempt opens a fresh one.
                     self._refresh()
                     break
-                except Exception:  # noqa: BLE001 - one unrecordable signal must not stop the collector
+                except Exception:
                     self._pending.popleft()
                     self.stats["rejected"] += 1
                     logger.exception("signal %s %s rejected; dropped", signal.phase, signal.target)
