@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import size
+
 from devices.drivers.base import FlowSpecRule, UnicastRoute
 from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
 from devices.drivers.bgp.commands import announce_command, withdraw_command
@@ -25,9 +27,9 @@ from netsim.bgplab import BirdPeer, BirdRouter, wait_for
 
 SPEAKER, ROUTER = "127.0.63.1", "127.0.63.2"
 LOCAL_AS, ROUTER_AS, PORT = 65300, 65301, 11963
-LATENCY_SAMPLES = 200
-BULK_UNICAST = 10_000
-BULK_FLOW = 1_000
+LATENCY_SAMPLES = size(200, 5)
+BULK_UNICAST = size(10_000, 50)
+BULK_FLOW = size(1_000, 10)
 Route = UnicastRoute | FlowSpecRule
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import size
+
 from collector import MonitoredPrefix, run_collector
 from collector.signals import AttackSignal
 from netsim.flowgen import Scenario, encoder_for
@@ -28,9 +30,9 @@ from netsim.flowgen import Scenario, encoder_for
 HOST_PPS_THRESHOLD = 2_000
 SAMPLING = 10
 BACKGROUND_RECORDS_PER_S = 200
-TRIALS = 12
+TRIALS = size(12, 1)
 FORMATS = ("sflow", "ipfix")
-MULTIPLES = (5, 50)
+MULTIPLES = size((5, 50), (50,))
 
 
 def pin(core: int) -> None:

@@ -21,6 +21,8 @@ from scipy.sparse import lil_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import size
+
 from collector.signals import AttackVector
 from mitigation.engine import (
     ActionKind,
@@ -38,7 +40,9 @@ from mitigation.engine.problem import Problem, build_problem, group_by_diversion
 
 REGIONS = ("eu-west", "eu-central", "us-east", "us-west", "apac")
 VECTORS = tuple(AttackVector)
-GAP_INSTANCES = 20
+GAP_INSTANCES = size(20, 2)
+SPEED_ATTACKS = size(1000, 50)
+SPEED_RUNS = size(9, 1)
 
 
 def make_network(rng: random.Random, n_centers: int, n_peers: int) -> NetworkSnapshot:
@@ -151,7 +155,7 @@ def exact_optimum(problem: Problem) -> float:
     return float(result.fun) + constant
 
 
-def bench_speed(runs: int = 9) -> tuple[list[float], list[float]]:
+def bench_speed(runs: int = SPEED_RUNS) -> tuple[list[float], list[float]]:
     """Steady-state planning time: one warm-up plan first (imports, parse caches), then `runs` timed plans.
 
     Wall time is the target; CPU time of this process is reported too, because on a shared machine other
@@ -160,10 +164,10 @@ def bench_speed(runs: int = 9) -> tuple[list[float], list[float]]:
     rng = random.Random(7)
     network = make_network(rng, 30, 120)
     tenants = make_tenants(rng, 300, network.centers)
-    plan_mitigations(network, make_attacks(random.Random(99), 1000, tenants, mean_gbps=2.0), tenants)
+    plan_mitigations(network, make_attacks(random.Random(99), SPEED_ATTACKS, tenants, mean_gbps=2.0), tenants)
     wall, cpu = [], []
     for run in range(runs):
-        attacks = make_attacks(random.Random(100 + run), 1000, tenants, mean_gbps=2.0)
+        attacks = make_attacks(random.Random(100 + run), SPEED_ATTACKS, tenants, mean_gbps=2.0)
         start, start_cpu = time.perf_counter(), time.process_time()
         plan_mitigations(network, attacks, tenants)
         wall.append((time.perf_counter() - start) * 1000)

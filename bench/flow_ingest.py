@@ -17,15 +17,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import size
+
 from collector import FlowCollector, MemoryStore, MonitoredPrefix, RedisStore
 from collector.listener import UdpListener
 from netsim.flowgen import Scenario, encoder_for
 from netsim.flowgen.multisend import MultiSender
 
 FORMATS = ("netflow5", "netflow9", "ipfix", "sflow")
-TRIAL_SECONDS = 2.0
-POOL_RECORDS = 60_000
-MAX_TRIALS = 9
+TRIAL_SECONDS = size(2.0, 0.3)
+POOL_RECORDS = size(60_000, 3_000)
+MAX_TRIALS = size(9, 1)
 
 
 def pin(core: int) -> None:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import size
+
 from devices.drivers.base import DeviceIntent, FlowSpecRule, UnicastRoute
 from devices.drivers.junos import JunosDriver
 from netsim.junos import JunosEmulator
 
-ROUNDS = 4
-ROUTERS = 10
+ROUNDS = size(4, 1)
+ROUTERS = size(10, 2)
 
 
 def realistic_intent(seed: int) -> DeviceIntent:

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from _common import size
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DB_NAME = "sluice_fanout"
@@ -28,10 +30,10 @@ os.environ.update(
     REDIS_URL="redis://127.0.0.1:6379/13",
     SLUICE_DATA_DIR=tempfile.mkdtemp(prefix="sluice-fanout-"),
 )
-TENANTS = 200
-CLIENTS_PER_TENANT = 5
+TENANTS = size(200, 2)
+CLIENTS_PER_TENANT = size(5, 1)
 RATE = 50
-SECONDS = 20
+SECONDS = size(20, 1)
 
 
 def prepare() -> list[tuple[str, list[str]]]:

@@ -19,6 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _common import size
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DB_NAME = "sluice_bench"
@@ -29,8 +31,8 @@ os.environ.update(
     SLUICE_DATA_DIR=tempfile.mkdtemp(prefix="sluice-bench-"),
     SLUICE_RECONCILE_SECONDS="3600",
 )
-TENANTS = 50
-BATCHES = (1, 10, 100)
+TENANTS = size(50, 2)
+BATCHES = size((1, 10, 100), (1, 2))
 
 
 def fresh_database() -> None:

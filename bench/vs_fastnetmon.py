@@ -31,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import detect_latency
 import flow_ingest
+from _common import size
 
 from netsim.flowgen import Scenario, encoder_for
 
 THROUGHPUT_RATE = 300_000
-THROUGHPUT_SECONDS = 3.0
-LATENCY_TRIALS = 3
+THROUGHPUT_SECONDS = size(3.0, 0.5)
+LATENCY_TRIALS = size(3, 1)
 THRESHOLD_PPS = 2_000
 FORMATS = ("netflow5", "netflow9", "ipfix", "sflow")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
