@@ -9,6 +9,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from core.crypto import mask
+from core.permissions import request_actor
+from devices.inventory import delete_row, row_values, save_row
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, ScrubbingCenter, TenantLatency, UpstreamPeer
 
 
@@ -29,8 +31,32 @@ class RouterAdminForm(forms.ModelForm):
         return value
 
 
+class InventoryAdmin(admin.ModelAdmin):
+    """Admin writes take the inventory's one write path: the same audit row with its diff and the same event."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        before = row_values(type(obj).objects.get(pk=obj.pk)) if change else None
+        save_row(obj, acting_user=request_actor(request), reason="admin", before=before)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        delete_row(obj, acting_user=request_actor(request), reason="admin")
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:
+            delete_row(obj, acting_user=request_actor(request), reason="admin")
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        instances = formset.save(commit=False)
+        for obj in formset.deleted_objects:
+            delete_row(obj, acting_user=request_actor(request), reason="admin")
+        for obj in instances:
+            before = row_values(type(obj).objects.get(pk=obj.pk)) if obj.pk else None
+            save_row(obj, acting_user=request_actor(request), reason="admin", before=before)
+        formset.save_m2m()
+
+
 @admin.register(Router)
-class RouterAdmin(admin.ModelAdmin):
+class RouterAdmin(InventoryAdmin):
     form = RouterAdminForm
     list_display = ["name", "vendor", "platform", "role", "center", "mgmt_host", "mgmt_port", "masked_password",
                     "enabled", "last_seen_at"]
@@ -48,13 +74,13 @@ class RouterAdmin(admin.ModelAdmin):
 
 
 @admin.register(ScrubbingCenter)
-class ScrubbingCenterAdmin(admin.ModelAdmin):
+class ScrubbingCenterAdmin(InventoryAdmin):
     list_display = ["slug", "name", "region", "capacity_gbps", "load_gbps", "healthy", "load_updated_at"]
     search_fields = ["slug", "name"]
 
 
 @admin.register(UpstreamPeer)
-class UpstreamPeerAdmin(admin.ModelAdmin):
+class UpstreamPeerAdmin(InventoryAdmin):
     list_display = ["name", "isp", "asn", "router", "center", "session_state", "utilisation", "telemetry_updated_at"]
     list_filter = ["session_state", "center"]
     search_fields = ["name", "isp"]
@@ -66,12 +92,12 @@ class BgpSpeakerNeighborInline(admin.TabularInline):
 
 
 @admin.register(BgpSpeaker)
-class BgpSpeakerAdmin(admin.ModelAdmin):
+class BgpSpeakerAdmin(InventoryAdmin):
     list_display = ["name", "kind", "router_id", "local_as", "local_address", "center", "enabled"]
     inlines = [BgpSpeakerNeighborInline]
 
 
 @admin.register(TenantLatency)
-class TenantLatencyAdmin(admin.ModelAdmin):
+class TenantLatencyAdmin(InventoryAdmin):
     list_display = ["tenant", "center", "latency_ms"]
     list_filter = ["center"]

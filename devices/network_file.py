@@ -1,100 +1,54 @@
 """The network file: the provider's inventory as YAML, parsed, validated, diffed and applied as one change.
 
-`load_network` reads the file, validates every entry (types, ranges, model validators, references between
-entries and to existing rows) before anything is written, builds a plan of creates, updates and deletes against
-the database, and applies the whole plan in one transaction with one audit row. Entries are keyed by their
+`load_network` reads the file, validates every entry with the same serializers as the REST API (types, ranges,
+model validators and `clean()` rules) and checks references between entries and to existing rows before anything
+is written, builds a plan of creates, updates and deletes against
+the database, and applies the whole plan through the inventory's write path (`devices/inventory.py`) in one
+transaction with one audit row and one event. Entries are keyed by their
 natural names, so loading the same file twice changes nothing. The format is documented in docs/network-file.md.
 """
 
 from __future__ import annotations
 
-import math
+import copy
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
 from core.actors import Actor
-from core.audit import record_audit
-from core.crypto import MASK
-from devices.models import (
-    BgpSpeaker,
-    BgpSpeakerNeighbor,
-    Router,
-    ScrubbingCenter,
-    TenantLatency,
-    UpstreamPeer,
-    validate_asn_nn,
+from devices.api.serializers import (
+    BgpSpeakerNeighborSerializer,
+    BgpSpeakerSerializer,
+    InventorySerializer,
+    RouterSerializer,
+    ScrubbingCenterSerializer,
+    TenantLatencySerializer,
+    UpstreamPeerSerializer,
 )
+from devices.inventory import InventoryChange, natural_key, record_inventory_changes
+from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, ScrubbingCenter, TenantLatency, UpstreamPeer
 from tenants.models import Tenant
 
-REQUIRED = object()
 SECTIONS = ("centers", "routers", "upstreams", "speakers", "latencies")
-SECRET_FIELDS = frozenset({"password"})
 
-
-@dataclass(frozen=True)
-class Spec:
-    """How one field of an entry is written in the file: its Python type, default and inclusive range."""
-
-    kind: type | tuple[type, ...]
-    default: Any = REQUIRED
-    low: float | None = None
-    high: float | None = None
-    nullable: bool = False
-
-
-def _text(default: Any = REQUIRED, *, nullable: bool = False) -> Spec:
-    return Spec(str, default, nullable=nullable)
-
-
-def _int(default: Any = REQUIRED, low: int | None = None, high: int | None = None) -> Spec:
-    return Spec(int, default, low, high)
-
-
-def _num(default: Any = REQUIRED, low: float | None = 0.0, high: float | None = None) -> Spec:
-    return Spec((int, float), default, low, high)
-
-
-def _bool(default: Any = REQUIRED) -> Spec:
-    return Spec(bool, default)
-
-
-ASN = (1, 4_294_967_295)
-PORT = (1, 65535)
-INTERVAL = (1, 86_400)
-
-CENTER_FIELDS = {
-    "slug": _text(), "name": _text(), "site": _text(""), "region": _text(""),
-    "capacity_gbps": _num(), "capacity_mpps": _num(),
-    "diversion_next_hop_v4": _text(None, nullable=True), "diversion_next_hop_v6": _text(None, nullable=True),
-    "routing_instance": _text(""), "route_target": _text(""), "telemetry_interval_s": _int(30, *INTERVAL),
+# The fields each kind of entry takes in the file (the API's serializers validate them; related rows are named by
+# their natural keys and resolved against the file and the inventory here).
+FILE_FIELDS = {
+    "centers": ("slug", "name", "site", "region", "capacity_gbps", "capacity_mpps", "diversion_next_hop_v4",
+                "diversion_next_hop_v6", "routing_instance", "route_target", "telemetry_interval_s"),
+    "routers": ("name", "vendor", "platform", "role", "center", "mgmt_host", "mgmt_port", "username", "password",
+                "flowspec_rule_limit", "enabled"),
+    "upstreams": ("name", "isp", "asn", "router", "center", "neighbor_address", "interface", "capacity_gbps",
+                  "blackhole_community", "prepend_community", "no_export_community", "communities",
+                  "flowspec_accepted", "flowspec_rule_limit", "telemetry_interval_s"),
+    "speakers": ("name", "kind", "router_id", "local_as", "local_address", "center", "enabled", "neighbors"),
+    "neighbors": ("peer_address", "peer_as", "families", "passive", "port", "router", "upstream", "description"),
 }
-ROUTER_FIELDS = {
-    "name": _text(), "vendor": _text(), "platform": _text(), "role": _text("edge"), "center": _text(None, nullable=True),
-    "mgmt_host": _text(), "mgmt_port": _int(830, *PORT), "username": _text(), "password": _text(""),
-    "flowspec_rule_limit": _int(8000, 0, 1_000_000), "enabled": _bool(True),
-}
-UPSTREAM_FIELDS = {
-    "name": _text(), "isp": _text(), "asn": _int(REQUIRED, *ASN), "router": _text(), "center": _text(),
-    "neighbor_address": _text(), "interface": _text(""), "capacity_gbps": _num(),
-    "blackhole_community": _text(""), "prepend_community": _text(""), "no_export_community": _text(""),
-    "communities": Spec(dict, {}), "flowspec_accepted": _bool(False), "flowspec_rule_limit": _int(0, 0, 1_000_000),
-    "telemetry_interval_s": _int(30, *INTERVAL),
-}
-SPEAKER_FIELDS = {
-    "name": _text(), "kind": _text("exabgp"), "router_id": _text(), "local_as": _int(REQUIRED, *ASN),
-    "local_address": _text(), "center": _text(None, nullable=True), "enabled": _bool(True),
-    "neighbors": Spec(list, []),
-}
-NEIGHBOR_FIELDS = {
-    "peer_address": _text(), "peer_as": _int(REQUIRED, *ASN), "families": Spec(list, ["ipv4 unicast", "ipv4 flow"]),
-    "passive": _bool(False), "port": _int(179, *PORT), "router": _text(None, nullable=True),
-    "upstream": _text(None, nullable=True), "description": _text(""),
-}
+# Where the file's default differs from the model's.
+FILE_DEFAULTS: dict[str, dict[str, Any]] = {"neighbors": {"families": ["ipv4 unicast", "ipv4 flow"]}}
 # Which fields name another entry: field -> section of the entry it names.
 REFERENCES = {
     "centers": {}, "routers": {"center": "centers"}, "upstreams": {"router": "routers", "center": "centers"},
@@ -103,6 +57,10 @@ REFERENCES = {
 MODELS: dict[str, type[models.Model]] = {
     "centers": ScrubbingCenter, "routers": Router, "upstreams": UpstreamPeer, "speakers": BgpSpeaker,
     "neighbors": BgpSpeakerNeighbor, "latencies": TenantLatency,
+}
+SERIALIZERS: dict[str, type[InventorySerializer]] = {
+    "centers": ScrubbingCenterSerializer, "routers": RouterSerializer, "upstreams": UpstreamPeerSerializer,
+    "speakers": BgpSpeakerSerializer, "neighbors": BgpSpeakerNeighborSerializer, "latencies": TenantLatencySerializer,
 }
 KEY_FIELD = {"centers": "slug", "routers": "name", "upstreams": "name", "speakers": "name"}
 SINGULAR = {"centers": "center", "routers": "router", "upstreams": "upstream", "speakers": "speaker",
@@ -136,24 +94,11 @@ class Change:
     key: str
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
+    def as_inventory_change(self) -> InventoryChange:
+        return InventoryChange(self.action, SINGULAR[self.section], self.key, self.fields)
+
     def describe(self) -> str:
-        head = f"{self.action} {SINGULAR[self.section]} {self.key}"
-        if self.action == "delete" or not self.fields:
-            return head
-        if self.action == "create":
-            return head + ": " + ", ".join(f"{name}={_show(name, new)}" for name, (_, new) in self.fields.items())
-        return head + ": " + ", ".join(
-            f"{name} {_show(name, old)} -> {_show(name, new)}" for name, (old, new) in self.fields.items())
-
-    def as_audit(self) -> dict[str, Any]:
-        return {"action": self.action, "kind": SINGULAR[self.section], "key": self.key,
-                "fields": {name: [_show(name, old), _show(name, new)] for name, (old, new) in self.fields.items()}}
-
-
-def _show(name: str, value: Any) -> str:
-    if name in SECRET_FIELDS:
-        return MASK if value else "''"
-    return repr(value)
+        return self.as_inventory_change().describe()
 
 
 @dataclass
@@ -168,7 +113,7 @@ class Plan:
 
 
 class _Reader:
-    """Checks the raw YAML entries of one section and collects every problem instead of stopping at the first."""
+    """Validates the file's entries with the inventory's serializers and collects every problem at once."""
 
     def __init__(self, environ: dict[str, str]) -> None:
         self.problems: list[str] = []
@@ -177,51 +122,44 @@ class _Reader:
     def fail(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
 
-    def fields(self, raw: object, specs: dict[str, Spec], where: str) -> dict[str, Any] | None:
+    def report(self, errors: Any, where: str) -> None:
+        """Serializer errors as `where.field: message` lines (nested errors keep their path)."""
+        if isinstance(errors, dict):
+            for name, detail in errors.items():
+                self.report(detail, where if name == "non_field_errors" else f"{where}.{name}")
+        elif isinstance(errors, list) and any(isinstance(item, dict | list) for item in errors):
+            for item in errors:
+                self.report(item, where)
+        elif isinstance(errors, list):
+            self.fail(where, "; ".join(str(item) for item in errors))
+        else:
+            self.fail(where, str(errors))
+
+    def entry(self, section: str, raw: object, where: str, row: models.Model | None = None
+              ) -> tuple[dict[str, Any], dict[str, str | None]] | None:
+        """The entry's field values (defaults filled in) and its references, or None when it is refused."""
         if not isinstance(raw, dict):
             self.fail(where, "must be a mapping of field: value")
             return None
-        values: dict[str, Any] = {}
-        for name in raw:
-            if name not in specs:
-                self.fail(f"{where}.{name}", f"unknown field (expected one of {', '.join(specs)})")
-        for name, spec in specs.items():
-            if name not in raw:
-                if spec.default is REQUIRED:
-                    self.fail(f"{where}.{name}", "is required")
-                else:
-                    values[name] = _copy(spec.default)
-                continue
-            value = self.value(raw[name], spec, f"{where}.{name}")
-            if value is not _INVALID:
-                values[name] = value
-        return values
-
-    def value(self, value: Any, spec: Spec, where: str) -> Any:
-        if value is None and spec.nullable:
+        refs: dict[str, str | None] = {}
+        valid = True
+        for name in REFERENCES[section]:
+            value = raw.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+                self.fail(f"{where}.{name}", f"must name a {SINGULAR[REFERENCES[section][name]]}")
+                valid = False
+            refs[name] = None if value is None else str(value).strip()
+        data = {name: value for name, value in raw.items() if name not in REFERENCES[section] and name != "neighbors"}
+        if section == "routers" and isinstance(data.get("password"), str):
+            data["password"] = self.secret(data["password"], f"{where}.password")
+        serializer = SERIALIZERS[section](instance=row, data=data, context={
+            "file_fields": FILE_FIELDS[section], "refs_elsewhere": True})
+        if not serializer.is_valid():
+            self.report(serializer.errors, where)
             return None
-        if isinstance(value, bool) and spec.kind is not bool:
-            self.fail(where, f"must be a {_type_name(spec.kind)}, not a boolean")
-            return _INVALID
-        if spec.kind is str and isinstance(value, int | float):
-            value = str(value)
-        if not isinstance(value, spec.kind):
-            self.fail(where, f"must be a {_type_name(spec.kind)}")
-            return _INVALID
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(where, "must be a finite number")
-            return _INVALID
-        if spec.low is not None and spec.high is not None and not spec.low <= value <= spec.high:
-            self.fail(where, f"must be {_bound(spec.low)}..{_bound(spec.high)}")
-            return _INVALID
-        if spec.low is not None and spec.high is None and value < spec.low:
-            self.fail(where, f"must be >= {_bound(spec.low)}")
-            return _INVALID
-        if isinstance(value, str):
-            value = value.strip()
-        if isinstance(value, float) or spec.kind == (int, float):
-            value = float(value)
-        return value
+        if not valid:
+            return None
+        return _with_defaults(section, serializer.validated_data), refs
 
     def secret(self, value: str, where: str) -> str:
         """A literal credential, or `env:NAME` read from the environment (so files can be committed)."""
@@ -234,66 +172,48 @@ class _Reader:
         return self.environ[name]
 
 
-class _Invalid:
-    pass
+def _with_defaults(section: str, validated: dict[str, Any]) -> dict[str, Any]:
+    """Every field the file manages, omitted ones at their default: removing a line resets the field."""
+    model = MODELS[section]
+    values: dict[str, Any] = {}
+    for name in FILE_FIELDS[section]:
+        if name in REFERENCES[section] or name == "neighbors":
+            continue
+        if name in validated:
+            values[name] = validated[name]
+        elif name in FILE_DEFAULTS.get(section, {}):
+            values[name] = copy.deepcopy(FILE_DEFAULTS[section][name])
+        else:
+            values[name] = model._meta.get_field(name).get_default()
+    return values
 
 
-_INVALID = _Invalid()
-
-
-def _copy(value: Any) -> Any:
-    return dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
-
-
-def _type_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "string", int: "whole number", bool: "boolean", dict: "mapping", list: "list"}
-    return "number" if isinstance(kind, tuple) else names.get(kind, kind.__name__)
-
-
-def _bound(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _keyed_entries(reader: _Reader, data: dict[str, Any], section: str, specs: dict[str, Spec],
-                   key_field: str) -> dict[str, dict[str, Any]]:
+def _keyed_entries(reader: _Reader, data: dict[str, Any], section: str,
+                   existing: dict[str, models.Model]) -> dict[str, tuple[dict[str, Any], dict[str, str | None], Any]]:
     raw_entries = data.get(section) or []
     if not isinstance(raw_entries, list):
         reader.fail(section, "must be a list of entries")
         return {}
-    parsed: dict[str, dict[str, Any]] = {}
+    key_field = KEY_FIELD[section]
+    parsed: dict[str, tuple[dict[str, Any], dict[str, str | None], Any]] = {}
     for index, raw in enumerate(raw_entries):
         key = raw.get(key_field) if isinstance(raw, dict) else None
         where = f"{section}[{key}]" if isinstance(key, str | int) and not isinstance(key, bool) else f"{section}[#{index + 1}]"
         if str(key) in parsed:
             reader.fail(f"{where}.{key_field}", f"{key!r} appears twice")
             continue
-        values = reader.fields(raw, specs, where)
-        if values is not None and key_field in values:
-            parsed[str(values[key_field])] = values
+        checked = reader.entry(section, raw, where, existing.get(str(key)) if key is not None else None)
+        if checked is not None:
+            values, refs = checked
+            parsed[str(values[key_field])] = (values, refs, raw.get("neighbors", []) if isinstance(raw, dict) else [])
     return parsed
-
-
-def _model_problems(reader: _Reader, model: type[models.Model], values: dict[str, Any], where: str,
-                    exclude: set[str]) -> None:
-    """Run the model's own field validators (addresses, communities, choices, slugs, lengths) on the values."""
-    instance = model(**{name: value for name, value in values.items() if name not in exclude})
-    try:
-        instance.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
-    except ValidationError as error:
-        for name, messages in error.message_dict.items():
-            label = where if name == "__all__" else f"{where}.{name}"
-            reader.fail(label, "; ".join(messages))
-        return
-    for name in values:
-        if name not in exclude:
-            values[name] = getattr(instance, name)  # cleaned: addresses normalised, so re-runs compare equal
 
 
 def parse_network_file(text: str, *, environ: dict[str, str] | None = None) -> dict[str, dict[str, Entry]]:
     """Parse and validate the YAML text; return the entries per section, or raise NetworkFileError.
 
     Checks are complete before anything is returned: every problem of the file is reported at once. References
-    to other entries are checked against the file and the database by `plan_network`.
+    to other entries are checked against the file and the database by `plan_inventory_changes`.
     """
     reader = _Reader(dict(os.environ) if environ is None else environ)
     try:
@@ -307,24 +227,15 @@ def parse_network_file(text: str, *, environ: dict[str, str] | None = None) -> d
     for name in data:
         if name not in SECTIONS:
             reader.fail(str(name), f"unknown section (expected one of {', '.join(SECTIONS)})")
+    existing = _existing()
     entries: dict[str, dict[str, Entry]] = {section: {} for section in (*SECTIONS, "neighbors")}
-    specs = {"centers": CENTER_FIELDS, "routers": ROUTER_FIELDS, "upstreams": UPSTREAM_FIELDS,
-             "speakers": SPEAKER_FIELDS}
-    for section, section_specs in specs.items():
-        for key, values in _keyed_entries(reader, data, section, section_specs, KEY_FIELD[section]).items():
+    for section in ("centers", "routers", "upstreams", "speakers"):
+        for key, (values, refs, neighbors) in _keyed_entries(reader, data, section, existing[section]).items():
             where = f"{section}[{key}]"
-            if section == "routers":
-                values["password"] = reader.secret(values.get("password", ""), f"{where}.password")
-            if section == "upstreams":
-                _check_communities(reader, values.get("communities", {}), f"{where}.communities")
-            neighbors = values.pop("neighbors", []) if section == "speakers" else []
-            refs = {name: values.pop(name, None) for name in REFERENCES[section]}
-            _model_problems(reader, MODELS[section], values, where, set(REFERENCES[section]))
             entries[section][key] = Entry(section, key, values, refs)
-            for neighbor_key, neighbor in _neighbors(reader, neighbors, where).items():
-                neighbor_refs = {name: neighbor.pop(name, None) for name in REFERENCES["neighbors"]}
-                _model_problems(reader, BgpSpeakerNeighbor, neighbor, f"{where}.neighbors[{neighbor_key}]",
-                                {"speaker", *REFERENCES["neighbors"]})
+            if section != "speakers":
+                continue
+            for neighbor_key, (neighbor, neighbor_refs) in _neighbors(reader, neighbors, where).items():
                 full_key = f"{key}/{neighbor_key}"
                 entries["neighbors"][full_key] = Entry("neighbors", full_key, neighbor,
                                                        {"speaker": key, **neighbor_refs})
@@ -334,34 +245,21 @@ def parse_network_file(text: str, *, environ: dict[str, str] | None = None) -> d
     return entries
 
 
-def _check_communities(reader: _Reader, communities: object, where: str) -> None:
-    if not isinstance(communities, dict):
-        return
-    for label, value in communities.items():
-        try:
-            validate_asn_nn(str(value))
-        except ValidationError as error:
-            reader.fail(f"{where}.{label}", error.messages[0])
-
-
-def _neighbors(reader: _Reader, raw: object, where: str) -> dict[str, dict[str, Any]]:
+def _neighbors(reader: _Reader, raw: object, where: str
+               ) -> dict[str, tuple[dict[str, Any], dict[str, str | None]]]:
     if not isinstance(raw, list):
         reader.fail(f"{where}.neighbors", "must be a list of entries")
         return {}
-    parsed: dict[str, dict[str, Any]] = {}
+    parsed: dict[str, tuple[dict[str, Any], dict[str, str | None]]] = {}
     for index, item in enumerate(raw):
         address = item.get("peer_address") if isinstance(item, dict) else None
         item_where = f"{where}.neighbors[{address or f'#{index + 1}'}]"
         if address is not None and str(address) in parsed:
             reader.fail(f"{item_where}.peer_address", f"{address!r} appears twice")
             continue
-        values = reader.fields(item, NEIGHBOR_FIELDS, item_where)
-        if values is None or "peer_address" not in values:
-            continue
-        families = values.get("families", [])
-        if not families or not all(isinstance(family, str) for family in families):
-            reader.fail(f"{item_where}.families", "must be a non-empty list of family names")
-        parsed[str(values["peer_address"])] = values
+        checked = reader.entry("neighbors", item, item_where)
+        if checked is not None:
+            parsed[str(checked[0]["peer_address"])] = checked
     return parsed
 
 
@@ -372,17 +270,18 @@ def _latencies(reader: _Reader, raw: object, entries: dict[str, dict[str, Entry]
     if not isinstance(raw, dict):
         reader.fail("latencies", "must be a mapping of tenant slug to {center slug: milliseconds}")
         return
-    spec = _num(REQUIRED, 0.0, 10_000.0)
     for tenant, centers in raw.items():
         if not isinstance(centers, dict):
             reader.fail(f"latencies[{tenant}]", "must be a mapping of center slug to milliseconds")
             continue
         for center, latency in centers.items():
-            value = reader.value(latency, spec, f"latencies[{tenant}].{center}")
-            if value is not _INVALID:
-                key = f"{tenant}/{center}"
-                entries["latencies"][key] = Entry("latencies", key, {"latency_ms": value},
-                                                  {"tenant": str(tenant), "center": str(center)})
+            serializer = TenantLatencySerializer(data={"latency_ms": latency}, context={"refs_elsewhere": True})
+            if not serializer.is_valid():
+                reader.report(serializer.errors.get("latency_ms", serializer.errors), f"latencies[{tenant}].{center}")
+                continue
+            key = f"{tenant}/{center}"
+            entries["latencies"][key] = Entry("latencies", key, {"latency_ms": serializer.validated_data["latency_ms"]},
+                                              {"tenant": str(tenant), "center": str(center)})
 
 
 def _existing() -> dict[str, dict[str, models.Model]]:
@@ -397,16 +296,6 @@ def _existing() -> dict[str, dict[str, models.Model]]:
         "latencies": {f"{row.tenant.slug}/{row.center.slug}": row
                       for row in TenantLatency.objects.select_related("tenant", "center")},
     }
-
-
-def _natural_key(row: models.Model | None) -> str | None:
-    if row is None:
-        return None
-    if isinstance(row, ScrubbingCenter | Tenant):
-        return row.slug
-    if isinstance(row, BgpSpeaker | Router | UpstreamPeer):
-        return row.name
-    return str(row.pk)
 
 
 def _same(old: Any, new: Any) -> bool:
@@ -424,7 +313,7 @@ def _field_changes(row: models.Model | None, entry: Entry) -> dict[str, tuple[An
         if row is None or not _same(old, new):
             changes[name] = (old, new)
     for name, new_key in entry.refs.items():
-        old_key = _natural_key(getattr(row, name)) if row is not None else None
+        old_key = natural_key(getattr(row, name)) if row is not None else None
         if row is None or old_key != new_key:
             changes[name] = (old_key, new_key)
     if row is None:
@@ -435,7 +324,7 @@ def _field_changes(row: models.Model | None, entry: Entry) -> dict[str, tuple[An
 ORDER = ("centers", "routers", "upstreams", "speakers", "neighbors", "latencies")
 
 
-def plan_network(entries: dict[str, dict[str, Entry]], *, prune: bool = False) -> Plan:
+def plan_inventory_changes(entries: dict[str, dict[str, Entry]], *, prune: bool = False) -> Plan:
     """Compare the file with the database: check references, then list creates, updates and deletes.
 
     A speaker's neighbors and a listed tenant's latencies are owned by their entry, so the ones missing from the
@@ -530,8 +419,8 @@ def apply_plan(plan: Plan, *, acting_user: Actor, source: str = "") -> int:
                 setattr(row, name, _resolve(change.section, name, key, rows, tenants))
             row.save()
             rows[change.section][change.key] = row
-        record_audit(acting_user, "network.load", reason=f"load_network {source}".strip(),
-                     diff={"changes": [change.as_audit() for change in plan.changes]})
+        record_inventory_changes([change.as_inventory_change() for change in plan.changes], acting_user=acting_user,
+                                 action="network.load", reason=f"load_network {source}".strip())
     return len(plan.changes)
 
 
@@ -548,7 +437,7 @@ def _resolve(section: str, name: str, key: str | None, rows: dict[str, dict[str,
 def load_network(text: str, *, acting_user: Actor, dry_run: bool = False, prune: bool = False,
                  source: str = "", environ: dict[str, str] | None = None) -> Plan:
     """Validate, plan and (unless `dry_run`) apply a network file; raises NetworkFileError and changes nothing."""
-    plan = plan_network(parse_network_file(text, environ=environ), prune=prune)
+    plan = plan_inventory_changes(parse_network_file(text, environ=environ), prune=prune)
     if not dry_run:
         apply_plan(plan, acting_user=acting_user, source=source)
     return plan

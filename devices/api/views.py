@@ -13,10 +13,33 @@ from rest_framework.response import Response
 from core.accounts.choices import ApiTokenScopeChoices
 from core.accounts.models import ApiToken
 from core.actors import Actor
-from core.permissions import AdminWrites
+from core.permissions import AdminWrites, request_actor
 from devices.api import serializers
+from devices.inventory import delete_row, row_values, save_row
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, ScrubbingCenter, TenantLatency, UpstreamPeer
 from devices.services import record_center_load
+
+
+class InventoryViewSet(viewsets.ModelViewSet):
+    """Writes go through the inventory's one write path: validated, saved, audited with a diff, published."""
+
+    def perform_create(self, serializer: serializers.InventorySerializer) -> None:
+        row = serializer.Meta.model(**serializer.validated_data)
+        save_row(row, acting_user=self._actor(), reason="REST API")
+        serializer.instance = row
+
+    def perform_update(self, serializer: serializers.InventorySerializer) -> None:
+        row = serializer.instance
+        before = row_values(row)
+        for name, value in serializer.validated_data.items():
+            setattr(row, name, value)
+        save_row(row, acting_user=self._actor(), reason="REST API", before=before)
+
+    def perform_destroy(self, instance: Any) -> None:
+        delete_row(instance, acting_user=self._actor(), reason="REST API")
+
+    def _actor(self) -> Actor:
+        return request_actor(self.request)
 
 
 class TelemetryToken(BasePermission):
@@ -31,7 +54,7 @@ class TelemetryToken(BasePermission):
                 and bool(request.user and request.user.is_active))
 
 
-class ScrubbingCenterViewSet(viewsets.ModelViewSet):
+class ScrubbingCenterViewSet(InventoryViewSet):
     queryset = ScrubbingCenter.objects.all()
     serializer_class = serializers.ScrubbingCenterSerializer
     permission_classes = [AdminWrites]
@@ -53,33 +76,33 @@ class ScrubbingCenterViewSet(viewsets.ModelViewSet):
         return Response(serializers.ScrubbingCenterSerializer(center).data, status=status.HTTP_200_OK)
 
 
-class RouterViewSet(viewsets.ModelViewSet):
+class RouterViewSet(InventoryViewSet):
     queryset = Router.objects.select_related("center")
     serializer_class = serializers.RouterSerializer
     permission_classes = [AdminWrites]
     filterset_fields = ["vendor", "role", "enabled"]
 
 
-class UpstreamPeerViewSet(viewsets.ModelViewSet):
+class UpstreamPeerViewSet(InventoryViewSet):
     queryset = UpstreamPeer.objects.select_related("router", "center")
     serializer_class = serializers.UpstreamPeerSerializer
     permission_classes = [AdminWrites]
     filterset_fields = ["isp", "asn", "session_state"]
 
 
-class BgpSpeakerViewSet(viewsets.ModelViewSet):
+class BgpSpeakerViewSet(InventoryViewSet):
     queryset = BgpSpeaker.objects.select_related("center").prefetch_related("neighbors")
     serializer_class = serializers.BgpSpeakerSerializer
     permission_classes = [AdminWrites]
 
 
-class BgpSpeakerNeighborViewSet(viewsets.ModelViewSet):
+class BgpSpeakerNeighborViewSet(InventoryViewSet):
     queryset = BgpSpeakerNeighbor.objects.select_related("speaker", "router", "upstream")
     serializer_class = serializers.BgpSpeakerNeighborSerializer
     permission_classes = [AdminWrites]
 
 
-class TenantLatencyViewSet(viewsets.ModelViewSet):
+class TenantLatencyViewSet(InventoryViewSet):
     queryset = TenantLatency.objects.select_related("tenant", "center")
     serializer_class = serializers.TenantLatencySerializer
     permission_classes = [AdminWrites]
