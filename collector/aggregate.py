@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 from collections import Counter
 from functools import cache
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -163,7 +164,8 @@ def combos(flows: FlowArray) -> npt.NDArray[np.int64]:
     base = np.where(proto == PROTO_TCP, BASE_BY_TCP_FLAGS[flows["tcp_flags"]], base)
     # A fragmented UDP flow is only a fragment: its ports (if any) are not trusted for amplification.
     base = np.where((proto == PROTO_UDP) & ~frag, BASE_BY_UDP_PORT[flows["sport"]], base)
-    return base * 2 + frag
+    result: npt.NDArray[np.int64] = base * 2 + frag
+    return result
 
 
 class AddressNames:
@@ -343,8 +345,10 @@ class BatchAggregator:
         group, group_prefix, group_hi, group_lo = self._host_groups(flows, local, layout, present)
         count = group_prefix.size
         key = group * COMBOS + combos(flows)
-        table_b = np.bincount(key, weights=nbytes, minlength=count * COMBOS).reshape(count, COMBOS)
-        table_p = np.bincount(key, weights=npackets, minlength=count * COMBOS).reshape(count, COMBOS)
+        # bincount with weights sums in float64 (the stubs say intp)
+        table_b = cast(npt.NDArray[np.float64], np.bincount(key, weights=nbytes, minlength=count * COMBOS))
+        table_p = cast(npt.NDArray[np.float64], np.bincount(key, weights=npackets, minlength=count * COMBOS))
+        table_b, table_p = table_b.reshape(count, COMBOS), table_p.reshape(count, COMBOS)
         return group_prefix, group_hi, group_lo, table_b, table_p
 
     @staticmethod
@@ -423,12 +427,14 @@ class BatchAggregator:
         keys = local * width + values
         if prefixes * width <= DENSE_COUNT_LIMIT:
             size = prefixes * width
-            dense_b = np.bincount(keys, weights=nbytes, minlength=size)
-            dense_p = np.bincount(keys, weights=npackets, minlength=size)
-            slots = np.flatnonzero(dense_b + dense_p)
-            return slots, dense_b[slots], dense_p[slots]
+            # bincount with weights sums in float64 (the stubs say intp)
+            dense_b = cast(npt.NDArray[np.float64], np.bincount(keys, weights=nbytes, minlength=size))
+            dense_p = cast(npt.NDArray[np.float64], np.bincount(keys, weights=npackets, minlength=size))
+            dense_slots: npt.NDArray[np.int64] = np.flatnonzero(dense_b + dense_p)
+            return dense_slots, dense_b[dense_slots], dense_p[dense_slots]
         slots, inverse = np.unique(keys, return_inverse=True)
-        sum_b, sum_p = np.bincount(inverse, weights=nbytes), np.bincount(inverse, weights=npackets)
+        sum_b = cast(npt.NDArray[np.float64], np.bincount(inverse, weights=nbytes))
+        sum_p = cast(npt.NDArray[np.float64], np.bincount(inverse, weights=npackets))
         counted = (sum_b != 0) | (sum_p != 0)  # a key with neither bytes nor packets is no row
         return slots[counted], sum_b[counted], sum_p[counted]
 

@@ -12,6 +12,7 @@ which is what keeps records per CPU-second high when datagrams trickle in.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import socket
 import time
@@ -101,7 +102,7 @@ class FlowCollector:
         self.detector.set_prefixes(self.matcher.prefixes)
 
     def ingest_batch(
-        self, buf: bytes | bytearray | memoryview, offsets: Sequence[int], lengths: Sequence[int],
+        self, buf: bytes | bytearray | memoryview | mmap.mmap, offsets: Sequence[int] | npt.NDArray[np.int64], lengths: Sequence[int],
         exporters: Sequence[str], now: float | None = None,
     ) -> int:
         """Decode and aggregate a batch of datagrams received at `now`; returns the number of flow records."""

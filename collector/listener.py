@@ -109,17 +109,17 @@ class _MultiReceiver:
             header.iov = ctypes.pointer(self._iovecs[i])
             header.iovlen = 1
         stride = ctypes.sizeof(MMsgHdr)
-        raw = np.frombuffer(self._messages, dtype=np.uint8).reshape(slots, stride)
+        raw = np.frombuffer(memoryview(self._messages).cast("B"), dtype=np.uint8).reshape(slots, stride)
         self._namelen = raw[:, MsgHdr.namelen.offset : MsgHdr.namelen.offset + 4].view(np.uint32)[:, 0]
         self._flags = raw[:, MsgHdr.flags.offset : MsgHdr.flags.offset + 4].view(np.int32)[:, 0]
         self._length = raw[:, MMsgHdr.length.offset : MMsgHdr.length.offset + 4].view(np.uint32)[:, 0]
-        self._sender = np.frombuffer(self._names, dtype=np.uint8).reshape(slots, SOCKADDR_BYTES)
+        self._sender = np.frombuffer(memoryview(self._names).cast("B"), dtype=np.uint8).reshape(slots, SOCKADDR_BYTES)
         self._exporter_names: dict[bytes, str] = {}
 
     def receive(self, fd: int, first: int, count: int) -> int:
         """Read up to `count` datagrams from `fd` into slots `first...`; the number read (0 when none waits)."""
         self._namelen[first : first + count] = SOCKADDR_BYTES
-        got = self._recvmmsg(fd, ctypes.byref(self._messages[first]), count, socket.MSG_DONTWAIT, None)
+        got = int(self._recvmmsg(fd, ctypes.byref(self._messages[first]), count, socket.MSG_DONTWAIT, None))
         if got < 0:
             code = ctypes.get_errno()
             if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):

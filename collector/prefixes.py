@@ -82,10 +82,10 @@ class PrefixMatcher:
                     by_hi.setdefault(None, []).append((hi, index))
                 else:
                     by_hi.setdefault(hi, []).append((lo, index))
-            tables = {}
-            for hi, entries in by_hi.items():
+            tables: dict[int | None, tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]] = {}
+            for high, entries in by_hi.items():
                 entries.sort()
-                tables[hi] = (
+                tables[high] = (
                     np.array([e[0] for e in entries], dtype=np.uint64),
                     np.array([e[1] for e in entries], dtype=np.int64),
                 )

@@ -12,7 +12,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -21,6 +21,11 @@ DEFAULT_TTL_SECONDS = 900
 
 Baseline = tuple[float, float, int]  # bps, pps, samples
 
+
+
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (this client does not decode replies itself)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 class AggregateStore(Protocol):
     """The operations the collector and detector need from a shared store."""
@@ -157,7 +162,7 @@ class RedisStore:
         if not deltas:
             return
         keys: list[str] = []
-        args: list[object] = [self.ttl_seconds]
+        args: list[str | int] = [self.ttl_seconds]
         for prefix, fields in deltas.items():
             keys.append(self._agg_key(second, prefix))
             args.append("".join(f"{name}\n{value}\n" for name, value in fields.items() if value))
@@ -176,20 +181,20 @@ class RedisStore:
         one text per hash is split in C by Python instead of each field being parsed as its own reply.
         """
         if prefixes is None:
-            prefixes = sorted(p.decode() for p in self.client.smembers(self._active_key(second)))
+            prefixes = sorted(_text(p) for p in self.client.smembers(self._active_key(second)))
         prefixes = list(prefixes)
         if not prefixes:
             return {}
         texts = self._read_fields(keys=[self._agg_key(second, prefix) for prefix in prefixes])
         out = {}
         for prefix, text in zip(prefixes, texts, strict=True):
-            words = text.decode().split("\n")
+            words = _text(text).split("\n")
             out[prefix] = dict(zip(words[0:-1:2], map(int, words[1::2]), strict=True))
         return out
 
     def read_totals(self, second: int) -> dict[str, tuple[int, int]]:
         """HMGET of the totals of every prefix active in the second, in one pipeline."""
-        prefixes = sorted(p.decode() for p in self.client.smembers(self._active_key(second)))
+        prefixes = sorted(_text(p) for p in self.client.smembers(self._active_key(second)))
         if not prefixes:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -211,13 +216,13 @@ class RedisStore:
         out = {}
         for prefix, value in raw.items():
             bps, pps, samples = json.loads(value)
-            out[prefix.decode()] = (float(bps), float(pps), int(samples))
+            out[_text(prefix)] = (float(bps), float(pps), int(samples))
         return out
 
     def save_baselines(self, baselines: Mapping[str, Baseline]) -> None:
         """Overwrite the saved baselines of these prefixes."""
         if baselines:
-            mapping = {prefix: json.dumps(list(value)) for prefix, value in baselines.items()}
+            mapping: dict[Any, Any] = {prefix: json.dumps(list(value)) for prefix, value in baselines.items()}
             self.client.hset(f"{self.namespace}:baselines", mapping=mapping)
 
     def try_lead(self, owner: str, ttl_seconds: float) -> bool:
@@ -227,7 +232,7 @@ class RedisStore:
         if self.client.set(key, owner, nx=True, px=ttl_ms):
             return True
         current = self.client.get(key)
-        if current is not None and current.decode() == owner:
+        if current is not None and _text(current) == owner:
             self.client.pexpire(key, ttl_ms)
             return True
         return False

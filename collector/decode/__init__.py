@@ -8,6 +8,7 @@ datagram never costs the good ones around it.
 
 from __future__ import annotations
 
+import mmap
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -48,7 +49,7 @@ class PacketDecoder:
 
     def decode_batch(
         self,
-        buf: bytes | bytearray | memoryview,
+        buf: bytes | bytearray | memoryview | mmap.mmap,
         offsets: Sequence[int] | IntArray,
         lengths: Sequence[int] | IntArray,
         exporters: Sequence[str],

@@ -57,7 +57,8 @@ class _Words:
     def at(self, offsets: IntArray) -> npt.NDArray[np.uint32]:
         """Words at offsets; callers guarantee offset + 4 <= len(u8)."""
         if self.words is not None and u8_aligned(self.u8) and not (offsets & 3).any():
-            return self.words[offsets >> 2].astype(np.uint32)
+            words: npt.NDArray[np.uint32] = self.words[offsets >> 2].astype(np.uint32)
+            return words
         return be32_at(self.u8, offsets)
 
     def safe(self, offsets: IntArray, valid: BoolArray) -> npt.NDArray[np.uint32]:

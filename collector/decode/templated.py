@@ -317,7 +317,8 @@ class TemplatedDecoder:
 
     @staticmethod
     def _v9_fields(buf: memoryview, pos: int, count: int, *, scope: bool) -> list[FieldSpec]:
-        return [FieldSpec(*TWO_SHORTS.unpack_from(buf, pos + 4 * i), scope=scope) for i in range(count)]
+        pairs = (TWO_SHORTS.unpack_from(buf, pos + 4 * i) for i in range(count))
+        return [FieldSpec(element, length, scope=scope) for element, length in pairs]
 
     @staticmethod
     def _ipfix_fields(

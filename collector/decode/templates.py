@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -129,7 +130,7 @@ class Template:
 
     def _field_map(self) -> npt.NDArray[np.int64]:
         """(offset, width) of the column filling each `NATIVE_FIELDS` slot, (-1, 0) where the template has none."""
-        fields = self.dtype.fields or {}
+        fields: Mapping[str, Any] = self.dtype.fields or {}
         slots = np.array([(-1, 0)] * len(NATIVE_FIELDS), dtype=np.int64)
         for slot, candidates in enumerate(NATIVE_FIELDS):
             for column in candidates:

@@ -102,7 +102,8 @@ def _greedy_order(problem: Problem) -> list[int]:
     bucket = np.floor(np.log10(np.maximum(np.nan_to_num(regret, posinf=1e12), 1.0)))
     size = problem.gbps / max(float(problem.facts.head_g.mean()) if n_c else 1.0, 1e-9)
     size = size + problem.mpps / max(float(problem.facts.head_p.mean()) if n_c else 1.0, 1e-9)
-    return np.lexsort((-size, -bucket)).tolist()
+    order: list[int] = np.lexsort((-size, -bucket)).tolist()
+    return order
 
 
 def _greedy(state: _State, order: list[int]) -> None:
@@ -375,4 +376,5 @@ def _size_order(problem: Problem) -> list[int]:
     n_c = problem.n_centers
     size = problem.gbps / max(float(problem.facts.head_g.mean()) if n_c else 1.0, 1e-9)
     size = size + problem.mpps / max(float(problem.facts.head_p.mean()) if n_c else 1.0, 1e-9)
-    return np.argsort(-size, kind="stable").tolist()
+    order: list[int] = np.argsort(-size, kind="stable").tolist()
+    return order

@@ -81,7 +81,7 @@ def _center_line(view: dict[str, object], gbps: float, mpps: float) -> str:
     if status == TOO_FAR:
         return f"{name}: {view['latency_ms']:.0f} ms is over the {view['threshold_ms']:.0f} ms threshold"
     if status in _STATUS_WORDS:
-        return f"{name}: {_STATUS_WORDS[status]}"  # type: ignore[index]
+        return f"{name}: {_STATUS_WORDS[status]}"
     stale = ", load data stale" if view["stale"] else ""
     return (f"{name}: {view['headroom_gbps']:.0f} Gbps headroom, {view['latency_ms']:.0f} ms against a "
             f"{view['threshold_ms']:.0f} ms threshold{stale} (cost {view['cost']:.1f})")

@@ -351,12 +351,12 @@ def group_by_diversion_prefix(problem: Problem) -> SharedPrefixGroups:
     for a, g in enumerate(group_of):
         by_leader.setdefault(g, []).append(a)
     members = list(by_leader.values())
-    first = [m[0] for m in members]
+    leaders = [m[0] for m in members]
     grouped = Problem(
-        problem.centers, [problem.contexts[a] for a in first],
+        problem.centers, [problem.contexts[a] for a in leaders],
         np.stack([problem.cost[m].sum(axis=0) for m in members]),
         np.stack([problem.status[m].max(axis=0) for m in members]),
-        problem.latency[first], problem.threshold[first],
+        problem.latency[leaders], problem.threshold[leaders],
         np.array([problem.gbps[m].sum() for m in members]), np.array([problem.mpps[m].sum() for m in members]),
         problem.facts, problem.settings,
     )  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from devices.drivers.base import FlowSpecRule, RenderError, UnicastRoute, ValueRange
 
@@ -149,7 +150,8 @@ def route_from_json(text: str) -> Route:
     data = json.loads(text)
     kind = data.pop("kind")
     if kind == "unicast":
-        return UnicastRoute(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return UnicastRoute(**fields)
     converted: dict[str, object] = {}
     for name, value in data.items():
         if isinstance(value, list):
