@@ -122,4 +122,4 @@ async def _send_batch(batch: list[tuple[str, dict[str, Any], str | None]]) -> No
 def backlog_since(group: str, seq: int) -> list[dict[str, Any]]:
     """Events of `group` newer than `seq`, oldest first."""
     raw = redis_client().zrangebyscore(backlog_key(group), f"({seq}", "+inf")
-    return [json.loads(item) for item in raw]
+    return [json.loads(item) for item in raw if isinstance(item, bytes | str)]

@@ -8,8 +8,13 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 from core.accounts.choices import UserRoleChoices
-from core.accounts.models import ApiToken
+from core.accounts.models import ApiToken, User
 from core.actors import Actor
+
+
+def has_role(user: Any, role: str) -> bool:
+    """Whether the request's user holds `role` or a stronger one; an anonymous user holds none."""
+    return isinstance(user, User) and user.has_role(role)
 
 
 def request_actor(request: Any) -> Actor:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from django.db import models, transaction
+from django.db.models import Field
 
 from core.actors import Actor
 from devices.api.serializers import (
@@ -184,7 +185,7 @@ def _with_defaults(section: str, validated: dict[str, Any]) -> dict[str, Any]:
         elif name in FILE_DEFAULTS.get(section, {}):
             values[name] = copy.deepcopy(FILE_DEFAULTS[section][name])
         else:
-            values[name] = model._meta.get_field(name).get_default()
+            values[name] = cast(Field[Any, Any], model._meta.get_field(name)).get_default()
     return values
 
 

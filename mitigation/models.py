@@ -24,7 +24,7 @@ class NeverBlockPrefix(models.Model):
     reason = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = NetManager()
+    objects = NetManager()  # type: ignore[django-manager-missing]  # netfields' manager is untyped
 
     class Meta:
         ordering = ["prefix"]
@@ -71,7 +71,7 @@ class Attack(models.Model):
     end_signalled_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
-    objects = NetManager()
+    objects = NetManager()  # type: ignore[django-manager-missing]  # netfields' manager is untyped
 
     class Meta:
         ordering = ["-started_at"]

@@ -84,7 +84,7 @@ def _space_refusals(prefix: Network, tenant: Sequence[Network], never_block: Ite
         refusals.append(Refusal(OUTSIDE_TENANT_SPACE, f"{prefix} is not inside a verified prefix of this tenant"))
     for text in never_block:
         blocked = network(text)
-        if blocked.version == prefix.version and prefix.overlaps(blocked):  # type: ignore[arg-type]
+        if blocked.version == prefix.version and prefix.overlaps(blocked):
             refusals.append(Refusal(NEVER_BLOCK, f"{prefix} overlaps {blocked}, which must never be blocked"))
     return refusals
 

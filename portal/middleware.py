@@ -43,7 +43,7 @@ def session_key_from_scope(scope: Scope) -> str | None:
 
 def resolve_tenant_and_user(host: str, session_key: str | None) -> tuple[Tenant | None, Any]:
     """The tenant that owns `host` and the user of `session_key` in that tenant's schema (or AnonymousUser)."""
-    connection.set_schema_to_public()
+    connection.set_schema_to_public()  # type: ignore[attr-defined]  # django-tenants adds it to the connection
     domain = Domain.objects.select_related("tenant").filter(domain=host).first()
     if domain is None:
         return None, AnonymousUser()

@@ -25,7 +25,7 @@ from core.accounts.choices import UserRoleChoices
 from core.accounts.throttling import record_success
 from core.accounts.two_factor import has_two_factor
 from core.errors import ValidationProblem
-from core.permissions import request_actor
+from core.permissions import has_role, request_actor
 from mitigation.models import Mitigation
 from mitigation.services import lifecycle
 from portal.accounts.forms import ThrottledAuthenticationForm, attempt_for
@@ -34,7 +34,7 @@ View = Callable[..., HttpResponse]
 
 
 def is_public_request(request: HttpRequest) -> bool:
-    return connection.schema_name == "public"
+    return connection.schema_name == "public"  # type: ignore[attr-defined]  # django-tenants adds it to the connection
 
 
 def role_required(role: str) -> Callable[[View], View]:
@@ -48,7 +48,7 @@ def role_required(role: str) -> Callable[[View], View]:
         @functools.wraps(view)
         @login_required
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not request.user.has_role(role):
+            if not has_role(request.user, role):
                 raise PermissionDenied(f"needs the {role} role")
             return view(request, *args, **kwargs)
 
@@ -62,7 +62,7 @@ viewer_required = role_required(UserRoleChoices.VIEWER)
 
 def require_role(request: HttpRequest, role: str) -> None:
     """The role check for views that first had to find their object (see role_required)."""
-    if not request.user.has_role(role):
+    if not has_role(request.user, role):
         raise PermissionDenied(f"needs the {role} role")
 
 
@@ -87,7 +87,7 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
     authentication_form = ThrottledAuthenticationForm
 
-    def form_valid(self, form: ThrottledAuthenticationForm) -> HttpResponse:
+    def form_valid(self, form: ThrottledAuthenticationForm) -> HttpResponse:  # type: ignore[override]  # this view's authentication_form is always this form
         from portal.accounts.views import start_two_factor
 
         user = form.get_user()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
@@ -14,10 +16,12 @@ from tenants.customer.choices import ApplicationProfileChoices, AutomationModeCh
 class Tenant(TenantMixin):
     """A customer of the provider: owns protected prefixes, a service profile and users, in its own schema."""
 
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=50, unique=True)
-    status = models.CharField(max_length=20, choices=TenantStatusChoices.choices, default=TenantStatusChoices.ACTIVE)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Annotated because django-tenants' TenantMixin is untyped, so the stubs cannot infer them.
+    name: models.CharField[str, str] = models.CharField(max_length=200)
+    slug: models.SlugField[str, str] = models.SlugField(max_length=50, unique=True)
+    status: models.CharField[str, str] = models.CharField(max_length=20, choices=TenantStatusChoices.choices,
+                                                          default=TenantStatusChoices.ACTIVE)
+    created_at: models.DateTimeField[datetime.datetime, datetime.datetime] = models.DateTimeField(auto_now_add=True)
 
     auto_create_schema = True
     auto_drop_schema = True
@@ -59,7 +63,7 @@ class VerifiedPrefix(models.Model):
     threshold_bps = models.BigIntegerField(null=True, blank=True, help_text="Per-prefix detection threshold")
     threshold_pps = models.BigIntegerField(null=True, blank=True, help_text="Per-prefix detection threshold")
 
-    objects = NetManager()
+    objects = NetManager()  # type: ignore[django-manager-missing]  # netfields' manager is untyped
 
     class Meta:
         db_table = "mitigation_verifiedprefix"  # moved from mitigation; the table kept its name

@@ -169,7 +169,7 @@ def onboard_tenant(
     except IntegrityError as error:
         raise _integrity_problem(error) from None
     finally:
-        connection.set_schema_to_public()
+        connection.set_schema_to_public()  # type: ignore[attr-defined]  # django-tenants adds it to the connection
     return OnboardingResult(tenant, "admin", password, [str(n) for n in networks])
 
 
@@ -225,9 +225,9 @@ def update_service_profile(tenant: Tenant, profile: ProfileInput, *, acting_user
     """Change a tenant's service profile and its public routing mirror together, audited."""
     profile.validate()
     with transaction.atomic(), schema_context(tenant.schema_name):
-        before = TenantPolicy.objects.filter(tenant=tenant).values().first() or {}
+        before: dict[str, Any] = dict(TenantPolicy.objects.filter(tenant=tenant).values().first() or {})
         service_profile = _write_profile(tenant, profile)
-        after = TenantPolicy.objects.filter(tenant=tenant).values().first() or {}
+        after: dict[str, Any] = dict(TenantPolicy.objects.filter(tenant=tenant).values().first() or {})
         changes = {
             key: [before.get(key), value]
             for key, value in after.items()

@@ -29,4 +29,5 @@ def notify_tenant_task(
     if result.retryable and self.request.retries < self.max_retries:
         raise self.retry(args=(tenant_id, event_kind, payload, result.retryable),
                          countdown=min(5 * 2 ** self.request.retries, 60))
-    return result.as_dict()
+    outcome: dict[str, object] = {**result.as_dict()}
+    return outcome

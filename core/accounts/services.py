@@ -29,13 +29,14 @@ def create_api_token(
     if not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
         raise ValidationProblem("expires_in_days", f"must be between 1 and {MAX_TOKEN_DAYS}")
     key, prefix, digest = ApiToken.generate_key()
+    expires_at = timezone.now() + datetime.timedelta(days=expires_in_days)
     with transaction.atomic():
         token = ApiToken.objects.create(
             user=user, name=name.strip(), key_prefix=prefix, key_hash=digest, scopes=sorted(set(scopes)),
-            expires_at=timezone.now() + datetime.timedelta(days=expires_in_days),
+            expires_at=expires_at,
         )
         record_audit(acting_user, "token.create", obj=token,
-                     diff={"user": user.username, "scopes": token.scopes, "expires_at": token.expires_at.isoformat()})
+                     diff={"user": user.username, "scopes": token.scopes, "expires_at": expires_at.isoformat()})
     return token, key
 
 

@@ -59,8 +59,14 @@ def _plain_range(field: serializers.IntegerField | serializers.FloatField) -> No
     low, high = (max(lows) if lows else None), (min(highs) if highs else None)
     if low is None and high is None:
         return
-    message = (f"must be {_bound(low)}..{_bound(high)}" if low is not None and high is not None
-               else f"must be >= {_bound(low)}" if low is not None else f"must be <= {_bound(high)}")
+    if low is not None and high is not None:
+        message = f"must be {_bound(low)}..{_bound(high)}"
+    elif low is not None:
+        message = f"must be >= {_bound(low)}"
+    elif high is not None:
+        message = f"must be <= {_bound(high)}"
+    else:
+        return
 
     def in_range(value: float) -> None:
         if (low is not None and value < low) or (high is not None and value > high):

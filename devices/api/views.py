@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Model
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from core.accounts.choices import ApiTokenScopeChoices
 from core.accounts.models import ApiToken
@@ -23,13 +25,15 @@ from devices.services import record_center_load
 class InventoryViewSet(viewsets.ModelViewSet):
     """Writes go through the inventory's one write path: validated, saved, audited with a diff, published."""
 
-    def perform_create(self, serializer: serializers.InventorySerializer) -> None:
-        row = serializer.Meta.model(**serializer.validated_data)
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+        model: type[Model] = serializer.Meta.model  # type: ignore[attr-defined]  # every inventory serializer has one
+        row = model(**serializer.validated_data)
         save_row(row, acting_user=self._actor(), reason="REST API")
         serializer.instance = row
 
-    def perform_update(self, serializer: serializers.InventorySerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         row = serializer.instance
+        assert row is not None, "an update has its row"
         before = row_values(row)
         for name, value in serializer.validated_data.items():
             setattr(row, name, value)
@@ -71,7 +75,7 @@ class ScrubbingCenterViewSet(InventoryViewSet):
         center = record_center_load(
             center, load_gbps=body.validated_data["load_gbps"], load_mpps=body.validated_data["load_mpps"],
             healthy=body.validated_data.get("healthy", center.healthy),
-            acting_user=Actor.for_user(request.user, token=request.auth),
+            acting_user=request_actor(request),
         )
         return Response(serializers.ScrubbingCenterSerializer(center).data, status=status.HTTP_200_OK)
 

@@ -32,7 +32,7 @@ class SignalSerializer(serializers.Serializer):
 
 class AttackSerializer(serializers.ModelSerializer):
     target = serializers.SerializerMethodField()
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]  # read-only: no queryset to infer the row type from
     unattributed = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -60,7 +60,7 @@ class ActionSerializer(serializers.ModelSerializer):
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    center = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    center = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]  # read-only: no queryset to infer the row type from
 
     class Meta:
         model = Decision
@@ -68,8 +68,8 @@ class DecisionSerializer(serializers.ModelSerializer):
 
 
 class MitigationSerializer(serializers.ModelSerializer):
-    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    center = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]  # read-only: no queryset to infer the row type from
+    center = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]  # read-only: no queryset to infer the row type from
     attack = AttackSerializer(read_only=True)
     actions = serializers.SerializerMethodField()
 
@@ -79,7 +79,7 @@ class MitigationSerializer(serializers.ModelSerializer):
                   "hold_down_until", "last_error", "created_at", "updated_at", "activated_at", "ended_at", "actions"]
 
     def get_actions(self, mitigation: Mitigation) -> list[dict[str, Any]]:
-        return ActionSerializer(mitigation.actions.exclude(status="retired"), many=True).data
+        return list(ActionSerializer(mitigation.actions.exclude(status="retired"), many=True).data)
 
 
 class MoveSerializer(serializers.Serializer):

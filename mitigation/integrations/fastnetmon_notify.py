@@ -154,7 +154,8 @@ def build_signal(argv: Sequence[str], details_raw: bytes) -> dict[str, Any] | No
     data = parse_details(details_raw)
     if not argv and "ip" in data and "action" in data:
         # JSON format without arguments (FastNetMon Advanced): everything comes on stdin.
-        details = data.get("attack_details") if isinstance(data.get("attack_details"), dict) else {}
+        raw_details = data.get("attack_details")
+        details = raw_details if isinstance(raw_details, dict) else {}
         argv = [str(data["ip"]), str(details.get("attack_direction", "incoming")), "0", str(data["action"])]
     if len(argv) != 4:
         raise UsageError("usage: fastnetmon_notify.py <ip> <direction> <pps> <ban|unban|attack_details>")

@@ -160,7 +160,8 @@ def escalate_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str =
         current = mitigation.override_level or mitigation.level
         if current not in ESCALATION:
             raise ValidationProblem("level", "the mitigation is already at the top of the ladder (RTBH)")
-        mitigation.override_level, mitigation.override_by = ESCALATION[current], str(acting_user)
+        mitigation.override_level = ESCALATION[MitigationLevelChoices(current)]
+        mitigation.override_by = str(acting_user)
         _changed(mitigation, "mitigation.escalate", acting_user, reason or f"escalated to {mitigation.override_level}")
         _replan_after_commit()
     return mitigation

@@ -63,8 +63,8 @@ def load_policies(tenant_ids: Iterable[int]) -> dict[int, PolicyInput]:
     """The engine's view of each tenant: verified space, thresholds (center and region overrides), latencies."""
     ids = set(tenant_ids)
     prefixes: dict[int, list[str]] = defaultdict(list)
-    for row in VerifiedPrefix.objects.filter(tenant_id__in=ids).values_list("tenant_id", "prefix"):
-        prefixes[row[0]].append(str(row[1]))
+    for tenant_id, prefix in VerifiedPrefix.objects.filter(tenant_id__in=ids).values_list("tenant_id", "prefix"):
+        prefixes[tenant_id].append(str(prefix))
     centers = dict(ScrubbingCenter.objects.values_list("slug", "id"))
     latencies = tenant_latencies()
     policies = {}
@@ -157,11 +157,9 @@ def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = E
         result = plan_mitigations(network_snapshot(now=now), attacks, engine_policies, previous,
                                   never_block=never_block)
         by_attack = {m.attack_id: m for m in mitigations}
-        modes = dict(PolicyRow.objects.filter(tenant_id__in=policies).values_list("tenant_id", "automation_mode"))
-        windows = dict(
-            PolicyRow.objects.filter(tenant_id__in=policies).values_list("tenant_id", "approval_window_minutes")
-        )
-        modes = {tenant: (mode, windows[tenant]) for tenant, mode in modes.items()}
+        rows = PolicyRow.objects.filter(tenant_id__in=policies)
+        modes = {tenant: (mode, window) for tenant, mode, window
+                 in rows.values_list("tenant_id", "automation_mode", "approval_window_minutes")}
         current: dict[int, dict[str, Action]] = defaultdict(dict)
         for action in Action.objects.filter(mitigation__in=mitigations, status=ActionStatusChoices.DESIRED):
             current[action.mitigation_id][action.route_key] = action

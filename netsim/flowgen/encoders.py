@@ -116,7 +116,7 @@ class _TemplatedEncoder:
                 body[name] = np.where(chunk["frag"] == 1, 0x20, 0)
             elif name == "sampler":
                 body[name] = 1
-            elif name in chunk.dtype.names:
+            elif name in (chunk.dtype.names or ()):
                 body[name] = chunk[name]
         return body.tobytes()
 
@@ -258,7 +258,9 @@ class SflowEncoder:
     def encode(self, records: list[FlowRecord] | npt.NDArray[np.void]) -> list[bytes]:
         """Datagrams of up to ~1400 bytes of flow samples."""
         array = records if isinstance(records, np.ndarray) else records_to_array(records)
-        packets, samples, size = [], [], 0
+        packets: list[bytes] = []
+        samples: list[bytes] = []
+        size = 0
         for row in array.tolist():
             sample = self._sample(row)
             if samples and size + len(sample) > MTU_PAYLOAD:
@@ -328,4 +330,4 @@ def encoder_for(fmt: str, sampling: int = 1, **kwargs: object) -> NetFlow5Encode
     classes = {"sflow": SflowEncoder, "netflow5": NetFlow5Encoder, "netflow9": NetFlow9Encoder, "ipfix": IpfixEncoder}
     if fmt not in classes:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(classes)}")
-    return classes[fmt](sampling=sampling, **kwargs)  # type: ignore[arg-type]
+    return classes[fmt](sampling=sampling, **kwargs)

@@ -494,6 +494,7 @@ def _diff(old: Tree, new: Tree, path: tuple[str, ...], parent: str | None,
         if before is None or after is None:
             sign = "-" if after is None else "+"
             body = before if after is None else after
+            assert body is not None, "one side differs from None here"
             sections.setdefault(path, []).extend(_signed(sign, _entry_lines(keyword, body, parent, 1, "    ")))
             continue
         if kind in (LEAF, LEAF_LIST):

@@ -17,7 +17,7 @@ def client_address(request: Any) -> str:
 
 
 def attempt_for(request: Any, username: str) -> throttling.LoginAttempt:
-    return throttling.LoginAttempt(connection.schema_name, username, client_address(request))
+    return throttling.LoginAttempt(connection.schema_name, username, client_address(request))  # type: ignore[attr-defined]  # django-tenants adds it to the connection
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):

@@ -31,11 +31,11 @@ class TwoFactorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         urlconf = str(getattr(request, "urlconf", None) or settings.ROOT_URLCONF)
-        request.urlconf = WITH_TWO_FACTOR_URLS.get(urlconf, urlconf)
+        request.urlconf = WITH_TWO_FACTOR_URLS.get(urlconf, urlconf)  # type: ignore[attr-defined]  # a request attribute Django reads, set per tenant
         user = getattr(request, "user", None)
         if (
             user is not None and user.is_authenticated
-            and two_factor.two_factor_required(user, connection.schema_name)
+            and two_factor.two_factor_required(user, connection.schema_name)  # type: ignore[attr-defined]  # django-tenants adds it to the connection
             and not two_factor.has_two_factor(user)
         ):
             refusal = self._hold_for_enrollment(request)
@@ -45,11 +45,11 @@ class TwoFactorMiddleware:
 
     @staticmethod
     def _hold_for_enrollment(request: HttpRequest) -> HttpResponse | None:
-        allowed = {reverse(name, urlconf=request.urlconf) for name in ("two-factor", "logout")}
+        allowed = {reverse(name, urlconf=request.urlconf) for name in ("two-factor", "logout")}  # type: ignore[attr-defined]  # a request attribute Django reads, set per tenant
         if request.path in allowed or request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
             return None
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": "Enroll in two-factor sign-in before using the API with a session."},
                                 status=403)
         messages.warning(request, "Your role requires two-factor sign-in. Set it up to continue.")
-        return redirect(reverse("two-factor", urlconf=request.urlconf))
+        return redirect(reverse("two-factor", urlconf=request.urlconf))  # type: ignore[attr-defined]  # a request attribute Django reads, set per tenant

@@ -69,7 +69,7 @@ def verify(request: HttpRequest) -> HttpResponse:
             request.session.pop(PENDING_LOGIN_KEY, None)
             messages.error(request, throttling.LOCKED_MESSAGE)
             return redirect("login")
-        if two_factor.verify_code(user, form.cleaned_data["code"], schema_name=connection.schema_name):
+        if two_factor.verify_code(user, form.cleaned_data["code"], schema_name=connection.schema_name):  # type: ignore[attr-defined]  # django-tenants adds it to the connection
             throttling.record_success(attempt)
             del request.session[PENDING_LOGIN_KEY]
             login(request, user, backend=pending["backend"] or None)
@@ -100,7 +100,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
     The secret is shown only here, before it is enabled; afterwards the page says TOTP is on and nothing else.
     """
     user: User = request.user  # type: ignore[assignment]
-    schema = connection.schema_name
+    schema = connection.schema_name  # type: ignore[attr-defined]  # django-tenants adds it to the connection
     context: dict[str, Any] = {
         "tenant": getattr(request, "tenant", None), "enrolled": two_factor.has_two_factor(user),
         "required": two_factor.two_factor_required(user, schema),
@@ -125,7 +125,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
 def disable(request: HttpRequest) -> HttpResponse:
     """Turn TOTP off for oneself, allowed only to users who are not required to have it."""
     user: User = request.user  # type: ignore[assignment]
-    if two_factor.two_factor_required(user, connection.schema_name):
+    if two_factor.two_factor_required(user, connection.schema_name):  # type: ignore[attr-defined]  # django-tenants adds it to the connection
         messages.error(request, "Your role requires two-factor sign-in; it cannot be turned off.")
     elif two_factor.has_two_factor(user):
         two_factor.disable_two_factor(user, acting_user=request_actor(request))

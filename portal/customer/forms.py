@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 
 from core.accounts.choices import ApiTokenScopeChoices, UserRoleChoices
@@ -12,7 +14,7 @@ from tenants.customer.models import NotificationChannelKindChoices, Notification
 class PrefixRequestForm(forms.Form):
     """Ask the provider to protect a prefix; it stays pending until an operator verifies it."""
 
-    prefix = forms.CharField(max_length=50, widget=forms.TextInput(attrs={"placeholder": "203.0.113.0/24"}))
+    prefix = forms.CharField(max_length=50, widget=forms.TextInput(attrs={"placeholder": "203.0.113.0/24"}))  # type: ignore[assignment]  # a form field, not the form's own prefix: the metaclass moves it to base_fields
     description = forms.CharField(max_length=200, required=False)
 
 
@@ -85,4 +87,4 @@ class ApiTokenForm(forms.Form):
 
     def __init__(self, *args: object, users: list[str], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fields["user"].choices = [(name, name) for name in users]
+        cast(forms.ChoiceField, self.fields["user"]).choices = [(name, name) for name in users]

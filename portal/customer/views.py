@@ -23,6 +23,7 @@ from core.accounts.models import User
 from core.audit import record_audit
 from core.errors import ValidationProblem
 from core.models import AuditEvent
+from core.permissions import has_role
 from mitigation import selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import Mitigation
@@ -102,7 +103,7 @@ def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "attack": mitigation.attack,
         "actions": selectors.actions_for(tenant).filter(mitigation=mitigation).prefetch_related("deployments"),
         "decisions": selectors.decisions_for(tenant).filter(mitigation=mitigation),
-        "can_act": request.user.has_role(UserRoleChoices.OPERATOR),
+        "can_act": has_role(request.user, UserRoleChoices.OPERATOR),
         "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
         "can_withdraw": mitigation.state in lifecycle.LIVE_STATES,
         "form": ReasonForm(),
@@ -168,7 +169,7 @@ def mitigation_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
 def prefixes(request: HttpRequest) -> HttpResponse:
     """The tenant's prefixes with their verification status; admins ask for new ones here."""
     tenant = _tenant(request)
-    is_admin = request.user.has_role(UserRoleChoices.ADMIN)
+    is_admin = has_role(request.user, UserRoleChoices.ADMIN)
     form = PrefixRequestForm()
     if request.method == "POST":
         require_role(request, UserRoleChoices.ADMIN)
@@ -245,7 +246,7 @@ def profile(request: HttpRequest) -> HttpResponse:
     context = {
         "tenant": tenant,
         "form": form,
-        "is_admin": request.user.has_role(UserRoleChoices.ADMIN),
+        "is_admin": has_role(request.user, UserRoleChoices.ADMIN),
         "history": _profile_history(tenant),
     }
     return render(request, "customer/profile.html", context)

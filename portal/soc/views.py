@@ -23,7 +23,7 @@ from django_tenants.utils import schema_context
 from core.accounts.choices import UserRoleChoices
 from core.errors import ValidationProblem
 from core.models import AuditEvent
-from core.permissions import request_actor
+from core.permissions import has_role, request_actor
 from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
 from mitigation import selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
@@ -59,17 +59,17 @@ def _centers_with_load() -> list[ScrubbingCenter]:
     for center in centers:
         gbps = center.load_gbps / center.capacity_gbps if center.capacity_gbps else 0.0
         mpps = center.load_mpps / center.capacity_mpps if center.capacity_mpps else 0.0
-        center.gbps_pct = min(round(gbps * 100), 100)
-        center.mpps_pct = min(round(mpps * 100), 100)
-        center.gbps_class, center.mpps_class = _ratio_class(gbps), _ratio_class(mpps)
-    return centers
+        center.gbps_pct = min(round(gbps * 100), 100)  # type: ignore[attr-defined]  # display values attached for the template
+        center.mpps_pct = min(round(mpps * 100), 100)  # type: ignore[attr-defined]  # display values attached for the template
+        center.gbps_class, center.mpps_class = _ratio_class(gbps), _ratio_class(mpps)  # type: ignore[attr-defined]  # display values attached for the template
+    return centers  # type: ignore[return-value]  # annotated rows are ScrubbingCenter rows
 
 
 def _upstreams() -> list[UpstreamPeer]:
     peers = list(UpstreamPeer.objects.select_related("router", "center").order_by("center__name", "name"))
     for peer in peers:
-        peer.util_pct = min(round(peer.utilisation * 100), 100)
-        peer.util_class = _ratio_class(peer.utilisation)
+        peer.util_pct = min(round(peer.utilisation * 100), 100)  # type: ignore[attr-defined]  # display values attached for the template
+        peer.util_class = _ratio_class(peer.utilisation)  # type: ignore[attr-defined]  # display values attached for the template
     return peers
 
 
@@ -131,14 +131,14 @@ def flatten_inputs(value: Any, prefix: str = "") -> Iterator[InputRow]:
 def _mitigation_context(mitigation: Mitigation, request: HttpRequest) -> dict[str, Any]:
     decisions = list(selectors.decisions_for(None).filter(mitigation=mitigation))
     for decision in decisions:
-        decision.input_rows = list(flatten_inputs(decision.inputs))
+        decision.input_rows = list(flatten_inputs(decision.inputs))  # type: ignore[attr-defined]  # display values attached for the template
     return {
         "mitigation": mitigation,
         "attack": mitigation.attack,
         "actions": selectors.actions_for(None).filter(mitigation=mitigation).prefetch_related("deployments"),
         "decisions": decisions,
         "signals": SignalRecord.objects.filter(attack_id=mitigation.attack_id).order_by("-received_at")[:50],
-        "can_act": request.user.has_role(UserRoleChoices.OPERATOR),
+        "can_act": has_role(request.user, UserRoleChoices.OPERATOR),
         "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
         "can_withdraw": mitigation.state in lifecycle.LIVE_STATES,
         "centers": ScrubbingCenter.objects.order_by("name"),
@@ -258,7 +258,7 @@ def _pending_prefixes() -> list[PendingPrefix]:
 def prefix_queue(request: HttpRequest) -> HttpResponse:
     context = {
         "pending": _pending_prefixes(),
-        "can_verify": request.user.has_role(UserRoleChoices.ADMIN),
+        "can_verify": has_role(request.user, UserRoleChoices.ADMIN),
         "form": ReasonForm(),
     }
     return render(request, "soc/prefix_queue.html", context)

@@ -6,7 +6,7 @@ from tenants.models import Tenant
 
 
 class TenantSerializer(serializers.ModelSerializer):
-    domains = serializers.SlugRelatedField(many=True, read_only=True, slug_field="domain")
+    domains = serializers.SlugRelatedField(many=True, read_only=True, slug_field="domain")  # type: ignore[var-annotated]  # read-only: no queryset to infer the row type from
 
     class Meta:
         model = Tenant

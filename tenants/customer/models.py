@@ -38,7 +38,7 @@ class ProtectedPrefix(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     verified_at = models.DateTimeField(null=True, blank=True)
 
-    objects = NetManager()
+    objects = NetManager()  # type: ignore[django-manager-missing]  # netfields' manager is untyped
 
     class Meta:
         ordering = ["prefix"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
@@ -14,7 +14,15 @@ from mitigation.models import NeverBlockPrefix
 from tenants.models import Tenant
 from tenants.services import ProfileInput, onboard_tenant
 
-DEMO_TENANTS = [
+
+class DemoTenant(TypedDict):
+    slug: str
+    name: str
+    prefixes: list[str]
+    profile: ProfileInput
+
+
+DEMO_TENANTS: list[DemoTenant] = [
     {"slug": "acme", "name": "Acme Corp", "prefixes": ["203.0.113.0/24", "2001:db8:100::/48"],
      "profile": ProfileInput(latency_threshold_ms=40, application_profile="web", hold_down_minutes=1)},
     {"slug": "globex", "name": "Globex", "prefixes": ["198.51.100.0/25", "2001:db8:200::/48"],

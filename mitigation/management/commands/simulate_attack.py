@@ -37,6 +37,8 @@ class Command(BaseCommand):
         signal = AttackSignal(target=target, vectors=(options["vector"],), bps=bps, pps=bps // 8000,
                               detector="simulate_attack")
         attack = record_signal(signal, acting_user=ACTOR)
+        if attack is None:
+            raise CommandError(f"{target} is not inside a verified prefix of {tenant.slug}; nothing was recorded")
         self.stdout.write(f"signal: {options['vector']} at {options['gbps']} Gbps on {target} -> attack {attack.pk}")
         seen = self._follow(attack.pk, deadline=time.monotonic() + options["duration"])
         record_signal(AttackSignal(target=target, vectors=(options["vector"],), bps=0, pps=0, phase=SignalPhase.END,

@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from core.permissions import AdminWrites, request_actor
@@ -25,9 +26,9 @@ class ProtectedPrefixViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, m
     permission_classes = [AdminWrites]
     filterset_fields = ["status"]
 
-    def perform_create(self, serializer: ProtectedPrefixSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         serializer.instance = request_prefix(
-            self.request.tenant,
+            self.request.tenant,  # type: ignore[attr-defined]  # set by django-tenants' middleware
             serializer.validated_data["prefix"],
             description=serializer.validated_data.get("description", ""),
             acting_user=request_actor(self.request),
@@ -50,7 +51,7 @@ class ServiceProfileView(APIView):
         known = {f.name for f in dataclasses.fields(ProfileInput)}
         values["allowed_actions"] = tuple(values.get("allowed_actions", ()))
         profile = update_service_profile(
-            request.tenant, ProfileInput(**{k: v for k, v in values.items() if k in known}),
+            request.tenant, ProfileInput(**{k: v for k, v in values.items() if k in known}),  # type: ignore[attr-defined]  # set by django-tenants' middleware
             acting_user=request_actor(request),
         )
         return Response(ServiceProfileSerializer(profile).data)
