@@ -185,7 +185,7 @@ def _with_defaults(section: str, validated: dict[str, Any]) -> dict[str, Any]:
         elif name in FILE_DEFAULTS.get(section, {}):
             values[name] = copy.deepcopy(FILE_DEFAULTS[section][name])
         else:
-            values[name] = cast(Field[Any, Any], model._meta.get_field(name)).get_default()
+            values[name] = cast("Field[Any, Any]", model._meta.get_field(name)).get_default()
     return values
 
 
