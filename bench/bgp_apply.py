@@ -23,7 +23,8 @@ from _common import size
 from devices.drivers.base import FlowSpecRule, UnicastRoute
 from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
 from devices.drivers.bgp.commands import announce_command, withdraw_command
-from netsim.bgplab import BirdPeer, BirdRouter, wait_for
+from netsim.bgplab import BirdPeer, BirdRouter
+from netsim.polling import wait_for
 
 SPEAKER, ROUTER = "127.0.63.1", "127.0.63.2"
 LOCAL_AS, ROUTER_AS, PORT = 65300, 65301, 11963

@@ -22,12 +22,13 @@ import socket
 import struct
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
+
+from netsim.polling import wait_for
 
 T = TypeVar("T")
 
@@ -38,26 +39,6 @@ FLOW_TABLES = {"flow4": "flowtab4", "flow6": "flowtab6"}
 
 class LabError(Exception):
     """A lab router could not be started, reached, or did not reach the expected state in time."""
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.005, what: str = "") -> T:
-    """Poll `predicate` until it returns something truthy, and return that; LabError after `timeout`.
-
-    Polling with a short interval (never one long sleep) keeps tests as fast as the daemons are.
-    Exceptions of the predicate count as "not yet" until the deadline, then are chained to the error.
-    """
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            raise LabError(f"timed out after {timeout} s waiting for {what or predicate}") from last_error
-        time.sleep(interval)
 
 
 @dataclass(frozen=True)
@@ -419,7 +400,7 @@ class BirdRouter:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for(self._ready, timeout, what=f"BIRD {self.name} control socket")
+        wait_for(self._ready, timeout, what=f"BIRD {self.name} control socket", error=LabError)
 
     def _ready(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
@@ -436,7 +417,7 @@ class BirdRouter:
             return
         if str(self.config_path).encode() in cmdline:
             os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not _alive(pid), 10, what="stale BIRD to exit")
+            wait_for(lambda: not _alive(pid), 10, what="stale BIRD to exit", error=LabError)
 
     def stop(self) -> None:
         self.control.close()
@@ -474,7 +455,7 @@ class BirdRouter:
         return all(self.session_state(p) == "Established" for p in peers)
 
     def wait_established(self, peer: BirdPeer | str | None = None, timeout: float = 20.0) -> None:
-        wait_for(lambda: self.established(peer), timeout, what=f"BGP sessions of {self.name}")
+        wait_for(lambda: self.established(peer), timeout, what=f"BGP sessions of {self.name}", error=LabError)
 
     def unicast_routes(self, family: int = 4) -> list[BirdRoute]:
         text = self.cli(f"show route all table master{family}")

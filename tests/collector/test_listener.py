@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 
@@ -14,16 +12,12 @@ from collector import run_collector
 from collector.listener import UdpListener
 from collector.signals import AttackSignal, AttackVector, SignalPhase
 from netsim.flowgen import Scenario, encoder_for, generate, parse_target
+from netsim.polling import wait_for
 from tests.collector.helpers import customer_prefix
 
-WAIT_LIMIT = 30.0
+WAIT_LIMIT = 30.0  # only keeps a broken build from hanging; never what a test checks
 
 
-def wait_for(condition: Callable[[], bool]) -> None:
-    """Poll a condition; the limit only keeps a broken build from hanging, it is not what the test checks."""
-    deadline = time.monotonic() + WAIT_LIMIT
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def test_listener_reads_batches_and_asks_for_a_large_receive_buffer() -> None:
@@ -35,7 +29,7 @@ def test_listener_reads_batches_and_asks_for_a_large_receive_buffer() -> None:
             for packet in packets:
                 sender.sendto(packet, address)
         received: list[int] = []
-        wait_for(lambda: bool(received.extend(listener.read_batch(0.05).lengths)) or len(received) >= len(packets))
+        wait_for(lambda: bool(received.extend(listener.read_batch(0.05).lengths)) or len(received) >= len(packets), timeout=WAIT_LIMIT)
         assert received == [len(p) for p in packets]
         assert listener.stats["receive_buffer_bytes"] >= 2 * 1024 * 1024
     finally:
@@ -48,7 +42,7 @@ def test_ipv6_loopback_listener() -> None:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
             sender.sendto(b"\0\x05junk", listener.addresses()["v6"])
         senders: list[str] = []
-        wait_for(lambda: bool(senders.extend(listener.read_batch(0.05).exporters)) or bool(senders))
+        wait_for(lambda: bool(senders.extend(listener.read_batch(0.05).exporters)) or bool(senders), timeout=WAIT_LIMIT)
         assert senders == ["::1"]
     finally:
         listener.close()
@@ -72,7 +66,7 @@ def test_run_collector_emits_start_and_end_from_real_datagrams(fmt: str) -> None
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    wait_for(lambda: bool(ready))
+    wait_for(lambda: bool(ready), timeout=WAIT_LIMIT)
     host, port = ready[fmt]
     target = f"{host}:{port}"
     assert parse_target(target) == (host, port)
@@ -81,8 +75,8 @@ def test_run_collector_emits_start_and_end_from_real_datagrams(fmt: str) -> None
         for _, packets, _ in generate(scenario, fmt, rate=8000, duration=1.0, sampling=10, tick=0.1):
             for packet in packets:
                 sender.sendto(packet, (host, port))
-        wait_for(lambda: any(s.phase is SignalPhase.START for s in signals))
-        wait_for(lambda: any(s.phase is SignalPhase.END for s in signals))
+        wait_for(lambda: any(s.phase is SignalPhase.START for s in signals), timeout=WAIT_LIMIT)
+        wait_for(lambda: any(s.phase is SignalPhase.END for s in signals), timeout=WAIT_LIMIT)
     stop.set()
     thread.join(WAIT_LIMIT)
     assert not thread.is_alive()

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from mitigation.management.commands.run_collector import (
 )
 from mitigation.models import Attack
 from netsim.flowgen import Scenario, encoder_for
+from netsim.polling import wait_for
 from tenants.models import TenantPolicy, VerifiedPrefix
 from tests.support.processes import ROOT, child_env
 from tests.support.world import World
@@ -35,14 +35,6 @@ TARGET = "203.0.113.77"
 SAMPLING = 1000
 
 
-def wait_for(condition: Callable[[], bool]) -> bool:
-    """Poll a condition; the limit only keeps a broken build from hanging, it is not what the test checks."""
-    deadline = time.monotonic() + WAIT_LIMIT
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def in_own_connection(work: Callable[[], None]) -> None:
@@ -116,7 +108,7 @@ def collector_thread(world: World) -> Iterator[tuple[dict[str, tuple[str, int]],
         daemon=True,
     )  # fmt: skip
     thread.start()
-    assert wait_for(lambda: len(ready) == 2)
+    assert wait_for(lambda: len(ready) == 2, timeout=WAIT_LIMIT)
     try:
         yield ready, recorder
     finally:
@@ -148,11 +140,11 @@ def test_dns_amplification_at_20x_the_tenant_threshold_becomes_an_attack(
                 sender.sendto(packet, addresses["ipfix"])
         return Attack.objects.filter(target=f"{TARGET}/32", vectors__contains=["dns_amplification"]).exists()
 
-    assert wait_for(attack_recorded), f"no attack recorded; recorder {dict(recorder.stats)}"
+    assert wait_for(attack_recorded, timeout=WAIT_LIMIT), f"no attack recorded; recorder {dict(recorder.stats)}"
     attack = Attack.objects.get(target=f"{TARGET}/32")
     assert attack.tenant_id == world.acme.id
     # The row is visible as soon as record_signal commits, a moment before the recorder counts it.
-    assert wait_for(lambda: recorder.stats["recorded"] >= 1)
+    assert wait_for(lambda: recorder.stats["recorded"] >= 1, timeout=WAIT_LIMIT)
     assert recorder.pending == 0
 
 
@@ -178,14 +170,14 @@ def test_two_collector_processes_share_one_port_and_record_the_attack_once(world
     with open(log_path, "wb") as log:
         supervisor = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert wait_for(lambda: log_path.read_text().count("listening on") == 2), log_path.read_text()
+        assert wait_for(lambda: log_path.read_text().count("listening on") == 2, timeout=WAIT_LIMIT), log_path.read_text()
 
         def attack_recorded() -> bool:
             for index, packet in enumerate(packets):
                 senders[index % len(senders)].sendto(packet, ("127.0.0.1", port))
             return Attack.objects.filter(target=f"{target}/32").exists()
 
-        assert wait_for(attack_recorded), log_path.read_text()
+        assert wait_for(attack_recorded, timeout=WAIT_LIMIT), log_path.read_text()
     finally:
         for sender in senders:
             sender.close()

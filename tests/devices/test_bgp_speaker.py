@@ -26,14 +26,16 @@ from devices.drivers.base import (
 from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
 from devices.drivers.bgp.config import LOCK_FILE
 from devices.drivers.bgp.journal import Journal, workdir_lock
-from netsim.bgplab import BirdPeer, BirdRouter, wait_for
+from netsim.bgplab import BirdPeer, BirdRouter
+from netsim.polling import wait_for
+from tests.support.processes import free_port
 
 SPEAKER = "127.0.61.1"
 R1 = "127.0.61.2"
 R2 = "127.0.61.3"
 LOCAL_AS = 65100
 R1_AS = 65101
-PORT = 11861
+PORT = free_port(R1, R2, "127.0.61.5")  # per process: two test runs side by side never collide
 UNICAST = ("ipv4", "ipv6")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -232,6 +234,8 @@ def test_killed_speaker_comes_back_with_the_same_routes(
     wait_for(lambda: len(r1.unicast(4)) == 2 and r1.flows(4))
     old_pid, restarts = process.pid, process.restarts
     process.kill()
+    # The restart itself is observed: the routers see their sessions drop, and a new process takes over.
+    wait_for(lambda: not r1.established() and not r2.established(), timeout=15, what="the sessions to drop")
     wait_for(lambda: process.restarts > restarts and process.pid not in (None, old_pid), timeout=15)
     process.wait_ready()
     r1.wait_established()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from devices.drivers.base import (
@@ -20,7 +18,8 @@ from devices.drivers.base import (
 )
 from devices.drivers.junos import JunosDriver, render_statements
 from netsim.junos import JunosEmulator
-from tests.support.polling import wait_for
+from netsim.polling import wait_for
+from tests.support.emulators import emulator_fixture
 
 FOREIGN = (
     "set system host-name edge1\n"
@@ -42,10 +41,7 @@ INTENT = DeviceIntent(
 
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[JunosEmulator]:
-    with JunosEmulator(hostname="edge1", username="sluice", password="secret") as running:
-        yield running
+emulator = emulator_fixture(hostname="edge1", username="sluice", password="secret")
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from devices.drivers.base import (
@@ -18,7 +16,8 @@ from devices.drivers.base import (
 )
 from devices.drivers.napalm_driver import NapalmDriver
 from netsim.junos import JunosEmulator
-from tests.support.polling import wait_for
+from netsim.polling import wait_for
+from tests.support.emulators import emulator_fixture
 
 BASE = "set system host-name edge2\n"
 INTENT = DeviceIntent(
@@ -32,10 +31,7 @@ INTENT = DeviceIntent(
 
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[JunosEmulator]:
-    with JunosEmulator(hostname="edge2", username="napalm", password="secret") as running:
-        yield running
+emulator = emulator_fixture(hostname="edge2", username="napalm", password="secret")
 
 
 @pytest.fixture

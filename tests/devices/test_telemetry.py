@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,15 +15,13 @@ from devices.services import poll_router_telemetry, record_center_load
 from devices.tasks import poll_router_telemetry_task
 from mitigation.snapshot import network_snapshot
 from netsim.junos import JunosEmulator
+from tests.support.emulators import emulator_fixture
 
 pytestmark = pytest.mark.django_db
 ACTOR = Actor("system", "tests")
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[JunosEmulator]:
-    with JunosEmulator(hostname="edge-poll", username="sluice", password="poll-secret") as running:
-        yield running
+emulator = emulator_fixture(hostname="edge-poll", username="sluice", password="poll-secret")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from mitigation.services.lifecycle import approve_mitigation, lifecycle_tick, re
 from mitigation.services.network import ConvergeError, converge_network
 from mitigation.services.planning import plan_attacks
 from mitigation.services.signals import record_signal
-from netsim.bgplab import wait_for
+from netsim.polling import wait_for
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.lab import Lab, refresh_telemetry, running_lab
 from tests.support.world import World
@@ -36,7 +36,7 @@ PREFIX = "203.0.113.0/24"
 @pytest.fixture(scope="module")
 def lab(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[Lab]:
     with django_db_blocker.unblock(), running_lab(tmp_path_factory.mktemp("lab"), bird_address="127.0.32.1",
-                     speaker_address="127.0.32.254", bgp_port=1932) as running:
+                     speaker_address="127.0.32.254") as running:
         yield running
 
 

@@ -21,8 +21,9 @@ from django.test import Client
 from core.accounts.models import ApiToken, User
 from core.actors import Actor
 from mitigation.models import Attack, Mitigation
-from netsim.bgplab import BirdRouter, wait_for
+from netsim.bgplab import BirdRouter
 from netsim.junos import JunosEmulator
+from netsim.polling import wait_for
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.lab import running_lab
 from tests.support.processes import asgi_server, celery_worker
@@ -33,7 +34,7 @@ from tests.support.world import World, session_for
 def network(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_blocker: Any) -> Iterator[dict]:
     base = tmp_path_factory.mktemp("e2e")
     with django_db_blocker.unblock():  # noqa: SIM117 - the lab's lifetime is nested inside database access
-        with running_lab(base, bird_address="127.0.31.1", speaker_address="127.0.31.254", bgp_port=1931) as lab:
+        with running_lab(base, bird_address="127.0.31.1", speaker_address="127.0.31.254") as lab:
             update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
                                    allowed_actions=("diversion",), hold_down_minutes=0),
                                    acting_user=Actor("system", "tests"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -532,7 +531,8 @@ def test_no_prefix_is_ever_diverted_to_two_centers(scenario: tuple) -> None:  # 
         assert all(other_hop == hop for other, other_hop in diverted if other.overlaps(prefix))  # type: ignore[arg-type]
 
 
-def test_a_thousand_attacks_are_planned_quickly() -> None:
+def test_a_thousand_attacks_are_all_planned() -> None:
+    """How fast is bench/engine_scale.py's figure (engine_plan_1000_p50); here only that every attack is planned."""
     centers = [center(i, f"c{i}", cap=400.0, load=50.0) for i in range(1, 31)]
     peers = tuple(peer(i, (i % 30) + 1) for i in range(1, 121))
     net = NetworkSnapshot(tuple(centers), peers, NOW)
@@ -540,8 +540,6 @@ def test_a_thousand_attacks_are_planned_quickly() -> None:
                        profile=tuple(AppProfile)[t % 6]) for t in range(1, 101)]
     attacks = [attack(i, f"10.{i % 100 + 1}.{i % 250}.{i % 200 + 1}", gbps=2.0, tid=i % 100 + 1,
                       vectors=(tuple(V)[i % 15],)) for i in range(1000)]
-    start = time.perf_counter()
     plan = plan_mitigations(net, attacks, policies)
-    assert time.perf_counter() - start < 2.0
     assert all(m.level != Level.NONE for m in plan.mitigations if m.inputs["filter_quality"] != "none"
                or m.inputs["diversion_prefix"])

@@ -22,15 +22,16 @@ from netsim.bgplab import (
     parse_flow_match,
     parse_routes,
     to_unicast,
-    wait_for,
 )
+from netsim.polling import wait_for
+from tests.support.processes import free_port
 
 SPEAKER = "127.0.62.1"
 R1 = "127.0.62.2"
 R2 = "127.0.62.3"
 LOCAL_AS = 65200
-PORT = 11862
-SPEAKER_PORT = 11863
+PORT = free_port(R1, R2, "127.0.62.9")  # per process: two test runs side by side never collide
+SPEAKER_PORT = free_port(SPEAKER)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +167,8 @@ def test_bird_errors_and_timeouts_raise_lab_error(lab: tuple[BirdRouter, BirdRou
     with pytest.raises(LabError, match="refused"):
         r1.cli("show route table nosuchtable")
     with pytest.raises(LabError, match="timed out"):
+        r1.wait_established("127.0.62.77", timeout=0.05)  # no session to that address: the lab's wait gives up
+    with pytest.raises(AssertionError, match="timed out .* nothing"):
         wait_for(lambda: False, timeout=0.05, what="nothing")
     with pytest.raises(ValueError):
         BirdRouter("/tmp", "x", "192.0.2.1", 1, [])

@@ -15,7 +15,8 @@ from lxml import etree
 from ncclient import manager
 
 from netsim.junos import JunosEmulator
-from tests.support.polling import wait_for
+from netsim.polling import wait_for
+from tests.support.emulators import emulator_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "set system host-name edge1\nset protocols bgp group upstream neighbor 192.0.2.1 peer-as 65001\n"
@@ -45,10 +46,7 @@ FLOW_XML = """<configuration><routing-options><flow><route><name>sluice-a</name>
 
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[JunosEmulator]:
-    with JunosEmulator(hostname="edge1", username="sluice", password="secret") as running:
-        yield running
+emulator = emulator_fixture(hostname="edge1", username="sluice", password="secret")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from core.accounts.throttling import reset_login_throttle
-from tests.support.world import OPERATOR_PASSWORD, World, login_with_code
+from tests.support.world import OPERATOR_PASSWORD, World, login_with_code, password_login
 
 pytestmark = pytest.mark.django_db
 
@@ -15,10 +15,6 @@ pytestmark = pytest.mark.django_db
 def _fresh_login_counters() -> None:
     """Some tests here fail logins on purpose; they must not lock out the next ones."""
     reset_login_throttle()
-
-
-def login(client: Client, username: str, password: str) -> int:
-    return client.post("/login/", {"username": username, "password": password}).status_code
 
 
 def test_tenant_host_gets_its_own_login_page(world: World) -> None:
@@ -39,25 +35,25 @@ def test_unknown_host_is_a_404(world: World) -> None:
 
 def test_customer_logs_in_at_its_own_domain(world: World) -> None:
     client = Client(HTTP_HOST="acme.localhost")
-    assert login(client, "admin", world.acme_admin_password) == 302
+    assert password_login(client, "admin", world.acme_admin_password) == 302
     assert client.get("/").status_code == 200
 
 
 def test_credentials_of_one_tenant_never_work_at_another_tenants_domain(world: World) -> None:
     client = Client(HTTP_HOST="globex.localhost")
-    assert login(client, "admin", world.acme_admin_password) == 200  # the form again, with an error
+    assert password_login(client, "admin", world.acme_admin_password) == 200  # the form again, with an error
     assert client.get("/").status_code == 302
 
 
 def test_customer_credentials_do_not_work_at_the_public_domain(world: World) -> None:
     client = Client(HTTP_HOST="localhost")
-    assert login(client, "admin", world.acme_admin_password) == 200
+    assert password_login(client, "admin", world.acme_admin_password) == 200
     assert client.get("/").status_code == 302
 
 
 def test_operator_credentials_do_not_work_at_a_tenant_domain(world: World) -> None:
     client = Client(HTTP_HOST="acme.localhost")
-    assert login(client, "soc", OPERATOR_PASSWORD) == 200
+    assert password_login(client, "soc", OPERATOR_PASSWORD) == 200
     public = Client(HTTP_HOST="localhost")
     assert login_with_code(public, "soc", OPERATOR_PASSWORD).status_code == 302
     assert public.get("/").status_code == 200
@@ -65,7 +61,7 @@ def test_operator_credentials_do_not_work_at_a_tenant_domain(world: World) -> No
 
 def test_a_session_cookie_from_one_tenant_is_worthless_at_another(world: World) -> None:
     acme = Client(HTTP_HOST="acme.localhost")
-    login(acme, "admin", world.acme_admin_password)
+    password_login(acme, "admin", world.acme_admin_password)
     globex = Client(HTTP_HOST="globex.localhost")
     globex.cookies = acme.cookies
     assert globex.get("/").status_code == 302

@@ -15,7 +15,7 @@ from django_tenants.utils import schema_context
 from core.accounts import throttling
 from core.accounts.throttling import LOCKED_MESSAGE, reset_login_throttle
 from core.redis import redis_client
-from tests.support.world import OPERATOR_PASSWORD, World
+from tests.support.world import OPERATOR_PASSWORD, World, password_login
 
 pytestmark = pytest.mark.django_db
 
@@ -28,24 +28,20 @@ def _fresh_login_counters() -> Iterator[None]:
     reset_login_throttle()
 
 
-def login(client: Client, username: str, password: str) -> int:
-    return client.post("/login/", {"username": username, "password": password}).status_code
-
-
 def test_five_failures_lock_the_username_at_that_domain(world: World) -> None:
     client = Client(HTTP_HOST="acme.localhost")
     for _ in range(throttling.USERNAME_LIMIT):
-        assert login(client, "admin", "wrong-password") == 200
+        assert password_login(client, "admin", "wrong-password") == 200
     response = client.post("/login/", {"username": "admin", "password": world.acme_admin_password})
     assert response.status_code == 200 and LOCKED_MESSAGE.encode() in response.content
     assert client.get("/").status_code == 302
-    assert login(Client(HTTP_HOST="acme.localhost"), "viewer", "viewer-test-password") == 302, "other names work"
-    assert login(Client(HTTP_HOST="globex.localhost"), "admin", world.globex_admin_password) == 302, \
+    assert password_login(Client(HTTP_HOST="acme.localhost"), "viewer", "viewer-test-password") == 302, "other names work"
+    assert password_login(Client(HTTP_HOST="globex.localhost"), "admin", world.globex_admin_password) == 302, \
         "the same name at another domain is another user"
 
 
 def test_counters_expire_by_themselves(world: World) -> None:
-    login(Client(HTTP_HOST="acme.localhost"), "admin", "wrong-password")
+    password_login(Client(HTTP_HOST="acme.localhost"), "admin", "wrong-password")
     attempt = throttling.LoginAttempt("acme", "admin", "127.0.0.1")
     for key, _ in attempt.counters():
         assert 0 < redis_client().ttl(key) <= throttling.WINDOW_SECONDS
@@ -54,7 +50,7 @@ def test_counters_expire_by_themselves(world: World) -> None:
 def test_a_lock_lasts_fifteen_minutes_from_the_last_failure(world: World) -> None:
     client = Client(HTTP_HOST="acme.localhost")
     for _ in range(throttling.USERNAME_LIMIT):
-        login(client, "admin", "wrong-password")
+        password_login(client, "admin", "wrong-password")
     key = throttling.LoginAttempt("acme", "admin", "127.0.0.1").counters()[0][0]
     assert throttling.LOCK_SECONDS - 5 <= redis_client().ttl(key) <= throttling.LOCK_SECONDS
 
@@ -62,26 +58,26 @@ def test_a_lock_lasts_fifteen_minutes_from_the_last_failure(world: World) -> Non
 def test_a_successful_login_forgives_earlier_typos(world: World) -> None:
     client = Client(HTTP_HOST="acme.localhost")
     for _ in range(throttling.USERNAME_LIMIT - 1):
-        login(client, "admin", "wrong-password")
-    assert login(client, "admin", world.acme_admin_password) == 302
-    assert login(Client(HTTP_HOST="acme.localhost"), "admin", "wrong-password") == 200
-    assert login(Client(HTTP_HOST="acme.localhost"), "admin", world.acme_admin_password) == 302
+        password_login(client, "admin", "wrong-password")
+    assert password_login(client, "admin", world.acme_admin_password) == 302
+    assert password_login(Client(HTTP_HOST="acme.localhost"), "admin", "wrong-password") == 200
+    assert password_login(Client(HTTP_HOST="acme.localhost"), "admin", world.acme_admin_password) == 302
 
 
 def test_twenty_failures_lock_the_client_address(world: World) -> None:
     client = Client(HTTP_HOST="globex.localhost", REMOTE_ADDR="127.0.0.9")
     for index in range(throttling.ADDRESS_LIMIT):
-        assert login(client, f"nobody-{index}", "wrong-password") == 200
+        assert password_login(client, f"nobody-{index}", "wrong-password") == 200
     response = client.post("/login/", {"username": "admin", "password": world.globex_admin_password})
     assert LOCKED_MESSAGE.encode() in response.content
     elsewhere = Client(HTTP_HOST="globex.localhost", REMOTE_ADDR="127.0.0.10")
-    assert login(elsewhere, "admin", world.globex_admin_password) == 302
+    assert password_login(elsewhere, "admin", world.globex_admin_password) == 302
 
 
 def test_wrong_codes_count_like_wrong_passwords(world: World) -> None:
     client = Client(HTTP_HOST="localhost")
     for _ in range(throttling.USERNAME_LIMIT):
-        assert login(client, "soc", OPERATOR_PASSWORD) == 302
+        assert password_login(client, "soc", OPERATOR_PASSWORD) == 302
         assert client.post("/login/verify/", {"code": "000000x"}).status_code == 200
     assert LOCKED_MESSAGE.encode() in client.post(
         "/login/", {"username": "soc", "password": OPERATOR_PASSWORD}).content
@@ -89,7 +85,7 @@ def test_wrong_codes_count_like_wrong_passwords(world: World) -> None:
 
 def test_an_idle_session_expires(world: World) -> None:
     client = Client(HTTP_HOST="acme.localhost")
-    assert login(client, "viewer", "viewer-test-password") == 302
+    assert password_login(client, "viewer", "viewer-test-password") == 302
     assert client.get("/").status_code == 200
     key = client.session.session_key
     with schema_context("acme"):

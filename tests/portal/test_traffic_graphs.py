@@ -11,14 +11,14 @@ from collector import RedisStore
 from collector.store import DEFAULT_NAMESPACE
 from core.redis import redis_client
 from mitigation.models import Attack
-from tests.support.world import OPERATOR_PASSWORD, World, login_with_code
+from tests.support.world import OPERATOR_PASSWORD, World, login_with_code, password_login
 
 pytestmark = pytest.mark.django_db
 
 
 def logged_in(host: str, password: str) -> Client:
     client = Client(HTTP_HOST=host)
-    assert client.post("/login/", {"username": "admin", "password": password}).status_code == 302
+    assert password_login(client, "admin", password) == 302
     return client
 
 

@@ -22,6 +22,7 @@ from devices.services import speaker_process
 from mitigation.models import Attack, ControlSwitch
 from netsim.bgplab import BirdPeer, BirdRouter
 from netsim.junos import JunosEmulator
+from tests.support.processes import free_port
 
 NETWORK = """
 centers:
@@ -69,9 +70,14 @@ def refresh_telemetry() -> None:
 
 @contextmanager
 def running_lab(
-    base: Path, *, bird_address: str, speaker_address: str, bgp_port: int, tenants: tuple[str, ...] = ("acme", "globex")
+    base: Path, *, bird_address: str, speaker_address: str, bgp_port: int | None = None,
+    tenants: tuple[str, ...] = ("acme", "globex"),
 ) -> Iterator[Lab]:
-    """Start the lab's elements and load its inventory; the caller holds the database unblocked."""
+    """Start the lab's elements and load its inventory; the caller holds the database unblocked.
+
+    The BGP port is this process's own unless given, so test runs side by side never collide.
+    """
+    bgp_port = bgp_port or free_port(bird_address)
     emulator = JunosEmulator(hostname="lab-edge-1", username="sluice", password="lab-secret")
     bird = BirdRouter(base, "bird", bird_address, 65020, [BirdPeer(speaker_address, 65010)], port=bgp_port)
     speaker: ExaBgpProcess | None = None

@@ -17,10 +17,21 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def free_port(*hosts: str) -> int:
+    """A TCP port free on every one of `hosts` (127.0.0.1 by default) now: each pytest process gets its own."""
+    hosts = hosts or ("127.0.0.1",)
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind((hosts[0], 0))
+            port = int(first.getsockname()[1])
+            try:
+                for host in hosts[1:]:
+                    with socket.socket() as other:
+                        other.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no port free on all of {hosts}")
 
 
 def child_env(**extra: str) -> dict[str, str]:

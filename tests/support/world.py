@@ -75,6 +75,11 @@ def _enroll_operators() -> None:
                                  totp_secret=OPERATOR_TOTP_SECRET)
 
 
+def password_login(client: Client, username: str, password: str) -> int:
+    """The first step of signing in, as the login form posts it; the answer's status code."""
+    return client.post("/login/", {"username": username, "password": password}).status_code
+
+
 def login_with_code(client: Client, username: str, password: str, secret: str = OPERATOR_TOTP_SECRET) -> HttpResponse:
     """Sign in through both steps, password then the current TOTP code, as a person with the app would."""
     first = client.post("/login/", {"username": username, "password": password})
