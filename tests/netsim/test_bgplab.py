@@ -168,7 +168,7 @@ def test_bird_errors_and_timeouts_raise_lab_error(lab: tuple[BirdRouter, BirdRou
         r1.cli("show route table nosuchtable")
     with pytest.raises(LabError, match="timed out"):
         r1.wait_established("127.0.62.77", timeout=0.05)  # no session to that address: the lab's wait gives up
-    with pytest.raises(AssertionError, match="timed out .* nothing"):
+    with pytest.raises(AssertionError, match=r"timed out .* nothing"):
         wait_for(lambda: False, timeout=0.05, what="nothing")
     with pytest.raises(ValueError):
         BirdRouter("/tmp", "x", "192.0.2.1", 1, [])
