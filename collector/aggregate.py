@@ -26,10 +26,10 @@ are then put in the same order as the numpy path, so both give identical increme
 
 from __future__ import annotations
 
-import ctypes
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -123,23 +123,26 @@ BREAKDOWNS = (
     ("dport", "dport", 65536, TOP_PER_BATCH),
 )
 
-_POINTER = np.ctypeslib.ndpointer(flags="C_CONTIGUOUS")
+class _Compiled:
+    """The aggregation functions of the compiled helper (declared in sluice_native.h)."""
+
+    def __init__(self, functions: dict[str, Callable[..., Any]]) -> None:
+        self.sluice_agg_hosts = functions["sluice_agg_hosts"]
+        self.sluice_agg_cells = functions["sluice_agg_cells"]
+        self.sluice_agg_breakdown = functions["sluice_agg_breakdown"]
+        self.sluice_agg_top = functions["sluice_agg_top"]
 
 
 @cache
-def _compiled() -> ctypes.CDLL | None:
-    """The compiled helper with its aggregation signatures declared, or None (numpy path)."""
-    long, p, u64 = ctypes.c_long, _POINTER, ctypes.c_uint64
-    signatures = {
-        "sluice_agg_hosts": ([p, p, long, p, p, p, long, p, long, p, p, p, long, p], long),
-        "sluice_agg_cells": ([p, p, long, u64, p, p], None),
-        "sluice_agg_breakdown": ([p, p, long, ctypes.c_int, long, u64, p, long, p, p, p, long], long),
-        "sluice_agg_top": ([p, p, long, long, long, long, p], None),
-    }
-    for name, (argtypes, restype) in signatures.items():
-        if native.compiled_function(name, argtypes, restype) is None:
+def _compiled() -> _Compiled | None:
+    """The compiled aggregation functions, or None (numpy path)."""
+    functions = {}
+    for name in ("sluice_agg_hosts", "sluice_agg_cells", "sluice_agg_breakdown", "sluice_agg_top"):
+        function = native.compiled_function(name)
+        if function is None:
             return None
-    return native.library()
+        functions[name] = function
+    return _Compiled(functions)
 
 
 def _capped_counts(flows: FlowArray) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -286,7 +289,7 @@ class BatchAggregator:
         return out
 
     def _aggregate_native(
-        self, lib: ctypes.CDLL, flows: FlowArray, local: npt.NDArray[np.int64], names: list[str],
+        self, lib: _Compiled, flows: FlowArray, local: npt.NDArray[np.int64], names: list[str],
         out: dict[str, Fields],
     ) -> None:
         """Hosts and breakdowns with the compiled helper's hash passes."""
@@ -352,7 +355,7 @@ class BatchAggregator:
         return group_prefix, group_hi, group_lo, table_b, table_p
 
     @staticmethod
-    def _host_tables_native(lib: ctypes.CDLL, flows: FlowArray, local: npt.NDArray[np.int64]) -> HostTables:
+    def _host_tables_native(lib: _Compiled, flows: FlowArray, local: npt.NDArray[np.int64]) -> HostTables:
         """The same tables from the compiled helper's hash pass, put in the numpy path's (prefix, hi, lo) order."""
         n = int(flows.size)
         slots = _hash_slots(n)
@@ -440,7 +443,7 @@ class BatchAggregator:
 
     @staticmethod
     def _breakdown_native(
-        lib: ctypes.CDLL, flows: FlowArray, local: npt.NDArray[np.int64], field: str, width: int, prefixes: int,
+        lib: _Compiled, flows: FlowArray, local: npt.NDArray[np.int64], field: str, width: int, prefixes: int,
         limit: int,
     ) -> tuple[Sums, npt.NDArray[np.int64]]:
         """The same sums from the compiled helper's hash pass, and the rows to keep, chosen in C too."""

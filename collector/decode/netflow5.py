@@ -62,9 +62,8 @@ MAX_RECORDS = 30
 
 @cache
 def _compiled_records() -> Callable[..., int] | None:
-    """`sluice_nf5_records` with its signature declared, or None (numpy path)."""
-    argtypes = [native.POINTER, native.INT64, native.POINTER, native.POINTER, native.POINTER, native.INT64, native.POINTER, native.INT64]
-    return native.compiled_function("sluice_nf5_records", argtypes, native.INT64)
+    """`sluice_nf5_records` (declared in sluice_native.h), or None (numpy path)."""
+    return native.compiled_function("sluice_nf5_records")
 
 
 class NetFlow5Decoder:

@@ -118,9 +118,8 @@ def _walk(
 
 @cache
 def _compiled_decoder() -> Callable[..., int] | None:
-    """`sluice_sflow_decode` with its signature declared, or None (numpy path)."""
-    argtypes = [native.POINTER, native.INT64, native.POINTER, native.POINTER, native.INT64, native.POINTER, native.INT64, native.POINTER]
-    return native.compiled_function("sluice_sflow_decode", argtypes, native.INT64)
+    """`sluice_sflow_decode` (declared in sluice_native.h), or None (numpy path)."""
+    return native.compiled_function("sluice_sflow_decode")
 
 
 class SflowDecoder:

@@ -240,9 +240,8 @@ def to_flows(template: Template, records: np.ndarray, sampling: np.ndarray) -> F
 
 @cache
 def _compiled_converter() -> Callable[..., int] | None:
-    """`sluice_tpl_convert` with its signature declared, or None (numpy path)."""
-    argtypes = [native.POINTER, native.INT64, native.POINTER, native.POINTER, native.INT64, native.INT64, native.POINTER, native.POINTER, native.POINTER, native.INT64, native.UINT64, native.POINTER, native.INT64]
-    return native.compiled_function("sluice_tpl_convert", argtypes, native.INT64)
+    """`sluice_tpl_convert` (declared in sluice_native.h), or None (numpy path)."""
+    return native.compiled_function("sluice_tpl_convert")
 
 
 def to_flows_compiled(

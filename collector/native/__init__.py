@@ -1,40 +1,29 @@
 """The collector's compiled helper: C loops for the per-record work numpy cannot do in few passes.
 
-The C sources beside this file are compiled once into a shared library under `_build/` (named by a hash of the
-sources and flags, so an edit rebuilds) with the machine's C compiler, and loaded with ctypes: no Python C API, no
-build system, nothing to install from outside. `./sluice` builds it at install; a process that finds no library
-builds it on first use. Where no compiler works, `library()` returns None and every caller keeps its numpy path,
-which the tests hold to the same results. `SLUICE_NATIVE=0` turns the helper off (tests compare both paths).
+The C sources beside this file are built at install (`python -m collector.native`, which `./sluice` runs) into an
+extension module through a declared cffi build (`build.py`): the functions Python calls are declared once, in
+`sluice_native.h`, and the compiler holds both the C definitions and the calls to that header. Nothing is compiled
+at run time: a process that finds no module built from the current sources says so once and every caller keeps its
+numpy path, which the tests hold to the same results. `SLUICE_NATIVE=0` turns the helper off (tests compare both
+paths); big-endian machines never use it (the C code writes `FLOW_DTYPE` records in the machine's byte order).
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
+import importlib
 import logging
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from functools import cache
-from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
-HERE = Path(__file__).resolve().parent
-BUILD_DIR = HERE / "_build"
-CFLAGS = ("-O2", "-std=c11", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-fno-strict-aliasing")
-
-
-# Argument types of the helper's functions: arrays go as raw pointers (callers pass contiguous arrays).
-POINTER, INT64, UINT64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64
-
-
-class NativeBuildError(RuntimeError):
-    """The C compiler is missing or refused the sources."""
+MODULE = "collector.native._sluice_native"
 
 
 def enabled() -> bool:
@@ -42,72 +31,58 @@ def enabled() -> bool:
     return os.environ.get("SLUICE_NATIVE", "1") not in ("0", "false", "no", "off")
 
 
-def _compiler() -> str | None:
-    for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if candidate and shutil.which(candidate):
-            return candidate
-    return None
-
-
-def sources() -> list[Path]:
-    """The C files compiled into the library: every `*.c` beside this module."""
-    return sorted(HERE.glob("*.c"))
-
-
-def library_path() -> Path:
-    """Where the library for the current sources lives once built."""
-    digest = hashlib.sha256(" ".join(CFLAGS).encode())
-    for source in sorted([*sources(), *HERE.glob("*.h")]):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    return BUILD_DIR / f"libsluiceflow-{digest.hexdigest()[:16]}.so"
-
-
-def build() -> Path:
-    """Compile the sources (if this version is not built yet) and return the library path."""
-    target = library_path()
-    if target.exists():
-        return target
-    compiler = _compiler()
-    if compiler is None:
-        raise NativeBuildError("no C compiler (cc, gcc or clang) on PATH")
-    BUILD_DIR.mkdir(exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=BUILD_DIR, suffix=".so.partial")
-    os.close(handle)
-    command = [compiler, *CFLAGS, "-o", partial, *map(str, sources())]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        os.unlink(partial)
-        raise NativeBuildError(f"{' '.join(command)} failed:\n{result.stderr.strip()}")
-    os.replace(partial, target)  # atomic: concurrent builders never load a half-written file
-    for stale in BUILD_DIR.glob("libsluiceflow-*.so"):
-        if stale != target:
-            stale.unlink(missing_ok=True)
-    return target
-
-
-def compiled_function(name: str, argtypes: list[Any], restype: Any) -> Callable[..., Any] | None:
-    """A function of the helper with its signature declared, or None (the caller's numpy path).
-
-    None also on big-endian machines: the C code reads and writes `FLOW_DTYPE` records in the machine's byte
-    order, which is the dtype's ("<" fields) only on little-endian ones.
-    """
-    lib = library()
-    if lib is None or sys.byteorder != "little":
+def _load() -> ModuleType | None:
+    """The built module when it was built from the current sources; None (with the reason logged) otherwise."""
+    if sys.byteorder != "little":
+        logger.warning("compiled flow helper not used on a big-endian machine; using the numpy path")
         return None
-    function = getattr(lib, name)
-    function.argtypes = argtypes
-    function.restype = restype
-    return function  # type: ignore[no-any-return]
+    try:
+        module = importlib.import_module(MODULE)
+    except ImportError as error:
+        logger.warning("compiled flow helper not built (python -m collector.native builds it); using the numpy "
+                       "path: %s", error)
+        return None
+    from collector.native.build import source_hash
+
+    built = module.ffi.string(module.lib.sluice_source_hash()).decode()
+    if built != source_hash():
+        logger.warning("compiled flow helper was built from other sources (python -m collector.native rebuilds "
+                       "it); using the numpy path")
+        return None
+    return module
 
 
 @cache
-def library() -> ctypes.CDLL | None:
-    """The loaded helper, built if needed; None when disabled or impossible (callers fall back to numpy)."""
-    if not enabled():
-        return None
-    try:
-        return ctypes.CDLL(str(build()))
-    except (NativeBuildError, OSError) as error:
-        logger.warning("compiled flow helper unavailable, using the numpy path: %s", error)
-        return None
+def extension() -> ModuleType | None:
+    """The loaded helper, or None when it is off, absent or stale (callers use numpy)."""
+    return _load() if enabled() else None
 
+
+def compiled_function(name: str) -> Callable[..., Any] | None:
+    """The helper's function `name`, taking numpy arrays or addresses for its pointer parameters; None when the
+    helper is unavailable (the caller's numpy path).
+
+    Arrays must be C-contiguous: the C code walks them as plain memory. Nothing is copied.
+    """
+    module = extension()
+    if module is None:
+        return None
+    ffi, function = module.ffi, getattr(module.lib, name)
+    kinds = [ffi.getctype(arg) if arg.kind == "pointer" else None for arg in ffi.typeof(function).args]
+
+    def call(*args: Any) -> Any:
+        if len(args) != len(kinds):
+            raise TypeError(f"{name} takes {len(kinds)} arguments, not {len(args)}")
+        return function(*(_argument(ffi, kind, value) for kind, value in zip(kinds, args, strict=True)))
+
+    return call
+
+
+def _argument(ffi: Any, pointer_type: str | None, value: Any) -> Any:
+    if pointer_type is None:
+        return value
+    if isinstance(value, np.ndarray):
+        if not value.flags.c_contiguous:
+            raise ValueError("the compiled helper takes C-contiguous arrays only")
+        value = value.ctypes.data
+    return ffi.cast(pointer_type, value)

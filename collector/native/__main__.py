@@ -2,10 +2,10 @@
 
 import sys
 
-from collector.native import NativeBuildError, build
+from collector.native.build import build
 
 try:
     print(build())
-except NativeBuildError as error:
-    print(error, file=sys.stderr)
+except Exception as error:
+    print(f"the compiled flow helper did not build: {error}", file=sys.stderr)
     sys.exit(1)

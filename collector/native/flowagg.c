@@ -10,7 +10,7 @@
  */
 #include <string.h>
 
-#include "flow_record.h"
+#include "sluice_native.h"
 
 #define PROTO_TCP 6
 #define PROTO_UDP 17

@@ -3,7 +3,7 @@
  * tracking and sampling); this loop only expands each packet's `count` fixed 48-byte records, which numpy does in
  * a gather plus a dozen column conversions.
  */
-#include "flow_record.h"
+#include "sluice_native.h"
 
 #define V5_HEADER 24
 #define V5_RECORD 48

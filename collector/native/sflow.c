@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flow_record.h"
+#include "sluice_native.h"
 
 #define MAX_STEPS 256
 #define FLOW_SAMPLE 1

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "flow_record.h"
+#include "sluice_native.h"
 
 /* Slots of the field map: (offset within the record, width) pairs, offset -1 when the template lacks the field.
  * Mirrored by NATIVE_FIELDS in collector/decode/templates.py. */

@@ -37,8 +37,8 @@ def compiled_decoder() -> None:
     """Every test here needs the C code: its absence fails loudly."""
     if sflow._compiled_decoder() is None:
         pytest.fail(
-            "the compiled sFlow decoder is unavailable: collector.native.library() could not build or load "
-            "collector/native/*.c (its warning in the log says why); a machine with a C compiler must build it"
+            "the compiled sFlow decoder is unavailable: collector.native.extension() found no module "
+            "built from collector/native/*.c (./sluice builds it at install: python -m collector.native)"
         )
 
 

@@ -38,8 +38,8 @@ def compiled_converter() -> None:
     """Every test here needs the C code: its absence fails loudly."""
     if templates._compiled_converter() is None:
         pytest.fail(
-            "the compiled template converter is unavailable: collector.native.library() could not build or load "
-            "collector/native/*.c (its warning in the log says why); a machine with a C compiler must build it"
+            "the compiled template converter is unavailable: collector.native.extension() found no module "
+            "built from collector/native/*.c (./sluice builds it at install: python -m collector.native)"
         )
 
 
