@@ -42,3 +42,12 @@ class BgpSpeakerNeighborFamilyChoices(models.TextChoices):
     IPV6_UNICAST = "ipv6 unicast", "IPv6 unicast"
     IPV4_FLOW = "ipv4 flow", "IPv4 FlowSpec"
     IPV6_FLOW = "ipv6 flow", "IPv6 FlowSpec"
+
+
+class ElementHealthStateChoices(models.TextChoices):
+    OK = "ok", "OK"
+    UNREACHABLE = "unreachable", "Unreachable"
+    TIMEOUT = "timeout", "Timed out"
+    LOCKED = "locked", "Lock refused"
+    COMMIT_FAILED = "commit_failed", "Commit failed"
+    FAILED = "failed", "Failed"

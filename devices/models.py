@@ -22,6 +22,7 @@ from core.crypto import EncryptedTextField
 from devices.choices import (
     BgpSpeakerKindChoices,
     BgpSpeakerNeighborFamilyChoices,
+    ElementHealthStateChoices,
     RouterRoleChoices,
     RouterVendorChoices,
     UpstreamPeerSessionStateChoices,
@@ -253,3 +254,30 @@ class TenantLatency(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant} @ {self.center}: {self.latency_ms} ms"
+
+
+class ElementHealth(models.Model):
+    """How a network element (`router:<name>` or `speaker:<name>`) answered its last push, and when to try again.
+
+    Convergence skips an element until `next_retry_at` (exponential backoff after consecutive failures), so a
+    broken element never blocks, delays or rolls back the others; the next success puts it back to ok.
+    """
+
+    element = models.CharField(max_length=120, unique=True)
+    state = models.CharField(max_length=20, choices=ElementHealthStateChoices.choices,
+                             default=ElementHealthStateChoices.OK)
+    last_error = models.TextField(blank=True)
+    since = models.DateTimeField(default=timezone.now, help_text="When the element entered this state.")
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed pushes.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["element"]
+
+    def __str__(self) -> str:
+        return f"{self.element}: {self.state}"
+
+    @property
+    def is_ok(self) -> bool:
+        return self.state == ElementHealthStateChoices.OK

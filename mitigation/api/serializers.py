@@ -81,6 +81,18 @@ class MitigationSerializer(serializers.ModelSerializer):
     def get_actions(self, mitigation: Mitigation) -> list[dict[str, Any]]:
         return list(ActionSerializer(mitigation.actions.exclude(status="retired"), many=True).data)
 
+    def to_representation(self, instance: Mitigation) -> dict[str, Any]:
+        """A customer reads that its mitigation runs degraded, never which of the provider's elements is down."""
+        data = super().to_representation(instance)
+        tenant = getattr(self.context.get("request"), "tenant", None)
+        customer = tenant is not None and tenant.schema_name != "public"
+        if customer and str(data.get("last_error", "")).startswith("degraded:"):
+            data["last_error"] = CUSTOMER_DEGRADED
+        return data
+
+
+CUSTOMER_DEGRADED = "degraded: part of the provider's network is being repaired; the mitigation holds on the rest"
+
 
 class MoveSerializer(serializers.Serializer):
     center = serializers.SlugField(help_text="Slug of the scrubbing center to move to")

@@ -105,7 +105,7 @@ class MitigationViewSet(viewsets.ReadOnlyModelViewSet):
         updated = lifecycle.MITIGATION_ACTIONS[verb](
             mitigation.pk, acting_user=request_actor(request), reason=reason.validated_data["reason"]
         )
-        return Response(MitigationSerializer(updated).data, status=status.HTTP_202_ACCEPTED)
+        return Response(MitigationSerializer(updated, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=ReasonSerializer, responses={202: MitigationSerializer})
     @action(detail=True, methods=["post"])
@@ -142,7 +142,7 @@ class MitigationViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationProblem("center", "no such scrubbing center")
         updated = lifecycle.move_mitigation(mitigation.pk, center_id=center.pk, acting_user=request_actor(request),
                                            reason=body.validated_data["reason"])
-        return Response(MitigationSerializer(updated).data, status=status.HTTP_202_ACCEPTED)
+        return Response(MitigationSerializer(updated, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
     def _operators_only(self, request: Request) -> None:
         if selectors.request_tenant(request) is not None:

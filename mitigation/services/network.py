@@ -1,10 +1,11 @@
 """Convergence: make every network element carry exactly the desired routes held in PostgreSQL.
 
 Apply, verify, withdraw and reconcile are this one path. The desired state is computed from the database (live
-mitigations' desired actions, nothing while the kill switch is on), then pushed to all affected elements or to
-none: every router stages a commit confirmed, the speaker announces (new routes before withdrawals, so a move
-between centers never leaves a gap), and only when all succeeded and the speaker shows the routes are the routers
-confirmed. Any failure rolls the routers back and restores the speaker's previous routes.
+mitigations' desired actions, nothing while the kill switch is on), then pushed to each element on its own: a
+router stages a commit confirmed and confirms it only once it verified (all or none within that router); a speaker
+syncs its announcements and shows them. One element's failure is marked on that element (devices.health, with
+backoff) and never rolls back, delays or flaps another: the others reach the desired state and stay there, and
+the failed one is retried until it converges, including removing what it should no longer carry.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from core.actors import ENGINE, Actor
 from core.audit import record_audit
 from core.events import publish
 from core.redis import new_redis_client
+from devices import health
 from devices.drivers.base import ConfigDriver, DeviceIntent, DriverError, FlowSpecRule, LockError, UnicastRoute
-from devices.drivers.bgp import ExaBgpSpeaker
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, UpstreamPeer
 from devices.services import driver_for, speaker_client
 from mitigation.choices import (
@@ -69,10 +70,11 @@ class ConvergeReport:
     activated: int
     ended: int
     diffs: dict[str, str]
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class ConvergeError(Exception):
-    """Convergence failed; every element was put back as it was. `transient` says whether a retry may help."""
+    """Convergence could not run at all (no element locks). `transient` says whether a retry may help."""
 
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)
@@ -157,19 +159,6 @@ def _speaker_route(action: Action, route: Route, speaker: BgpSpeaker, peer_route
     return dataclasses.replace(route, neighbors=chosen) if chosen else None
 
 
-def verified_routes(speaker: BgpSpeaker) -> set[Route]:
-    """What the speaker carried after the last convergence that succeeded: its present Deployments.
-
-    A failed convergence puts the speaker back to exactly this, whoever announced what in between.
-    """
-    peer_routers = dict(UpstreamPeer.objects.values_list("id", "router_id"))
-    actions = Action.objects.filter(
-        deployments__element=f"speaker:{speaker.name}", deployments__state=DeploymentStateChoices.PRESENT
-    )
-    routes = (_speaker_route(action, route_from_spec(action.spec), speaker, peer_routers) for action in actions)
-    return {route for route in routes if route is not None}
-
-
 def _static(route: UnicastRoute) -> UnicastRoute:
     """A diversion as a router holds it: a static route to the center's next hop, no BGP attributes."""
     return UnicastRoute(prefix=route.prefix, next_hop=route.next_hop)
@@ -215,19 +204,22 @@ def _stage(router: Router, intent: DeviceIntent) -> tuple[ConfigDriver, str, boo
 
 
 def converge_network(*, acting_user: Actor = ENGINE, require_locks: bool = True) -> ConvergeReport:
-    """Push the desired state to every element, all or none, then record deployments and lifecycle changes.
+    """Push the desired state to every element that is due, each on its own, then record what each carries.
 
-    Raises ConvergeError after putting every element back when any element fails. Side effects: device
-    configuration commits, speaker announcements, Deployment rows, mitigation state changes, events and audit.
+    Elements in backoff after a failure are skipped until their retry time. Raises ConvergeError only when the
+    element locks cannot be taken at all. Side effects: device commits, speaker announcements, element health,
+    Deployment rows, mitigation state changes, events and audit.
     """
-    routers = [f"router:{n}" for n in Router.objects.filter(enabled=True, role="edge").values_list("name", flat=True)]
+    all_routers = [f"router:{n}" for n in Router.objects.filter(enabled=True, role="edge").values_list("name", flat=True)]
     speakers = [f"speaker:{n}" for n in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
+    routers = sorted(health.due(all_routers))
     _announce_ahead(speakers, required=require_locks)
     with element_locks(routers, required=require_locks):
         # Read the desired state only once the locks are held: a run that waited pushes what is wanted now.
         desired = desired_state()
-        diffs = _push(desired, speakers, required=require_locks)
-    return _record(desired, diffs, acting_user)
+        outcome = _push(desired, speakers, set(routers), required=require_locks)
+    outcome.skipped.update(name for name in all_routers if name not in routers)
+    return _record(desired, outcome, acting_user)
 
 
 def announce_ahead() -> None:
@@ -242,10 +234,10 @@ def announce_ahead() -> None:
 def _announce_ahead(speakers: list[str], *, required: bool) -> None:
     """Announce new desired routes on the speakers at once, without waiting for the routers' slower commits.
 
-    Only additions: withdrawals wait for the full convergence, so a move between centers never leaves a gap. A
-    failure of the full convergence puts the speakers back to their verified routes, which withdraws these again
-    (all or none). Only the speakers' locks are held, and only for this, so a burst of attacks is announced while
-    another job still commits the routers.
+    Only additions: withdrawals wait for the full convergence, so a move between centers never leaves a gap. What
+    is announced here stays announced whatever a router does (no announce/withdraw cycles while a router is
+    broken). Only the speakers' locks are held, and only for this, so a burst of attacks is announced while another
+    job still commits the routers.
     """
     with element_locks(speakers, required=required):
         for speaker, routes in desired_state().speakers.values():
@@ -259,92 +251,144 @@ def _announce_ahead(speakers: list[str], *, required: bool) -> None:
                                error)
 
 
-def _push(desired: DesiredState, speakers: list[str], *, required: bool) -> dict[str, str]:
-    staged: list[tuple[str, ConfigDriver]] = []
-    restored: list[tuple[ExaBgpSpeaker, BgpSpeaker]] = []
-    diffs: dict[str, str] = {}
-    failures: list[tuple[str, BaseException]] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(desired.routers)))) as pool, ExitStack() as held:
-        futures = {
-            f"router:{router.name}": pool.submit(_stage, router, intent)
-            for router, intent in desired.routers.values()
-        }
-        held.enter_context(element_locks(speakers, required=required))
-        for speaker, routes in desired.speakers.values():
-            name = f"speaker:{speaker.name}"
-            try:
-                client = speaker_client(speaker)
-                restored.append((client, speaker))
-                added, removed = client.sync(routes)
-                if not routes <= client.announced():
-                    raise DriverError(f"{name} does not show every desired route after announcing")
-                if added or removed:
-                    diffs[name] = f"+{added} -{removed} routes"
-            except DriverError as error:
-                failures.append((name, error))
-        held.close()  # the speakers are free for the next job's announcements while the routers commit
+@dataclass
+class PushOutcome:
+    """What each element did with its push: changed (with its diff), failed (with the error), or skipped."""
+
+    diffs: dict[str, str] = field(default_factory=dict)
+    ok: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+
+
+def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required: bool) -> PushOutcome:
+    """Each element on its own: routers stage and confirm in parallel, speakers sync; failures stay local."""
+    outcome = PushOutcome()
+    targets = [(router, intent) for router, intent in desired.routers.values() if f"router:{router.name}" in due]
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
+        futures = {f"router:{router.name}": pool.submit(_apply_router, router, intent) for router, intent in targets}
+        with element_locks(speakers, required=required):
+            for speaker, routes in desired.speakers.values():
+                name = f"speaker:{speaker.name}"
+                try:
+                    client = speaker_client(speaker)
+                    added, removed = client.sync(routes)
+                    if not routes <= client.announced():
+                        raise DriverError(f"{name} does not show every desired route after announcing")
+                except DriverError as error:
+                    _failed(outcome, name, error)
+                    continue
+                _succeeded(outcome, name, f"+{added} -{removed} routes" if added or removed else "")
         for name, future in futures.items():
             try:
-                driver, diff, pending = future.result()
+                diff = future.result()
             except DriverError as error:
-                failures.append((name, error))
+                _failed(outcome, name, error)
                 continue
-            staged.append((name, driver))
-            if pending:
-                diffs[name] = diff
+            _succeeded(outcome, name, diff)
+    return outcome
+
+
+def _apply_router(router: Router, intent: DeviceIntent) -> str:
+    """Stage, verify and confirm one router (all or none on that router); its diff, empty when nothing changed.
+
+    A failure before the confirmation leaves the router as it was: the driver aborts what it staged, and an
+    unconfirmed commit confirmed rolls back on the router by itself if even the abort cannot reach it.
+    """
+    driver, diff, pending = _stage(router, intent)
     try:
-        if failures:
-            with element_locks(speakers, required=required):
-                _undo(staged, restored)
-            message = "; ".join(f"{name}: {error}" for name, error in failures)
-            transient = all(getattr(error, "transient", False) for _, error in failures)
-            raise ConvergeError(message, transient=transient)
-        for _, driver in staged:
+        try:
             driver.confirm()
+        except DriverError:
+            try:
+                driver.abort()
+            except DriverError as error:
+                logger.error("router:%s: abort failed (%s); its commit confirmed rolls back by itself",
+                             router.name, error)
+            raise
     finally:
-        for _, driver in staged:
-            driver.close()
-    return diffs
+        driver.close()
+    return diff if pending else ""
 
 
-def _undo(staged: list[tuple[str, ConfigDriver]], restored: list[tuple[ExaBgpSpeaker, BgpSpeaker]]) -> None:
-    for name, driver in staged:
-        try:
-            driver.abort()
-        except DriverError as error:
-            # The commit confirmed rolls back by itself on the router when it is never confirmed.
-            logger.error("%s: abort failed (%s); its commit confirmed will roll back by itself", name, error)
-    if ControlSwitch.current().panic:
-        return  # never announce anything again while the kill switch is on, not even to restore
-    for client, speaker in restored:
-        try:
-            client.sync(verified_routes(speaker))
-        except DriverError as error:
-            logger.error("speaker:%s could not be restored: %s", speaker.name, error)
+def _succeeded(outcome: PushOutcome, name: str, diff: str) -> None:
+    outcome.ok.add(name)
+    if diff:
+        outcome.diffs[name] = diff
+    health.record_push_success(name)
 
 
-def _record(desired: DesiredState, diffs: dict[str, str], acting_user: Actor) -> ConvergeReport:
+def _failed(outcome: PushOutcome, name: str, error: DriverError) -> None:
+    outcome.failed[name] = str(error)
+    row = health.record_push_failure(name, error)
+    logger.warning("%s failed its push (%s); retried from %s, the other elements go on", name, error,
+                   row.next_retry_at)
+
+
+def _record(desired: DesiredState, outcome: PushOutcome, acting_user: Actor) -> ConvergeReport:
+    """Deployments as each element now really carries them; lifecycle changes the healthy elements allow.
+
+    Rows of an element that failed or was skipped are left as they were: they still say what it carries, so
+    recovery (and `sluice_panic --status`) knows what to remove there.
+    """
     now = timezone.now()
+    converged = outcome.ok
     with transaction.atomic():
         Deployment.objects.bulk_create(
             [
                 Deployment(action_id=action_id, element=element, state=DeploymentStateChoices.PRESENT, verified_at=now)
                 for action_id, elements in desired.placements.items()
-                for element in elements
+                for element in elements if element in converged
             ],
             update_conflicts=True,
             unique_fields=["action", "element"],
             update_fields=["state", "verified_at", "detail"],
         )
-        Deployment.objects.filter(state=DeploymentStateChoices.PRESENT).exclude(
-            action_id__in=list(desired.placements)
-        ).update(state=DeploymentStateChoices.ABSENT, verified_at=now)
-        activated = _transition(desired.applying, MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE, now)
+        stale = Deployment.objects.filter(state=DeploymentStateChoices.PRESENT, element__in=converged)
+        for action_id, elements in desired.placements.items():
+            stale = stale.exclude(action_id=action_id, element__in=[e for e in elements if e in converged])
+        stale.update(state=DeploymentStateChoices.ABSENT, verified_at=now)
+        broken = {**outcome.failed, **{name: "skipped until its retry time" for name in outcome.skipped}}
+        applying = [pk for pk in desired.applying if _carried(desired, pk, converged)]
+        activated = _transition(applying, MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE, now)
         ended = _transition(desired.withdrawing, MitigationStateChoices.WITHDRAWING, MitigationStateChoices.ENDED, now)
-        if diffs:
-            record_audit(acting_user, "network.converge", reason="desired state pushed", diff=diffs)
-            publish("network.converged", {"elements": sorted(diffs)}, tenant_schema=None)
-    return ConvergeReport(tuple(sorted(diffs)), activated, ended, diffs)
+        _note_degraded(desired, broken)
+        if outcome.diffs:
+            record_audit(acting_user, "network.converge", reason="desired state pushed", diff=outcome.diffs)
+            publish("network.converged", {"elements": sorted(outcome.diffs)}, tenant_schema=None)
+    return ConvergeReport(tuple(sorted(outcome.diffs)), activated, ended, outcome.diffs,
+                          failed=dict(sorted(broken.items())))
+
+
+def _carried(desired: DesiredState, mitigation_id: int, converged: set[str]) -> bool:
+    """Whether every desired action of the mitigation is on at least one element that converged."""
+    actions = Action.objects.filter(mitigation_id=mitigation_id, status=ActionStatusChoices.DESIRED)
+    return all(desired.placements.get(action_id, set()) & converged for action_id in actions.values_list("id", flat=True))
+
+
+def _note_degraded(desired: DesiredState, broken: dict[str, str]) -> None:
+    """Say on each live mitigation which of its elements it runs without ("active, degraded: ...")."""
+    health_rows = health.health_of(broken)
+    by_mitigation: dict[int, set[str]] = defaultdict(set)
+    for action_id, mitigation_id in Action.objects.filter(
+            id__in=list(desired.placements)).values_list("id", "mitigation_id"):
+        by_mitigation[mitigation_id].update(e for e in desired.placements[action_id] if e in broken)
+    live = Mitigation.objects.filter(state__in=CARRIED_STATES).select_related("tenant")
+    for mitigation in live:
+        missing = sorted(by_mitigation.get(mitigation.pk, ()))
+        note = ""
+        if missing:
+            parts = []
+            for element in missing:
+                row = health_rows.get(element)
+                since = timezone.localtime(row.since).strftime("%H:%M") if row else "now"
+                parts.append(f"{element.split(':', 1)[1]} {row.state if row else 'failed'} since {since}")
+            note = "degraded: " + ", ".join(parts)
+        if mitigation.last_error != note and (note or mitigation.last_error.startswith("degraded: ")):
+            mitigation.last_error = note
+            mitigation.save(update_fields=["last_error", "updated_at"])
+            publish("mitigation.degraded" if note else "mitigation.restored",
+                    {**mitigation_event(mitigation), "detail": note}, tenant_schema=mitigation.tenant.schema_name)
 
 
 def _transition(ids: list[int], source: str, target: str, now: datetime.datetime) -> int:

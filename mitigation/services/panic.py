@@ -12,8 +12,8 @@ from django.db import transaction
 
 from core.actors import Actor
 from core.audit import record_audit
-from mitigation.choices import MitigationStateChoices
-from mitigation.models import ControlSwitch, Mitigation
+from mitigation.choices import DeploymentStateChoices, MitigationStateChoices
+from mitigation.models import ControlSwitch, Deployment, Mitigation
 from mitigation.services.lifecycle import LIVE_STATES
 from mitigation.services.network import ConvergeError, ConvergeReport, converge_network
 
@@ -37,7 +37,18 @@ def panic(*, acting_user: Actor, reason: str) -> PanicReport:
         report = converge_network(acting_user=acting_user, require_locks=False)
     except ConvergeError as error:
         return PanicReport(count, None, str(error))
-    return PanicReport(count, report, "")
+    # Every reachable element is clean now; the reconcile loop keeps retrying the others while the switch is on.
+    unreached = "; ".join(f"{element}: {problem}" for element, problem in report.failed.items())
+    return PanicReport(count, report, unreached)
+
+
+def elements_still_carrying() -> dict[str, int]:
+    """Elements that still carry routes Sluice put there (by their deployments), with how many."""
+    rows = (Deployment.objects.filter(state=DeploymentStateChoices.PRESENT).values_list("element", flat=True))
+    carrying: dict[str, int] = {}
+    for element in rows:
+        carrying[element] = carrying.get(element, 0) + 1
+    return dict(sorted(carrying.items()))
 
 
 def clear_panic(*, acting_user: Actor, reason: str) -> None:

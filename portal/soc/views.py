@@ -24,7 +24,7 @@ from core.accounts.choices import UserRoleChoices
 from core.errors import ValidationProblem
 from core.models import AuditEvent
 from core.permissions import has_role, request_actor
-from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
+from devices.models import BgpSpeaker, ElementHealth, Router, ScrubbingCenter, UpstreamPeer
 from mitigation import selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import ControlSwitch, Mitigation, SignalRecord
@@ -315,11 +315,18 @@ ROUTER_COLUMNS = (
 @viewer_required
 def inventory(request: HttpRequest) -> HttpResponse:
     """Centers, routers (never their credentials), upstreams and BGP speakers, each in one query."""
+    health = {row.element: row for row in ElementHealth.objects.all()}
+    routers = list(Router.objects.order_by("name").values(*ROUTER_COLUMNS))
+    for router in routers:
+        router["health"] = health.get(f"router:{router['name']}")
+    speakers = list(BgpSpeaker.objects.select_related("center").annotate(neighbor_count=Count("neighbors")))
+    for speaker in speakers:
+        speaker.health = health.get(f"speaker:{speaker.name}")  # type: ignore[attr-defined]  # for the template
     context = {
         "centers": _centers_with_load(),
-        "routers": list(Router.objects.order_by("name").values(*ROUTER_COLUMNS)),
+        "routers": routers,
         "upstreams": _upstreams(),
-        "speakers": BgpSpeaker.objects.select_related("center").annotate(neighbor_count=Count("neighbors")),
+        "speakers": speakers,
     }
     return render(request, "soc/inventory.html", context)
 

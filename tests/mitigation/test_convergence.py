@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import datetime
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from collector.signals import AttackSignal, SignalPhase
 from core.actors import Actor
 from core.models import AuditEvent
+from devices.health import retry_now
+from devices.models import BgpSpeaker, ElementHealth, Router
+from mitigation.management.commands.run_speaker import hold_speaker
 from mitigation.models import Attack, ControlSwitch, Deployment, Mitigation
 from mitigation.services.lifecycle import approve_mitigation, lifecycle_tick, reject_mitigation
-from mitigation.services.network import ConvergeError, converge_network
+from mitigation.services.network import converge_network
 from mitigation.services.planning import plan_attacks
 from mitigation.services.signals import record_signal
 from netsim.polling import wait_for
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.lab import Lab, refresh_telemetry, running_lab
+from tests.support.processes import free_port
 from tests.support.world import World
 
 DETECTOR = Actor("detector", "tests")
@@ -48,6 +53,7 @@ def db_committed(lab: Lab, world: World, django_db_blocker: Any) -> Iterator[Non
         set_profile(world, "automatic")
         yield
         lab.emulator.clear_faults()
+        ElementHealth.objects.all().delete()
         Attack.objects.all().delete()
         ControlSwitch.objects.update(panic=False)
         converge_network()
@@ -96,22 +102,82 @@ def test_apply_then_end_withdraws_everywhere(lab: Lab) -> None:
     assert not Deployment.objects.filter(action__mitigation=mitigation, state="present").exists()
 
 
-@pytest.mark.usefixtures("db_committed")
-def test_a_router_failure_leaves_every_element_as_it_was(lab: Lab) -> None:
+def bird_updates(lab: Lab) -> tuple[int, int]:
+    """BIRD's count of IPv4 unicast UPDATEs received from the speaker: (announcements, withdrawals)."""
+    text = lab.bird.cli(f"show protocols all {lab.bird.protocol_name(lab.bird.peers[0])}")
+    channel = text.split("Channel ipv4", 1)[1].split("Channel ", 1)[0]
+    updates = re.search(r"Import updates:\s+(\d+)", channel)
+    withdraws = re.search(r"Import withdraws:\s+(\d+)", channel)
+    assert updates and withdraws, channel
+    return int(updates.group(1)), int(withdraws.group(1))
+
+
+@pytest.fixture
+def broken_router(db_committed: None) -> Iterator[Router]:
+    """A second edge router whose management address refuses connections (nothing listens on its port)."""
+    router = Router.objects.create(name="lab-edge-broken", vendor="juniper", platform="junos", role="edge",
+                                   mgmt_host="127.0.0.1", mgmt_port=free_port(), username="sluice",
+                                   password="lab-secret")
+    yield router
+    router.delete()
+    ElementHealth.objects.all().delete()
+
+
+def test_a_router_whose_commit_fails_is_contained_and_recovers(lab: Lab, db_committed: None) -> None:
     before = lab.emulator.committed_set()
     lab.emulator.set_commit_error("simulated commit failure")
     attack = signal()
     plan_attacks()
-    with pytest.raises(ConvergeError, match="simulated commit failure"):
-        converge_network()
-    assert lab.emulator.committed_set() == before
+    report = converge_network()
+    assert "simulated commit failure" in report.failed["router:lab-edge-1"]
+    assert lab.emulator.committed_set() == before, "the failed router keeps its configuration"
     assert lab.emulator.lock_holder() is None
-    wait_for(lambda: not in_bird(lab), timeout=10, what="the speaker's announcement rolled back too")
-    assert Mitigation.objects.get(attack=attack).state == "applying"
+    wait_for(lambda: in_bird(lab), timeout=10, what="the speaker's announcement, kept")
+    health = ElementHealth.objects.get(element="router:lab-edge-1")
+    assert health.state == "commit_failed" and health.failures == 1 and health.next_retry_at is not None
+    mitigation = Mitigation.objects.get(attack=attack)
+    assert mitigation.state == "active" and mitigation.last_error.startswith("degraded: lab-edge-1 commit_failed")
+    assert converge_network().failed == {"router:lab-edge-1": "skipped until its retry time"}, "backoff"
     lab.emulator.clear_faults()
+    retry_now("router:lab-edge-1", acting_user=OPERATOR)
     converge_network()
-    assert Mitigation.objects.get(attack=attack).state == "active"
     assert lab.router_has(PREFIX) and in_bird(lab)
+    assert ElementHealth.objects.get(element="router:lab-edge-1").state == "ok"
+    assert Mitigation.objects.get(attack=attack).last_error == ""
+
+
+def test_an_unreachable_router_never_flaps_the_speaker_nor_holds_back_the_healthy_one(
+    lab: Lab, broken_router: Router,
+) -> None:
+    announced, withdrawn = bird_updates(lab)
+    attack = signal()
+    plan_attacks()
+    for _ in range(4):  # reconcile cycles while the fault lasts, retries forced past the backoff
+        report = converge_network()
+        ElementHealth.objects.update(next_retry_at=None)
+        assert "router:lab-edge-broken" in report.failed
+    wait_for(lambda: in_bird(lab), timeout=10)
+    assert bird_updates(lab) == (announced + 1, withdrawn), "one announcement, no withdrawal over the fault"
+    assert lab.router_has(PREFIX), "the healthy router's committed configuration carries the diversion"
+    mitigation = Mitigation.objects.get(attack=attack)
+    assert mitigation.state == "active" and "lab-edge-broken unreachable since" in mitigation.last_error
+    assert ElementHealth.objects.get(element="router:lab-edge-broken").state == "unreachable"
+    assert not Deployment.objects.filter(element="router:lab-edge-broken", state="present").exists()
+
+
+def test_the_kill_switch_with_a_router_down_withdraws_from_every_reachable_element(
+    lab: Lab, broken_router: Router,
+) -> None:
+    mitigate(lab)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="lab-edge-broken"):
+        call_command("sluice_panic", "--reason", "test", stdout=out)
+    wait_for(lambda: not in_bird(lab), timeout=20, what="the speaker withdrew")
+    assert not lab.router_has(PREFIX), "the healthy router is clean, not rolled back to a configuration with rules"
+    status = io.StringIO()
+    call_command("sluice_panic", "--status", stdout=status)
+    assert "Kill switch: ON" in status.getvalue()
+    assert "router:lab-edge-1" not in status.getvalue() and "speaker:" not in status.getvalue()
 
 
 @pytest.mark.usefixtures("db_committed")
@@ -218,3 +284,30 @@ def test_the_kill_switch_withdraws_everything_even_without_redis(lab: Lab, setti
     plan_attacks()
     converge_network(require_locks=False)
     assert not in_bird(lab), "nothing is announced while the kill switch is on"
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_a_speaker_restarted_while_the_switch_is_on_announces_nothing(lab: Lab) -> None:
+    mitigate(lab)
+    # The switch went on while this speaker could not be reached: its journal still lists the diversion.
+    ControlSwitch.objects.update(panic=True)
+    hold_speaker(BgpSpeaker.objects.get(name="lab-speaker"))
+    restarts, log_size = lab.speaker.restarts, lab.speaker.log_path.stat().st_size
+
+    def replay_decision() -> str:
+        with lab.speaker.log_path.open() as log:
+            log.seek(log_size)
+            text = log.read()
+        return next((line for line in text.splitlines() if "journal is not replayed" in line
+                     or "replayed " in line), "")
+
+    lab.speaker.kill()
+    wait_for(lambda: lab.speaker.restarts > restarts and lab.speaker.pid is not None, timeout=20)
+    lab.speaker.wait_ready()
+    decision = wait_for(replay_decision, timeout=20, what="the restarted speaker's replay decision")
+    assert "kill switch on: the journal is not replayed" in decision
+    lab.bird.wait_established(timeout=30)
+    assert not in_bird(lab), "the journal was replayed under the kill switch"
+    ControlSwitch.objects.update(panic=False)
+    hold_speaker(BgpSpeaker.objects.get(name="lab-speaker"))
+    assert not (BgpSpeaker.objects.get(name="lab-speaker").workdir / "hold").exists()

@@ -10,6 +10,8 @@ from django_tenants.utils import schema_context
 
 from core.actors import Actor
 from core.models import AuditEvent
+from devices.drivers.base import ConnectError
+from devices.health import record_push_failure, record_push_success
 from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
 from mitigation.choices import MitigationStateChoices
 from mitigation.models import ControlSwitch, Mitigation
@@ -267,3 +269,22 @@ def test_board_statements_without_search_path_resets_stay_under_twenty(world: Wo
         client.get("/")
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("SET search_path")]
     assert len(statements) <= 20
+
+
+def test_inventory_shows_each_elements_push_state(world: World, network: ScrubbingCenter) -> None:
+    record_push_failure("router:mx-fra-1", ConnectError("192.0.2.10:830 refused the connection"))
+    body = client_as("public", "admin").get("/soc/inventory/").content.decode()
+    assert "Unreachable since" in body and "refused the connection" in body and "next try" in body
+    record_push_success("router:mx-fra-1")
+    body = client_as("public", "admin").get("/soc/inventory/").content.decode()
+    assert "Unreachable since" not in body
+
+
+def test_a_degraded_mitigation_names_the_element_to_the_soc_only(world: World) -> None:
+    mitigation = make_mitigation(world.acme, state=MitigationStateChoices.ACTIVE)
+    mitigation.last_error = "degraded: mx-fra-1 unreachable since 14:02"
+    mitigation.save()
+    soc = client_as("public", "admin").get(f"/soc/mitigations/{mitigation.pk}/").content.decode()
+    assert "Degraded" in soc and "mx-fra-1 unreachable since 14:02" in soc
+    customer = client_as("acme", "admin").get(f"/mitigations/{mitigation.pk}/").content.decode()
+    assert "Degraded" in customer and "mx-fra-1" not in customer

@@ -28,6 +28,7 @@ from devices.drivers.bgp.commands import announce_command, route_from_json
 from devices.drivers.bgp.config import (
     CONTROL_SOCKET,
     GENERATION_FILE,
+    HOLD_FILE,
     JOURNAL_FILE,
     SpeakerSettings,
 )
@@ -90,7 +91,10 @@ class ControlServer:
         self.generation = generation
 
     def replay(self) -> None:
-        """Announce again, in the recorded order, everything the journal says is announced."""
+        """Announce again, in the recorded order, everything the journal says is announced (nothing on hold)."""
+        if (self.workdir / HOLD_FILE).exists():
+            log("kill switch on: the journal is not replayed")
+            return
         settings = SpeakerSettings.load(self.workdir)
         commands = []
         for entry in Journal(self.workdir / JOURNAL_FILE).refresh():

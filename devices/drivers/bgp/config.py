@@ -23,6 +23,8 @@ SETTINGS_FILE = "speaker.json"
 JOURNAL_FILE = "announced.journal"
 LOCK_FILE = "speaker.lock"
 GENERATION_FILE = "generation"
+# Present while the kill switch is on: a (re)started speaker replays nothing from its journal.
+HOLD_FILE = "hold"
 PROCESS_NAME = "sluice-control"
 
 
@@ -189,3 +191,13 @@ def render_exabgp_env(settings: SpeakerSettings, workdir: Path) -> str:
             "",
         ]
     )
+
+
+def set_hold(workdir: Path, on: bool) -> None:
+    """Put the speaker's journal replay on hold (the kill switch is on) or release it."""
+    path = workdir / HOLD_FILE
+    if on:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text("kill switch on: replay nothing\n")
+    else:
+        path.unlink(missing_ok=True)

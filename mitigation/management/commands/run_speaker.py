@@ -1,4 +1,8 @@
-"""`manage.py run_speaker NAME`: run and supervise the ExaBGP of one BgpSpeaker row until SIGTERM or SIGINT."""
+"""`manage.py run_speaker NAME`: run and supervise the ExaBGP of one BgpSpeaker row until SIGTERM or SIGINT.
+
+It lives in the control plane because it enforces the kill switch on the speaker: while the switch is on, the
+speaker's journal replay is on hold, so a speaker (re)started then announces nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,25 @@ import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from core.errors import ValidationProblem
 from devices.drivers.base import DriverError
+from devices.drivers.bgp import set_hold
 from devices.models import BgpSpeaker
 from devices.services import speaker_process
+from mitigation.models import ControlSwitch
+
+HOLD_POLL_S = 1.0
+
+
+def hold_speaker(speaker: BgpSpeaker) -> None:
+    """Keep the speaker's replay hold equal to the kill switch; when the database cannot say, keep it as it is."""
+    try:
+        panic = ControlSwitch.current().panic
+    except DatabaseError:
+        return
+    set_hold(speaker.workdir, panic)
 
 
 class Command(BaseCommand):
@@ -31,6 +49,7 @@ class Command(BaseCommand):
             process = speaker_process(speaker)
         except ValidationProblem as error:
             raise CommandError(str(error)) from error
+        hold_speaker(speaker)  # before the first start: a speaker started under the kill switch replays nothing
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -43,7 +62,8 @@ class Command(BaseCommand):
         self.stdout.write(f"speaker {speaker.name} running in {speaker.workdir} (neighbors: {neighbors})")
         self.stdout.flush()
         try:
-            stop.wait()
+            while not stop.wait(HOLD_POLL_S):
+                hold_speaker(speaker)
         finally:
             process.stop()
         self.stdout.write(f"speaker {speaker.name} stopped (restarts: {process.restarts})")

@@ -1,0 +1,101 @@
+"""Element health: each router's and speaker's last push outcome, with exponential backoff after failures.
+
+Convergence asks which elements are due, pushes to those only, and reports each outcome here. A failing element is
+retried at `SLUICE_RETRY_BASE_SECONDS * 2^(failures-1)`, at most `SLUICE_RETRY_MAX_SECONDS` apart, and never holds
+up or rolls back another element. Changes of state are audited and published to the SOC.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.actors import ENGINE, Actor
+from core.audit import record_audit
+from core.events import publish
+from devices.choices import ElementHealthStateChoices
+from devices.drivers.base import CommitError, ConnectError, DriverTimeoutError, LockError
+from devices.models import ElementHealth
+
+
+def state_for(error: BaseException) -> str:
+    """The health state a driver error means."""
+    if isinstance(error, ConnectError):
+        return ElementHealthStateChoices.UNREACHABLE
+    if isinstance(error, DriverTimeoutError | TimeoutError):
+        return ElementHealthStateChoices.TIMEOUT
+    if isinstance(error, LockError):
+        return ElementHealthStateChoices.LOCKED
+    if isinstance(error, CommitError):
+        return ElementHealthStateChoices.COMMIT_FAILED
+    return ElementHealthStateChoices.FAILED
+
+
+def backoff(failures: int) -> datetime.timedelta:
+    base = float(getattr(settings, "SLUICE_RETRY_BASE_SECONDS", 5.0))
+    cap = float(getattr(settings, "SLUICE_RETRY_MAX_SECONDS", 300.0))
+    return datetime.timedelta(seconds=min(cap, base * 2 ** max(0, failures - 1)))
+
+
+def due(elements: Iterable[str], now: datetime.datetime | None = None) -> set[str]:
+    """The elements convergence should push to now: healthy ones, and failed ones whose retry time has come."""
+    now = now or timezone.now()
+    names = set(elements)
+    waiting = set(ElementHealth.objects.filter(element__in=names, next_retry_at__gt=now)
+                  .values_list("element", flat=True))
+    return names - waiting
+
+
+def health_of(elements: Iterable[str]) -> dict[str, ElementHealth]:
+    return {row.element: row for row in ElementHealth.objects.filter(element__in=list(elements))}
+
+
+def record_push_success(element: str) -> None:
+    """The element took its push: back to ok (audited and published when it had been failing)."""
+    with transaction.atomic():
+        row, _ = ElementHealth.objects.select_for_update().get_or_create(element=element)
+        if row.is_ok and row.failures == 0:
+            return
+        previous = row.state
+        row.state, row.last_error, row.failures = ElementHealthStateChoices.OK, "", 0
+        row.since, row.next_retry_at = timezone.now(), None
+        row.save()
+        record_audit(ENGINE, "element.recovered", obj=row, diff={"element": element, "was": previous})
+        publish("element.health", _event(row), tenant_schema=None)
+
+
+def record_push_failure(element: str, error: BaseException) -> ElementHealth:
+    """The element failed its push: mark it, and schedule its next try with backoff."""
+    now = timezone.now()
+    with transaction.atomic():
+        row, _ = ElementHealth.objects.select_for_update().get_or_create(element=element)
+        state = state_for(error)
+        changed = row.state != state
+        if changed:
+            row.since = now
+        row.state, row.last_error = state, str(error)[:2000]
+        row.failures += 1
+        row.next_retry_at = now + backoff(row.failures)
+        row.save()
+        if changed:
+            record_audit(ENGINE, "element.failed", obj=row, diff={"element": element, "state": state,
+                                                                  "error": row.last_error})
+            publish("element.health", _event(row), tenant_schema=None)
+    return row
+
+
+def retry_now(element: str, *, acting_user: Actor) -> None:
+    """An operator asks for the element to be tried at the next convergence, whatever its backoff."""
+    with transaction.atomic():
+        updated = ElementHealth.objects.filter(element=element).update(next_retry_at=None)
+        if updated:
+            record_audit(acting_user, "element.retry", diff={"element": element})
+
+
+def _event(row: ElementHealth) -> dict[str, object]:
+    return {"element": row.element, "state": row.state, "since": row.since.isoformat(), "error": row.last_error,
+            "next_retry_at": row.next_retry_at.isoformat() if row.next_retry_at else None}
