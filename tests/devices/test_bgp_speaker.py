@@ -6,6 +6,7 @@ One ExaBGP (AS 65100 on 127.0.61.1) feeds two BIRD routers: r1 eBGP (AS 65101, e
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from devices.drivers.base import (
     SpeakerError,
     UnicastRoute,
 )
-from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
+from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker, SpeakerSettings
 from devices.drivers.bgp.config import LOCK_FILE
 from devices.drivers.bgp.journal import Journal, workdir_lock
 from netsim.bgplab import BirdPeer, BirdRouter
@@ -360,3 +361,29 @@ def test_a_new_supervisor_replaces_an_orphaned_speaker_and_replays(tmp_path: Pat
     finally:
         successor.stop()
         router.stop()
+
+
+def test_a_route_to_a_removed_neighbor_is_withdrawn_without_wedging(
+    speaker: ExaBgpSpeaker, process: ExaBgpProcess, routers: tuple[BirdRouter, BirdRouter],
+) -> None:
+    """After a neighbor leaves the inventory, withdrawing what was announced to it succeeds (nothing to send)."""
+    r1, r2 = routers
+    to_r1 = UnicastRoute("198.51.108.0/24", "192.0.2.81", neighbors=(R1,))
+    to_r2 = UnicastRoute("198.51.109.0/24", "192.0.2.81", neighbors=(R2,))
+    speaker.sync({to_r1, to_r2})
+    wait_for(lambda: "198.51.108.0/24" in r1.unicast(4) and "198.51.109.0/24" in r2.unicast(4))
+    settings_file = process.workdir / "speaker.json"
+    original = settings_file.read_text()
+    settings = SpeakerSettings.from_json(original)
+    without_r1 = dataclasses.replace(settings, neighbors=tuple(n for n in settings.neighbors if n.peer_address != R1))
+    settings_file.write_text(without_r1.to_json())
+    try:
+        client = ExaBgpSpeaker(process.workdir)  # a client that reads the changed settings
+        assert client.sync(set()) == (0, 2)
+        assert client.announced() == set()
+        wait_for(lambda: "198.51.109.0/24" not in r2.unicast(4), what="the route to the remaining neighbor withdrawn")
+    finally:
+        settings_file.write_text(original)
+    speaker.announce(to_r1)  # the journal and R1 agree again, then clean up as every test does
+    speaker.withdraw(to_r1)
+    wait_for(lambda: "198.51.108.0/24" not in r1.unicast(4))

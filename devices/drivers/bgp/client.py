@@ -153,6 +153,18 @@ class ExaBgpSpeaker(Speaker):
             raise SpeakerError(f"no neighbor of this speaker carries {family}")
         return covered
 
+    def _present_coverage(self, route: Route) -> tuple[str, ...]:
+        """The neighbors an announced route still reaches: sessions removed from the inventory since are left out.
+
+        Withdrawing never fails on a neighbor that is gone (its session went with it), so an inventory change can
+        never wedge a withdrawal.
+        """
+        family = family_of(route)
+        known = {n.peer_address: n for n in self.settings.neighbors}
+        if route.neighbors:
+            return tuple(a for a in route.neighbors if a in known and known[a].carries(family))
+        return tuple(a for a, n in known.items() if n.carries(family))
+
     def _withdraw_commands(self, route: Route, remaining: dict[str, None]) -> list[str]:
         """Withdraw from each covered neighbor, unless another announced route holds the same NLRI there.
 
@@ -162,9 +174,11 @@ class ExaBgpSpeaker(Speaker):
         holders: dict[str, str] = {}
         for entry in remaining:
             other = self._route(entry)
-            for address in self._coverage(other):
+            for address in self._present_coverage(other):
                 holders[address] = entry
-        covered = self._coverage(route)
+        covered = self._present_coverage(route)
+        if not covered:
+            return []
         bare = [a for a in covered if a not in holders]
         commands = []
         if bare:
@@ -204,17 +218,21 @@ class ExaBgpSpeaker(Speaker):
         fresh: dict[str, dict[str, None]] = {}
         for route, (_, entry) in zip(to_announce, owners, strict=True):
             fresh.setdefault(nlri_key(route), {})[entry] = None
+        gone: list[tuple[str, str]] = []  # withdrawn routes whose every session was removed: nothing to send
         for route in to_withdraw:
             entry = route_to_json(route)
             nlri = nlri_key(route)
             remaining = {e: None for e in self._journal.index.get(nlri, {}) if e != entry}
             remaining.update(fresh.get(nlri, {}))
-            for command in self._withdraw_commands(route, remaining):
+            route_commands = self._withdraw_commands(route, remaining)
+            if not route_commands:
+                gone.append(("-", entry))
+            for command in route_commands:
                 commands.append(command)
                 owners.append(("-", entry))
-        generation, results = self._request(commands)
+        generation, results = self._request(commands) if commands else (self._generation(), [])
         failed = {owner for owner, result in zip(owners, results, strict=True) if result != "done"}
-        done = [owner for owner in dict.fromkeys(owners) if owner not in failed]
+        done = [owner for owner in dict.fromkeys([*owners, *gone]) if owner not in failed]
         self._journal.append([key for op, key in done if op == "+"], [key for op, key in done if op == "-"])
         if self._generation() != generation:
             # The speaker restarted between its answer and our record: its replay may predate the record.
