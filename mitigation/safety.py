@@ -36,6 +36,9 @@ FLOWSPEC_MATCHES_BGP = "flowspec_matches_bgp"
 FLOWSPEC_RANGE = "flowspec_value_range"
 FLOWSPEC_INCONSISTENT = "flowspec_inconsistent"
 RULE_CAP = "rule_cap"
+RTBH_TOO_SHORT = "rtbh_too_short"
+# Blackholing a whole aggregate drops far more than the attack: RTBH routes are at least this long per family.
+RTBH_MIN_LENGTH = {4: 24, 6: 48}
 
 
 @dataclass(frozen=True)
@@ -184,8 +187,12 @@ def validate_action(
     refusals += _space_refusals(prefix, tenant, never_block)
     if action.kind == ActionKind.DIVERSION:
         refusals += _diversion_refusals(route, prefix, tenant)
-    elif BLACKHOLE_COMMUNITY not in route.communities:
-        refusals.append(Refusal(RTBH_COMMUNITY_MISSING, f"RTBH route {prefix} lacks {BLACKHOLE_COMMUNITY}"))
+    else:
+        if BLACKHOLE_COMMUNITY not in route.communities:
+            refusals.append(Refusal(RTBH_COMMUNITY_MISSING, f"RTBH route {prefix} lacks {BLACKHOLE_COMMUNITY}"))
+        if prefix.prefixlen < RTBH_MIN_LENGTH[prefix.version]:
+            refusals.append(Refusal(RTBH_TOO_SHORT, f"RTBH route {prefix} is shorter than "
+                                                    f"/{RTBH_MIN_LENGTH[prefix.version]}"))
     return refusals
 
 

@@ -71,6 +71,8 @@ SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5")
 # A network element that failed its push is retried after RETRY_BASE * 2^(failures-1) seconds, at most RETRY_MAX.
 SLUICE_RETRY_BASE_SECONDS = float(os.environ.get("SLUICE_RETRY_BASE_SECONDS", "5"))
 SLUICE_RETRY_MAX_SECONDS = float(os.environ.get("SLUICE_RETRY_MAX_SECONDS", "300"))
+# Each tenant's cap on live actions per kind, checked when the desired state is built (mitigation.services.gate).
+SLUICE_TENANT_QUOTAS = {"flowspec": 200, "diversion": 50, "rtbh": 50}
 
 SHARED_APPS = [
     "django_tenants",

@@ -40,6 +40,7 @@ from mitigation.choices import (
 )
 from mitigation.models import Action, ControlSwitch, Deployment, Mitigation
 from mitigation.routes import Route, route_from_spec, without_neighbors
+from mitigation.services.gate import retire_unsafe
 from mitigation.services.planning import mitigation_event
 from tenants.notifications import notify_on_commit
 
@@ -122,9 +123,11 @@ def desired_state() -> DesiredState:
             target.append(mitigation_id)
     actions: list[Action] = []
     if not ControlSwitch.current().panic:
-        actions = list(
+        # Safety once more, now: what no longer passes is retired here and so withdrawn by this very push.
+        actions = retire_unsafe(list(
             Action.objects.filter(status=ActionStatusChoices.DESIRED, mitigation__state__in=CARRIED_STATES)
-        )
+            .select_related("mitigation__tenant")
+        ))
     peer_routers = dict(UpstreamPeer.objects.values_list("id", "router_id"))
     for speaker in speakers:
         state.speakers[speaker.pk] = (speaker, set())

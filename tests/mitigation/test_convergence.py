@@ -22,12 +22,13 @@ from core.models import AuditEvent
 from devices.health import retry_now
 from devices.models import BgpSpeaker, ElementHealth, Router
 from mitigation.management.commands.run_speaker import hold_speaker
-from mitigation.models import Attack, ControlSwitch, Deployment, Mitigation
+from mitigation.models import Attack, ControlSwitch, Deployment, Mitigation, NeverBlockPrefix
 from mitigation.services.lifecycle import approve_mitigation, lifecycle_tick, reject_mitigation
 from mitigation.services.network import converge_network
 from mitigation.services.planning import plan_attacks
 from mitigation.services.signals import record_signal
 from netsim.polling import wait_for
+from tenants.models import Tenant
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.lab import Lab, refresh_telemetry, running_lab
 from tests.support.processes import free_port
@@ -311,3 +312,31 @@ def test_a_speaker_restarted_while_the_switch_is_on_announces_nothing(lab: Lab) 
     ControlSwitch.objects.update(panic=False)
     hold_speaker(BgpSpeaker.objects.get(name="lab-speaker"))
     assert not (BgpSpeaker.objects.get(name="lab-speaker").workdir / "hold").exists()
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_an_action_that_became_unsafe_is_retired_and_withdrawn_at_the_next_push(lab: Lab) -> None:
+    mitigation = mitigate(lab)
+    entry = NeverBlockPrefix.objects.create(prefix=PREFIX, reason="the customer's resolver lives here")
+    try:
+        converge_network()
+        wait_for(lambda: not in_bird(lab), timeout=20, what="the now unsafe diversion withdrawn")
+        assert not lab.router_has(PREFIX)
+        action = mitigation.actions.get(kind="diversion")
+        assert action.status == "retired" and action.refusal_code == "never_block"
+        assert "at apply time" in action.refusal_reason
+        assert AuditEvent.objects.filter(action="action.retired", object_id=str(action.pk)).exists()
+    finally:
+        entry.delete()
+
+
+@pytest.mark.usefixtures("db_committed")
+def test_a_suspended_tenants_routes_are_withdrawn(lab: Lab, world: World) -> None:
+    mitigation = mitigate(lab)
+    Tenant.objects.filter(pk=world.acme.pk).update(status="suspended")
+    try:
+        converge_network()
+        wait_for(lambda: not in_bird(lab), timeout=20, what="the suspended tenant's diversion withdrawn")
+        assert mitigation.actions.get(kind="diversion").refusal_code == "tenant_suspended"
+    finally:
+        Tenant.objects.filter(pk=world.acme.pk).update(status="active")

@@ -7,7 +7,15 @@ import pytest
 from devices.drivers.base import BLACKHOLE_COMMUNITY, FlowSpecRule, UnicastRoute
 from mitigation import safety
 from mitigation.engine.types import EDGE_TARGET, ActionKind, Level, PlannedAction, PlannedMitigation
-from mitigation.safety import SafetyError, SafetyLimits, check_action, matches_bgp, validate_action, validate_plan
+from mitigation.safety import (
+    RTBH_TOO_SHORT,
+    SafetyError,
+    SafetyLimits,
+    check_action,
+    matches_bgp,
+    validate_action,
+    validate_plan,
+)
 
 TENANT = ("203.0.112.0/22", "2001:db8:100::/40")
 NEVER_BLOCK = ("198.51.100.53/32", "2001:db8:ffff::/48")
@@ -209,3 +217,12 @@ class TestGeneral:
 
     def test_check_action_passes_good_input_silently(self) -> None:
         check_action(flow(**UDP_NTP), tenant_prefixes=TENANT, never_block=NEVER_BLOCK, limits=LIMITS)
+
+
+@pytest.mark.parametrize(("prefix", "refused"), [
+    ("203.0.113.0/24", False), ("203.0.112.0/23", True), ("203.0.113.9/32", False),
+    ("2001:db8:100::/48", False), ("2001:db8:100::/47", True),
+])
+def test_rtbh_never_blackholes_more_than_a_slash_24_or_48(prefix: str, refused: bool) -> None:
+    next_hop = "2001:db8::1" if ":" in prefix else "192.0.2.1"
+    assert (RTBH_TOO_SHORT in codes(rtbh(prefix, next_hop))) is refused
