@@ -44,6 +44,8 @@ def database_from_url(url: str) -> dict[str, object]:
         "HOST": unquote(options.get("host", parsed.hostname or "127.0.0.1")),
         "PORT": str(parsed.port or options.get("port", "5432")),
         "CONN_MAX_AGE": int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        # A connection that died with a PostgreSQL restart is noticed and replaced before a request uses it.
+        "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": os.environ.get("DATABASE_TEST_NAME", "test_sluice")},
     }
 
@@ -144,6 +146,18 @@ DATABASES = {
     "default": database_from_url(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sluice")),
 }
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Counters every web process must share (API rate limits), with short socket timeouts.
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "sluice-throttle",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    },
+}
+# Signals one API token (or user) may post, as DRF writes a rate ("600/min"); past it the API answers 429.
+SLUICE_SIGNAL_RATE = os.environ.get("SLUICE_SIGNAL_RATE", "600/min")
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]

@@ -34,6 +34,7 @@ from mitigation.api.serializers import (
     ReasonSerializer,
     SignalSerializer,
 )
+from mitigation.api.throttling import SignalRateThrottle
 from mitigation.models import Action, Attack, Decision, Mitigation
 from mitigation.services import lifecycle
 from mitigation.services.signals import attribute_target, record_signal
@@ -54,6 +55,7 @@ class SignalView(APIView):
     """Record an attack signal. At a tenant's domain the target must lie in that tenant's verified space."""
 
     permission_classes = [IsAuthenticated, SignalPermission]
+    throttle_classes = [SignalRateThrottle]
 
     @extend_schema(request=SignalSerializer, responses={202: AttackSerializer, 200: None})
     def post(self, request: Request) -> Response:

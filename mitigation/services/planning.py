@@ -49,6 +49,7 @@ PLANNABLE_STATES = (
     MitigationStateChoices.ACTIVE,
 )
 PLANNING_LOCK = 71_170_001
+PLANNING_LOCK_TIMEOUT_S = 30
 OVERRIDE_THRESHOLD_MS = 10_000.0
 
 
@@ -130,7 +131,11 @@ def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = E
     now = now or timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
+            # Bounded: a planner stuck elsewhere holds this run up for at most the lock timeout, then this run
+            # fails (its job retries, and the reconcile loop plans anything left) instead of queueing forever.
+            cursor.execute(f"SET LOCAL lock_timeout = '{PLANNING_LOCK_TIMEOUT_S}s'")
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PLANNING_LOCK])
+            cursor.execute("SET LOCAL lock_timeout = 0")
         if ControlSwitch.current().panic:
             return PlanningSummary(0, 0, 0)
         mitigations = list(

@@ -121,3 +121,20 @@ def test_the_openapi_schema_is_served(world: World) -> None:
     response = get("localhost", token_for("public", "soc", ["read"]), "/api/v1/schema/")
     assert response.status_code == 200
     assert b"/api/v1/signals/" in response.content
+
+
+def test_past_the_signal_rate_a_token_gets_429_with_retry_after_and_another_token_does_not(
+    world: World, settings: Any,
+) -> None:
+    from django.core.cache import caches
+
+    caches["throttle"].clear()
+    settings.SLUICE_SIGNAL_RATE = "3/min"
+    busy, other = token_for("public", "soc", ["signals"]), token_for("public", "soc", ["signals"])
+    answers = [post("localhost", busy, GOOD).status_code for _ in range(4)]
+    assert answers == [202, 202, 202, 429]
+    refused = post("localhost", busy, GOOD)
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert "error" in refused.json()
+    assert post("localhost", other, GOOD).status_code == 202
+    caches["throttle"].clear()
