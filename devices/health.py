@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from core.actors import ENGINE, Actor
 from core.audit import record_audit
+from core.errors import ValidationProblem
 from core.events import publish
 from devices.choices import ElementHealthStateChoices
 from devices.drivers.base import CommitError, ConnectError, DriverTimeoutError, LockError
@@ -47,7 +48,33 @@ def due(elements: Iterable[str], now: datetime.datetime | None = None) -> set[st
     names = set(elements)
     waiting = set(ElementHealth.objects.filter(element__in=names, next_retry_at__gt=now)
                   .values_list("element", flat=True))
-    return names - waiting
+    resting = set(ElementHealth.objects.filter(element__in=names, maintenance=True).values_list("element", flat=True))
+    return names - waiting - resting
+
+
+def out_of_service() -> set[str]:
+    """Elements the engine must not count on: in maintenance, or failing their pushes."""
+    rows = ElementHealth.objects.exclude(state=ElementHealthStateChoices.OK, maintenance=False)
+    return set(rows.values_list("element", flat=True))
+
+
+def set_maintenance(element: str, *, on: bool, reason: str, acting_user: Actor) -> ElementHealth:
+    """Take an element out of service (it is neither pushed to nor planned on) or put it back; audited.
+
+    A reason is required either way: it is what the next operator on shift reads.
+    """
+    if not reason.strip():
+        raise ValidationProblem("reason", "say why the element goes into or out of maintenance")
+    with transaction.atomic():
+        row, _ = ElementHealth.objects.select_for_update().get_or_create(element=element)
+        row.maintenance, row.maintenance_reason = on, reason.strip()[:300] if on else ""
+        if not on:
+            row.next_retry_at = None  # back in service: converge it at the next cycle
+        row.save()
+        record_audit(acting_user, "element.maintenance.on" if on else "element.maintenance.off", obj=row,
+                     reason=reason, diff={"element": element})
+        publish("element.health", _event(row), tenant_schema=None)
+    return row
 
 
 def health_of(elements: Iterable[str]) -> dict[str, ElementHealth]:
@@ -97,5 +124,5 @@ def retry_now(element: str, *, acting_user: Actor) -> None:
 
 
 def _event(row: ElementHealth) -> dict[str, object]:
-    return {"element": row.element, "state": row.state, "since": row.since.isoformat(), "error": row.last_error,
+    return {"element": row.element, "state": row.state, "maintenance": row.maintenance, "since": row.since.isoformat(), "error": row.last_error,
             "next_retry_at": row.next_retry_at.isoformat() if row.next_retry_at else None}

@@ -270,6 +270,9 @@ class ElementHealth(models.Model):
     since = models.DateTimeField(default=timezone.now, help_text="When the element entered this state.")
     next_retry_at = models.DateTimeField(null=True, blank=True)
     failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed pushes.")
+    maintenance = models.BooleanField(default=False, help_text="An operator took it out of service: not pushed to, "
+                                                               "not planned on.")
+    maintenance_reason = models.CharField(max_length=300, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -281,3 +284,8 @@ class ElementHealth(models.Model):
     @property
     def is_ok(self) -> bool:
         return self.state == ElementHealthStateChoices.OK
+
+    @property
+    def in_service(self) -> bool:
+        """Whether the engine may count on it: not in maintenance and its last push succeeded."""
+        return self.is_ok and not self.maintenance

@@ -6,11 +6,13 @@ replans every live attack on each signal.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from django.utils import timezone
 
-from devices.models import ScrubbingCenter, UpstreamPeer
+from devices import health
+from devices.models import Router, ScrubbingCenter, UpstreamPeer
 from mitigation.engine.types import NetworkSnapshot, ScrubbingCenterState, UpstreamPeerState
 
 # The age reported for figures that never arrived: finite (it is stored in JSON), beyond any sane maximum age.
@@ -64,8 +66,31 @@ def peer_state(peer: UpstreamPeer, now: datetime) -> UpstreamPeerState:
 
 
 def network_snapshot(now: datetime | None = None) -> NetworkSnapshot:
-    """Every scrubbing center and upstream peer as the engine sees them at `now` (two queries)."""
+    """Every scrubbing center and upstream peer as the engine sees them at `now` (a fixed number of queries).
+
+    Routers out of service (in maintenance, or failing their pushes) take what stands behind them out of the
+    plan: their upstreams count as down, and a center whose every router is out counts as unhealthy, so the
+    engine plans around them as it does around any unhealthy center.
+    """
     now = now or timezone.now()
-    centers = tuple(center_state(center, now) for center in ScrubbingCenter.objects.order_by("pk"))
-    peers = tuple(peer_state(peer, now) for peer in UpstreamPeer.objects.order_by("pk"))
-    return NetworkSnapshot(centers=centers, peers=peers, taken_at=now)
+    out = {name.split(":", 1)[1] for name in health.out_of_service() if name.startswith("router:")}
+    routers = list(Router.objects.values_list("pk", "name", "center_id"))
+    out_ids = {pk for pk, name, _ in routers if name in out}
+    by_center: dict[int, set[int]] = {}
+    for pk, _, center_id in routers:
+        if center_id is not None:
+            by_center.setdefault(center_id, set()).add(pk)
+    centers: list[ScrubbingCenterState] = []
+    for center in ScrubbingCenter.objects.order_by("pk"):
+        state = center_state(center, now)
+        behind = by_center.get(center.pk)
+        if behind and behind <= out_ids:
+            state = dataclasses.replace(state, healthy=False)
+        centers.append(state)
+    peers: list[UpstreamPeerState] = []
+    for peer in UpstreamPeer.objects.order_by("pk"):
+        peer_view = peer_state(peer, now)
+        if peer.router_id in out_ids:
+            peer_view = dataclasses.replace(peer_view, session_up=False)
+        peers.append(peer_view)
+    return NetworkSnapshot(centers=tuple(centers), peers=tuple(peers), taken_at=now)

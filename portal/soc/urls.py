@@ -22,6 +22,7 @@ urlpatterns = [
     path("prefixes/<slug:slug>/<int:pk>/verify/", views.prefix_verify, name="prefix-verify"),
     path("prefixes/<slug:slug>/<int:pk>/reject/", views.prefix_reject, name="prefix-reject"),
     path("inventory/", views.inventory, name="inventory"),
+    path("inventory/maintenance/", views.element_maintenance, name="element-maintenance"),
     path("audit/", views.audit_log, name="audit"),
     path("onboard/", onboarding.onboard, name="onboard"),
 ]

@@ -24,6 +24,7 @@ from core.accounts.choices import UserRoleChoices
 from core.errors import ValidationProblem
 from core.models import AuditEvent
 from core.permissions import has_role, request_actor
+from devices.health import set_maintenance
 from devices.models import BgpSpeaker, ElementHealth, Router, ScrubbingCenter, UpstreamPeer
 from mitigation import selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
@@ -313,20 +314,43 @@ ROUTER_COLUMNS = (
 
 
 @viewer_required
+@require_POST
+@operator_required
+def element_maintenance(request: HttpRequest) -> HttpResponse:
+    """Take a router or speaker out of service, or put it back, with a reason (audited)."""
+    element = request.POST.get("element", "")
+    kind, _, name = element.partition(":")
+    known = (kind == "router" and Router.objects.filter(name=name).exists()) or (
+        kind == "speaker" and BgpSpeaker.objects.filter(name=name).exists())
+    if not known:
+        raise Http404("no such element")
+    on = request.POST.get("maintenance") == "on"
+    try:
+        set_maintenance(element, on=on, reason=request.POST.get("reason", ""), acting_user=request_actor(request))
+    except ValidationProblem as problem:
+        messages.error(request, f"{name}: {problem.message}")
+    else:
+        messages.success(request, f"{name}: {'in maintenance' if on else 'back in service'}.")
+    return redirect("soc:inventory")
+
+
 def inventory(request: HttpRequest) -> HttpResponse:
     """Centers, routers (never their credentials), upstreams and BGP speakers, each in one query."""
     health = {row.element: row for row in ElementHealth.objects.all()}
     routers = list(Router.objects.order_by("name").values(*ROUTER_COLUMNS))
     for router in routers:
         router["health"] = health.get(f"router:{router['name']}")
+        router["element"] = f"router:{router['name']}"
     speakers = list(BgpSpeaker.objects.select_related("center").annotate(neighbor_count=Count("neighbors")))
     for speaker in speakers:
         speaker.health = health.get(f"speaker:{speaker.name}")  # type: ignore[attr-defined]  # for the template
+        speaker.element = f"speaker:{speaker.name}"  # type: ignore[attr-defined]  # for the template
     context = {
         "centers": _centers_with_load(),
         "routers": routers,
         "upstreams": _upstreams(),
         "speakers": speakers,
+        "can_act": has_role(request.user, UserRoleChoices.OPERATOR),
     }
     return render(request, "soc/inventory.html", context)
 

@@ -10,9 +10,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.actors import Actor
 from core.crypto import MASK, decrypt, encrypt
+from core.errors import ValidationProblem
+from core.models import AuditEvent
+from devices import health
 from devices.drivers.junos import JunosDriver
 from devices.drivers.napalm_driver import NapalmDriver
+from devices.health import set_maintenance
 from devices.models import (
     BgpSpeaker,
     Router,
@@ -108,7 +113,7 @@ def test_speaker_workdir_is_under_the_data_dir(settings: object) -> None:
     assert speaker.workdir == settings.SLUICE_DATA_DIR / "speakers" / "speaker-1"  # type: ignore[attr-defined]
 
 
-def test_snapshot_reports_state_and_staleness_in_two_queries() -> None:
+def test_snapshot_reports_state_and_staleness_in_a_fixed_number_of_queries() -> None:
     now = timezone.now()
     fresh = make_center("fra", load_gbps=100, load_mpps=10, load_updated_at=now - timedelta(seconds=10))
     old = make_center("ams", load_updated_at=now - timedelta(seconds=120), healthy=False)
@@ -124,7 +129,7 @@ def test_snapshot_reports_state_and_staleness_in_two_queries() -> None:
     with CaptureQueriesContext(connection) as queries:
         snapshot = network_snapshot(now)
     selects = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 2
+    assert len(selects) == 4  # centers, upstreams, routers and element health, however many rows
     centers = {c.id: c for c in snapshot.centers}
     assert not centers[fresh.pk].stale and centers[fresh.pk].data_age_s == pytest.approx(10, abs=1)
     assert centers[fresh.pk].load_gbps == 100 and centers[fresh.pk].redirect_target == "65010:100"
@@ -145,3 +150,26 @@ def test_tenant_latencies_by_ids(world: World) -> None:
     TenantLatency.objects.create(tenant=world.acme, center=ams, latency_ms=18)
     TenantLatency.objects.create(tenant=world.globex, center=fra, latency_ms=9)
     assert tenant_latencies() == {world.acme.pk: {fra.pk: 12.0, ams.pk: 18.0}, world.globex.pk: {fra.pk: 9.0}}
+
+
+def test_routers_out_of_service_take_what_stands_behind_them_out_of_the_plan() -> None:
+    now = timezone.now()
+    fra = make_center("fra", load_gbps=100, load_mpps=10, load_updated_at=now)
+    router = make_router()
+    router.center = fra
+    router.save()
+    peer = UpstreamPeer.objects.create(
+        name="fra-telia", isp="Arelion", asn=1299, router=router, center=fra, neighbor_address="198.51.100.1",
+        capacity_gbps=100, session_state="established", telemetry_updated_at=now)
+    snapshot = network_snapshot(now)
+    assert snapshot.centers[0].healthy and snapshot.peers[0].session_up
+    operator = Actor("user", "soc")
+    with pytest.raises(ValidationProblem):
+        set_maintenance(f"router:{router.name}", on=True, reason=" ", acting_user=operator)
+    set_maintenance(f"router:{router.name}", on=True, reason="line card swap", acting_user=operator)
+    assert health.due([f"router:{router.name}"]) == set(), "not pushed to while in maintenance"
+    snapshot = network_snapshot(now)
+    assert not snapshot.centers[0].healthy and not snapshot.peers[0].session_up
+    assert AuditEvent.objects.filter(action="element.maintenance.on", reason="line card swap").exists()
+    set_maintenance(f"router:{router.name}", on=False, reason="swap done", acting_user=operator)
+    assert network_snapshot(now).peers[0].session_up and peer.pk == snapshot.peers[0].id

@@ -288,3 +288,29 @@ def test_a_degraded_mitigation_names_the_element_to_the_soc_only(world: World) -
     assert "Degraded" in soc and "mx-fra-1 unreachable since 14:02" in soc
     customer = client_as("acme", "admin").get(f"/mitigations/{mitigation.pk}/").content.decode()
     assert "Degraded" in customer and "mx-fra-1" not in customer
+
+
+def test_an_operator_puts_a_router_into_maintenance_and_back_with_a_reason(world: World, network: ScrubbingCenter) -> None:
+    client = client_as("public", "operator")
+    page = client.get("/soc/inventory/").content.decode()
+    assert 'name="element" value="router:mx-fra-1"' in page
+    response = client.post("/soc/inventory/maintenance/", {"element": "router:mx-fra-1", "maintenance": "on",
+                                                           "reason": "RE switchover"})
+    assert response.status_code == 302
+    assert "In maintenance" in client.get("/soc/inventory/").content.decode()
+    assert AuditEvent.objects.filter(action="element.maintenance.on", reason="RE switchover").exists()
+    client.post("/soc/inventory/maintenance/", {"element": "router:mx-fra-1", "maintenance": "off", "reason": ""})
+    assert "In maintenance" in client.get("/soc/inventory/").content.decode(), "no reason, no change"
+    client.post("/soc/inventory/maintenance/", {"element": "router:mx-fra-1", "maintenance": "off", "reason": "done"})
+    assert "In maintenance" not in client.get("/soc/inventory/").content.decode()
+    assert client.post("/soc/inventory/maintenance/", {"element": "router:nope", "maintenance": "on",
+                                                       "reason": "x"}).status_code == 404
+
+
+def test_a_viewer_cannot_put_an_element_into_maintenance(world: World, network: ScrubbingCenter) -> None:
+    client = client_as("public", "viewer")
+    assert 'name="element"' not in client.get("/soc/inventory/").content.decode()
+    response = client.post("/soc/inventory/maintenance/", {"element": "router:mx-fra-1", "maintenance": "on",
+                                                           "reason": "x"})
+    assert response.status_code in (302, 403)
+    assert not AuditEvent.objects.filter(action="element.maintenance.on").exists()
