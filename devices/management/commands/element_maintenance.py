@@ -25,8 +25,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         kind, _, name = options["element"].partition(":")
-        model = {"router": Router, "speaker": BgpSpeaker}.get(kind)
-        if model is None or not model.objects.filter(name=name).exists():
+        known = (kind == "router" and Router.objects.filter(name=name).exists()) or (
+            kind == "speaker" and BgpSpeaker.objects.filter(name=name).exists())
+        if not known:
             raise CommandError(f"no element {options['element']!r} (write router:NAME or speaker:NAME)")
         actor = Actor("user", f"{getpass.getuser()} (element_maintenance)")
         try:
