@@ -313,7 +313,6 @@ ROUTER_COLUMNS = (
 )
 
 
-@viewer_required
 @require_POST
 @operator_required
 def element_maintenance(request: HttpRequest) -> HttpResponse:
@@ -334,6 +333,7 @@ def element_maintenance(request: HttpRequest) -> HttpResponse:
     return redirect("soc:inventory")
 
 
+@viewer_required
 def inventory(request: HttpRequest) -> HttpResponse:
     """Centers, routers (never their credentials), upstreams and BGP speakers, each in one query."""
     health = {row.element: row for row in ElementHealth.objects.all()}
