@@ -8,7 +8,7 @@ from core.tasks import SluiceTask
 from mitigation import jobs
 from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import ConvergeError, converge_network, record_convergence_failure
-from mitigation.services.planning import plan_attacks
+from mitigation.services.planning import plan_attacks, stuck_in_planning
 
 
 @shared_task(base=SluiceTask, name=jobs.PLAN_NETWORK)
@@ -40,8 +40,11 @@ def lifecycle_tick_task() -> dict[str, int]:
 
 @shared_task(base=SluiceTask, name=jobs.RECONCILE)
 def reconcile_task() -> dict[str, object]:
-    """Every few seconds: the timers, then the network back to the desired state (repairs any drift)."""
+    """Every few seconds: the timers, planning for anything a lost job left waiting, then the network back to the
+    desired state (repairs any drift)."""
     moved = lifecycle_tick()
+    if stuck_in_planning():
+        plan_attacks()
     try:
         report = converge_network()
     except ConvergeError as error:
