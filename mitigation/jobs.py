@@ -23,6 +23,7 @@ PLAN_NETWORK = "mitigation.tasks.plan_network_task"
 CONVERGE_NETWORK = "mitigation.tasks.converge_network_task"
 LIFECYCLE_TICK = "mitigation.tasks.lifecycle_tick_task"
 RECONCILE = "mitigation.tasks.reconcile_task"
+PRUNE_HISTORY = "mitigation.tasks.prune_history_task"
 
 QUEUED_TTL_S = 30
 

@@ -9,6 +9,7 @@ from mitigation import jobs
 from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import ConvergeError, converge_network, record_convergence_failure
 from mitigation.services.planning import plan_attacks, stuck_in_planning
+from mitigation.services.retention import prune_history
 
 
 @shared_task(base=SluiceTask, name=jobs.PLAN_NETWORK)
@@ -51,3 +52,8 @@ def reconcile_task() -> dict[str, object]:
         record_convergence_failure(error, final=False)
         return {**moved, "error": str(error)}
     return {**moved, "changed": list(report.changed_elements)}
+
+
+@shared_task(base=SluiceTask, name=jobs.PRUNE_HISTORY)
+def prune_history_task() -> dict[str, int]:
+    return prune_history()

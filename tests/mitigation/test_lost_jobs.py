@@ -32,3 +32,23 @@ def test_the_reconcile_loop_plans_what_a_lost_job_left_waiting(world: World) -> 
     mitigation.refresh_from_db()
     assert mitigation.state != "detected"
     assert not stuck_in_planning()
+
+
+def test_old_history_of_finished_mitigations_is_pruned_and_live_history_kept(world: World) -> None:
+    from mitigation.models import Decision, SignalRecord
+    from mitigation.services.retention import prune_history
+    from tests.portal.test_customer_pages import make_mitigation
+
+    over = make_mitigation(world.acme, state="ended", target="203.0.113.41/32")
+    live = make_mitigation(world.acme, state="active", target="203.0.113.42/32")
+    over.attack.status = "ended"
+    over.attack.save()
+    for mitigation in (over, live):
+        SignalRecord.objects.create(attack=mitigation.attack, detector="tests", phase="start", bps=1, pps=1)
+    long_ago = timezone.now() - datetime.timedelta(days=400)
+    Decision.objects.update(created_at=long_ago)
+    SignalRecord.objects.update(received_at=long_ago)
+    assert prune_history() == {"signal_records": 1, "decisions": 1}
+    assert Decision.objects.filter(mitigation=live).exists() and SignalRecord.objects.filter(attack=live.attack).exists()
+    assert not Decision.objects.filter(mitigation=over).exists()
+    assert prune_history() == {"signal_records": 0, "decisions": 0}
