@@ -76,6 +76,8 @@ SLUICE_RETRY_MAX_SECONDS = float(os.environ.get("SLUICE_RETRY_MAX_SECONDS", "300
 # Each tenant's cap on live actions per kind, checked when the desired state is built (mitigation.services.gate).
 # Signal records and decisions of finished mitigations older than this are pruned daily.
 SLUICE_RETENTION_DAYS = float(os.environ.get("SLUICE_RETENTION_DAYS", "180"))
+# Live mitigations one tenant may have at once; attacks past it are recorded and shown, and mitigated once under.
+SLUICE_TENANT_MAX_ATTACKS = int(os.environ.get("SLUICE_TENANT_MAX_ATTACKS", "500"))
 SLUICE_TENANT_QUOTAS = {"flowspec": 200, "diversion": 50, "rtbh": 50}
 
 SHARED_APPS = [
