@@ -23,6 +23,7 @@ PLAN_NETWORK = "mitigation.tasks.plan_network_task"
 CONVERGE_NETWORK = "mitigation.tasks.converge_network_task"
 LIFECYCLE_TICK = "mitigation.tasks.lifecycle_tick_task"
 RECONCILE = "mitigation.tasks.reconcile_task"
+PRUNE_HISTORY = "mitigation.tasks.prune_history_task"
 
 QUEUED_TTL_S = 30
 
@@ -37,14 +38,19 @@ def enqueue(name: str) -> None:
     The waiting mark is cleared when the task starts, so a change made after that start sends a new one. When the
     broker is down the failure is logged: the beat's reconcile loop will do the same work later.
     """
+    marked = False
     try:
         if not redis_client().set(_queued_key(name), "1", nx=True, ex=QUEUED_TTL_S):
             return
+        marked = True
     except (redis.RedisError, OSError) as error:
         logger.warning("coalescing unavailable for %s: %s", name, error)
     try:
         current_app.signature(name).apply_async()
     except (OperationalError, OSError) as error:
+        # The mark stands only for a job the broker accepted: a lost send must not hold back the next one.
+        if marked:
+            mark_started(name)
         logger.warning("could not enqueue %s (%s); the reconcile loop will catch up", name, error)
 
 

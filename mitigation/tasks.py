@@ -8,7 +8,8 @@ from core.tasks import SluiceTask
 from mitigation import jobs
 from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import ConvergeError, converge_network, record_convergence_failure
-from mitigation.services.planning import plan_attacks
+from mitigation.services.planning import plan_attacks, stuck_in_planning
+from mitigation.services.retention import prune_history
 
 
 @shared_task(base=SluiceTask, name=jobs.PLAN_NETWORK)
@@ -40,11 +41,19 @@ def lifecycle_tick_task() -> dict[str, int]:
 
 @shared_task(base=SluiceTask, name=jobs.RECONCILE)
 def reconcile_task() -> dict[str, object]:
-    """Every few seconds: the timers, then the network back to the desired state (repairs any drift)."""
+    """Every few seconds: the timers, planning for anything a lost job left waiting, then the network back to the
+    desired state (repairs any drift)."""
     moved = lifecycle_tick()
+    if stuck_in_planning():
+        plan_attacks()
     try:
         report = converge_network()
     except ConvergeError as error:
         record_convergence_failure(error, final=False)
         return {**moved, "error": str(error)}
     return {**moved, "changed": list(report.changed_elements)}
+
+
+@shared_task(base=SluiceTask, name=jobs.PRUNE_HISTORY)
+def prune_history_task() -> dict[str, int]:
+    return prune_history()

@@ -74,6 +74,10 @@ SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5")
 SLUICE_RETRY_BASE_SECONDS = float(os.environ.get("SLUICE_RETRY_BASE_SECONDS", "5"))
 SLUICE_RETRY_MAX_SECONDS = float(os.environ.get("SLUICE_RETRY_MAX_SECONDS", "300"))
 # Each tenant's cap on live actions per kind, checked when the desired state is built (mitigation.services.gate).
+# Signal records and decisions of finished mitigations older than this are pruned daily.
+SLUICE_RETENTION_DAYS = float(os.environ.get("SLUICE_RETENTION_DAYS", "180"))
+# Live mitigations one tenant may have at once; attacks past it are recorded and shown, and mitigated once under.
+SLUICE_TENANT_MAX_ATTACKS = int(os.environ.get("SLUICE_TENANT_MAX_ATTACKS", "500"))
 SLUICE_TENANT_QUOTAS = {"flowspec": 200, "diversion": 50, "rtbh": 50}
 
 SHARED_APPS = [
@@ -248,6 +252,7 @@ CELERY_TASK_ROUTES = {
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
+    "mitigation.prune_history": {"task": "mitigation.tasks.prune_history_task", "schedule": 24 * 3600.0},
     "mitigation.reconcile": {
         "task": "mitigation.tasks.reconcile_task",
         "schedule": SLUICE_RECONCILE_SECONDS,

@@ -5,15 +5,18 @@ from __future__ import annotations
 import datetime
 import ipaddress
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from collector.signals import AttackSignal, SignalPhase
 from core.actors import Actor
+from core.audit import record_audit
 from core.events import publish
 from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import Attack, Mitigation, SignalRecord
+from tenants.choices import TenantStatusChoices
 from tenants.models import Tenant, TenantPolicy, VerifiedPrefix
 from tenants.notifications import notify_on_commit
 
@@ -49,6 +52,11 @@ def record_signal(signal: AttackSignal, *, acting_user: Actor) -> Attack | None:
                 raise
     return None
 
+LIVE_MITIGATION_STATES = (
+    MitigationStateChoices.DETECTED, MitigationStateChoices.PLANNED, MitigationStateChoices.AWAITING_APPROVAL,
+    MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE,
+)
+
 
 def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
     now = timezone.now()
@@ -72,6 +80,8 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
         return attack
     if created:
         notify_on_commit(tenant, "attack_started", attack_event(attack))
+    if not Mitigation.objects.filter(attack=attack).exists() and _held_back(attack, tenant, acting_user, created):
+        return attack
     mitigation, _ = Mitigation.objects.get_or_create(attack=attack, defaults={"tenant": tenant})
     if mitigation.hold_down_until is not None:
         mitigation.hold_down_until = None
@@ -81,6 +91,26 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
         mitigation.save(update_fields=["state", "updated_at"])
     _schedule_planning()
     return attack
+
+
+def _held_back(attack: Attack, tenant: Tenant, acting_user: Actor, created: bool) -> bool:
+    """Whether this attack is recorded but not mitigated: a suspended tenant, or one at its cap of live attacks.
+
+    Nothing is dropped: the attack and its signals are stored, audited once and shown to the SOC; a later signal
+    mitigates it once the tenant is active again and under its cap.
+    """
+    if tenant.status != TenantStatusChoices.ACTIVE:
+        why = f"tenant {tenant.slug} is {tenant.status}: recorded, not mitigated"
+    else:
+        cap = int(settings.SLUICE_TENANT_MAX_ATTACKS)
+        live = Mitigation.objects.filter(tenant=tenant, state__in=LIVE_MITIGATION_STATES).count()
+        if live < cap:
+            return False
+        why = f"tenant {tenant.slug} has {live} live mitigations, its cap of {cap}: recorded, not mitigated yet"
+    if created:
+        record_audit(acting_user, "attack.held_back", tenant_slug=tenant.slug, obj=attack, reason=why)
+        publish("attack.held_back", {**attack_event(attack), "reason": why}, tenant_schema=None)
+    return True
 
 
 def _absorb(attack: Attack, signal: AttackSignal, now: datetime.datetime) -> None:

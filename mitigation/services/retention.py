@@ -1,0 +1,34 @@
+"""Retention: signal records and decisions older than the retention period are pruned, once a day.
+
+Only history of mitigations that are over is pruned: a live mitigation keeps every decision that explains it.
+Attacks, mitigations, actions and the audit are kept (the audit is append-only by design).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.actors import ENGINE
+from core.audit import record_audit
+from mitigation.choices import AttackStatusChoices, MitigationStateChoices
+from mitigation.models import Decision, SignalRecord
+
+OVER = (MitigationStateChoices.ENDED, MitigationStateChoices.FAILED, MitigationStateChoices.REJECTED)
+
+
+def prune_history(now: datetime.datetime | None = None) -> dict[str, int]:
+    """Delete signal records and decisions of finished mitigations older than `SLUICE_RETENTION_DAYS`."""
+    now = now or timezone.now()
+    cutoff = now - datetime.timedelta(days=float(settings.SLUICE_RETENTION_DAYS))
+    with transaction.atomic():
+        signals, _ = SignalRecord.objects.filter(received_at__lt=cutoff).exclude(
+            attack__status=AttackStatusChoices.ACTIVE).delete()
+        decisions, _ = Decision.objects.filter(created_at__lt=cutoff, mitigation__state__in=OVER).delete()
+        if signals or decisions:
+            record_audit(ENGINE, "retention.prune", reason=f"older than {settings.SLUICE_RETENTION_DAYS} days",
+                         diff={"signal_records": signals, "decisions": decisions})
+    return {"signal_records": signals, "decisions": decisions}
