@@ -68,6 +68,13 @@ SLUICE_DATA_DIR = Path(os.environ.get("SLUICE_DATA_DIR", BASE_DIR / "var"))
 # An attack whose detector falls silent without an end signal is treated as ended after this long.
 SLUICE_SIGNAL_EXPIRY_MINUTES = int(os.environ.get("SLUICE_SIGNAL_EXPIRY_MINUTES", "30"))
 SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5"))
+# Outbound requests on a tenant's behalf (webhooks, Slack; tenants/outbound.py). The deny list adds the provider's
+# own networks (management, routers, collectors) to the address classes always refused. The allow list exempts
+# networks from those classes (never from metadata or the deny list): always empty in production; a lab can set it.
+SLUICE_WEBHOOK_DENY_NETWORKS = env_list("SLUICE_WEBHOOK_DENY_NETWORKS", [])
+SLUICE_WEBHOOK_ALLOW_NETWORKS: list[str] = [] if PRODUCTION else env_list("SLUICE_WEBHOOK_ALLOW_NETWORKS", [])
+SLUICE_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("SLUICE_WEBHOOK_TIMEOUT_SECONDS", "3"))
+SLUICE_NOTIFICATION_CHANNELS_PER_TENANT = int(os.environ.get("SLUICE_NOTIFICATION_CHANNELS_PER_TENANT", "10"))
 
 SHARED_APPS = [
     "django_tenants",
