@@ -111,6 +111,12 @@ class Router(models.Model):
     username = models.CharField(max_length=100)
     password = EncryptedTextField(blank=True)
     flowspec_rule_limit = models.PositiveIntegerField(default=8000)
+    # Flow export: the collector accepts datagrams only from these source addresses (others are counted and
+    # dropped), and drops records claiming a sampling rate above the maximum (a forged 1:4e9 would fake a flood).
+    exporter_addresses = ArrayField(models.GenericIPAddressField(), default=list, blank=True)
+    max_sampling_rate = models.PositiveIntegerField(
+        default=65535, validators=[MinValueValidator(1), MaxValueValidator(4_294_967_295)]
+    )
     enabled = models.BooleanField(default=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
 

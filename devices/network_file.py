@@ -77,6 +77,7 @@ ROUTER_FIELDS = {
     "name": _text(), "vendor": _text(), "platform": _text(), "role": _text("edge"), "center": _text(None, nullable=True),
     "mgmt_host": _text(), "mgmt_port": _int(830, *PORT), "username": _text(), "password": _text(""),
     "flowspec_rule_limit": _int(8000, 0, 1_000_000), "enabled": _bool(True),
+    "exporter_addresses": Spec(list, []), "max_sampling_rate": _int(65535, 1, 4_294_967_295),
 }
 UPSTREAM_FIELDS = {
     "name": _text(), "isp": _text(), "asn": _int(REQUIRED, *ASN), "router": _text(), "center": _text(),
