@@ -137,6 +137,10 @@ class Router(models.Model):
     )
     enabled = models.BooleanField(default=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # SSH host key (`<type> <base64>`) recorded on first contact; any other key is refused, and kept in
+    # `ssh_host_key_offered` until an operator confirms it (`manage.py confirm_host_key ROUTER`).
+    ssh_host_key = models.TextField(blank=True, editable=False)
+    ssh_host_key_offered = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -45,6 +45,7 @@ from devices.drivers.base import (
     ValueRange,
     VerifyError,
 )
+from devices.drivers.hostkeys import HostKeyTrust, KnownHostsFiles, check_host_key
 
 logger = logging.getLogger(__name__)
 
@@ -338,19 +339,33 @@ class JunosDriver(ConfigDriver):
     lock released (or the session closed, which makes the router do both).
     """
 
-    def __init__(self, host: str, port: int, username: str, password: str, *, timeout: int = 30) -> None:
+    def __init__(self, host: str, port: int, username: str, password: str, *, timeout: int = 30,
+                 host_key: str | None = None, trust_host_key: HostKeyTrust | None = None) -> None:
+        """`host_key` (`<type> <base64>`) is the router's recorded SSH host key, `trust_host_key` the inventory's
+        decision on a presented key (see `hostkeys.check_host_key`). With either, open() refuses another key before
+        logging in, and the NETCONF session verifies it too (ncclient `hostkey_verify` through `ssh_config`).
+        With neither nothing is verified; the inventory's `driver_for` always passes a trust function."""
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.host_key = host_key
+        self._trust = trust_host_key
+        self._known_hosts = KnownHostsFiles(host, port) if host_key or trust_host_key else None
+        verify = {"hostkey_verify": True, "ssh_config": str(self._known_hosts.ssh_config)} if self._known_hosts else {}
         self._device = Device(
             host, port=port, user=username, passwd=password, gather_facts=False, conn_open_timeout=timeout,
-            normalize=False, look_for_keys=False, allow_agent=False,
+            normalize=False, look_for_keys=False, allow_agent=False, **verify,
         )
         self._config: Config | None = None
         self._locked = False
         self._pending = False
 
     def open(self) -> None:
+        """Connect and log in; raises HostKeyError, before any password is sent, when the key is not the recorded one."""
+        if self._known_hosts is not None:
+            self.host_key = check_host_key(self.host, self.port, self.host_key, timeout=self.timeout,
+                                           trust=self._trust)
+            self._known_hosts.write(self.host_key)
         with translate_errors(self.host):
             self._device.open(gather_facts=False)
         self._device.timeout = self.timeout
