@@ -11,6 +11,7 @@ which is what keeps records per CPU-second high when datagrams trickle in.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import mmap
 import os
@@ -26,7 +27,7 @@ from collector.aggregate import BatchAggregator
 from collector.decode import PacketDecoder
 from collector.detect import Detector
 from collector.prefixes import MonitoredPrefix, PrefixMatcher
-from collector.records import FlowArray, concat_flows, select_flows
+from collector.records import FlowArray, concat_flows, empty_flows, select_flows
 from collector.signals import AttackSignal
 from collector.store import AggregateStore
 
@@ -54,6 +55,8 @@ class FlowCollector:
         owner: str | None = None,
         lead_ttl_seconds: float = 3.0,
         detect: bool = True,
+        exporters: Callable[[], Mapping[str, int]] | None = None,
+        table_expiry_seconds: float = 600.0,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -67,6 +70,11 @@ class FlowCollector:
         self.aggregator = BatchAggregator()
         self.detector = Detector(emit, detector_name=detector_name, baselines=store.load_baselines())
         self._prefix_source = prefixes
+        # Exporter address -> maximum sampling rate it may claim; None accepts every sender (tests, replays).
+        self._exporter_source = exporters
+        self._exporters: dict[str, int] | None = None
+        self.table_expiry_seconds = table_expiry_seconds
+        self._last_expiry = float("-inf")
         self.matcher = PrefixMatcher([])
         self._cidrs: list[str] = []
         self._local: dict[int, dict[str, Counter[str]]] = {}
@@ -91,6 +99,7 @@ class FlowCollector:
         if not force and now - self._last_refresh < self.prefix_refresh_seconds:
             return
         self._last_refresh = now
+        self.refresh_exporters()
         try:
             prefixes = list(self._prefix_source())
         except Exception:
@@ -101,14 +110,71 @@ class FlowCollector:
         self._cidrs = [p.cidr for p in self.matcher.prefixes]
         self.detector.set_prefixes(self.matcher.prefixes)
 
+    def refresh_exporters(self) -> None:
+        """Ask the caller for the exporter allow list again; a failing callback keeps the previous one."""
+        if self._exporter_source is None:
+            return
+        try:
+            listed = dict(self._exporter_source())
+        except Exception:
+            logger.exception("exporter source failed; keeping %d exporters", len(self._exporters or {}))
+            return
+        allowed: dict[str, int] = {}
+        for address, limit in listed.items():
+            canonical = ipaddress.ip_address(address)
+            allowed[str(canonical)] = limit
+            if isinstance(canonical, ipaddress.IPv4Address):
+                allowed[f"::ffff:{canonical}"] = limit  # as a dual-stack socket reports it
+        self._exporters = allowed
+        self.decoder.forget_exporters(allowed.keys())
+
     def ingest_batch(
         self, buf: bytes | bytearray | memoryview | mmap.mmap, offsets: Sequence[int] | npt.NDArray[np.int64], lengths: Sequence[int],
         exporters: Sequence[str], now: float | None = None,
     ) -> int:
-        """Decode and aggregate a batch of datagrams received at `now`; returns the number of flow records."""
-        flows = self.decoder.decode_batch(buf, offsets, lengths, exporters)
+        """Decode and aggregate a batch of datagrams received at `now`; returns the number of flow records.
+
+        With an exporter allow list, datagrams from unlisted senders are counted and dropped before decoding (they
+        touch no template or sequence state), and records claiming more than their exporter's maximum sampling
+        rate are counted and dropped.
+        """
+        if self._exporters is None:
+            flows = self.decoder.decode_batch(buf, offsets, lengths, exporters)
+        else:
+            flows = self._decode_listed(buf, offsets, lengths, exporters, self._exporters)
         self.ingest_flows(flows, now)
         return int(flows.size)
+
+    def _decode_listed(
+        self, buf: bytes | bytearray | memoryview | mmap.mmap, offsets: Sequence[int] | npt.NDArray[np.int64],
+        lengths: Sequence[int], exporters: Sequence[str], allowed: Mapping[str, int],
+    ) -> FlowArray:
+        """Decode the datagrams of listed exporters, one exporter at a time so each one's sampling cap applies."""
+        offs = np.asarray(offsets, dtype=np.int64)
+        lens = np.asarray(lengths, dtype=np.int64)
+        names = list(exporters)
+        senders = set(names)
+        parts: list[FlowArray] = []
+        for sender in sorted(senders):
+            chosen = np.arange(len(names)) if len(senders) == 1 else np.flatnonzero(np.array(names) == sender)
+            limit = allowed.get(sender)
+            if limit is None:
+                self.stats["unlisted_exporter_datagrams"] += int(chosen.size)
+                continue
+            flows = self.decoder.decode_batch(buf, offs[chosen], lens[chosen], [sender] * int(chosen.size))
+            over = flows["sampling"] > limit
+            if over.any():
+                self.stats["sampling_over_limit_records"] += int(over.sum())
+                flows = select_flows(flows, ~over)
+            if flows.size:
+                parts.append(flows)
+        if not parts:
+            return empty_flows()
+        return parts[0] if len(parts) == 1 else concat_flows(parts)
+
+    def table_sizes(self) -> dict[str, int]:
+        """How many entries the decoder's per-exporter tables hold (they are bounded; see `collector.decode`)."""
+        return self.decoder.table_sizes()
 
     def ingest_packets(self, packets: Sequence[bytes], exporter: str = "127.0.0.1", now: float | None = None) -> int:
         """Decode and aggregate datagrams given as separate bytes objects (tests, replays)."""
@@ -162,6 +228,9 @@ class FlowCollector:
         """Periodic work: prefix refresh, flush, detection. Call it often (every loop turn); it rate-limits itself."""
         now = self.clock() if now is None else now
         self.refresh_prefixes()
+        if now - self._last_expiry >= self.table_expiry_seconds / 4:
+            self._last_expiry = now
+            self.decoder.expire(self.table_expiry_seconds)
         if now - self._last_flush >= self.flush_interval or any(s < int(now) for s in self._pending):
             self.flush()
         if self.detect_enabled:

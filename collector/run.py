@@ -38,6 +38,7 @@ def run_collector(
     on_ready: Callable[[dict[str, tuple[str, int]]], None] | None = None,
     store: AggregateStore | None = None,
     reuse_port: bool = False,
+    exporters: Callable[[], Mapping[str, int]] | None = None,
 ) -> Counter[str]:
     """Collect flows on `listen` (name -> (host, port); every socket accepts every format) until `stop_event`.
 
@@ -45,7 +46,9 @@ def run_collector(
     (only from the collector holding the detection lease when several share `redis_url`). Without `redis_url`
     aggregates stay in this process. `on_ready` receives the bound addresses (port 0 picks a free port).
     `reuse_port` lets several collector processes bind the same ports (see `UdpListener`).
-    Returns the decoder and socket counters.
+    `exporters()` (called with `prefixes()`) maps each accepted exporter address to the highest sampling rate it
+    may claim; datagrams from other senders are counted and dropped. None accepts every sender.
+    Returns the decoder and socket counters, and the final sizes of the per-exporter tables (`table_*`).
     """
     stop_event = stop_event or threading.Event()
     if store is None:
@@ -60,6 +63,7 @@ def run_collector(
         merge_delay=merge_delay,
         prefix_refresh_seconds=prefix_refresh_seconds,
         detector_name=detector_name,
+        exporters=exporters,
     )
     listener = UdpListener(listen, receive_buffer=receive_buffer, reuse_port=reuse_port)
     try:
@@ -78,4 +82,5 @@ def run_collector(
         collector.flush()
     finally:
         listener.close()
-    return collector.stats + listener.stats
+    sizes = Counter({f"table_{name}": size for name, size in collector.table_sizes().items()})
+    return collector.stats + listener.stats + sizes

@@ -28,18 +28,36 @@ from devices.choices import (
     UpstreamPeerSessionStateChoices,
 )
 
-_ASN_NN = re.compile(r"^(\d{1,10}):(\d{1,10})$")
+_ASN_NN = re.compile(r"(\d{1,10}):(\d{1,10})", re.ASCII)
 MAX_ASN = 4_294_967_295
+# Strings that end up inside a router's or a speaker's configuration are held to their grammar here, and checked
+# again by the drivers when they render (devices.drivers.junos, devices.drivers.bgp).
+CONFIG_TEXT = re.compile(r"[A-Za-z0-9 _.,:/()@+=-]*", re.ASCII)
+INSTANCE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", re.ASCII)
 
 
 def validate_asn_nn(value: str) -> None:
     """A BGP community or route target written "ASN:NN": a 32-bit ASN with a 16-bit value, or 16-bit with 32-bit."""
-    match = _ASN_NN.match(value or "")
+    match = _ASN_NN.fullmatch(value or "")
     if match is None:
         raise ValidationError(f"{value!r} must read ASN:NN", code="invalid")
     asn, number = int(match.group(1)), int(match.group(2))
     if asn > MAX_ASN or number > MAX_ASN or (asn > 65535 and number > 65535):
         raise ValidationError(f"{value!r} is out of range for ASN:NN", code="invalid")
+
+
+def validate_config_text(value: str) -> None:
+    """Free text written into a device configuration (a BGP session's description): no quotes, braces,
+    semicolons, backslashes, hashes or line breaks, so it can never close its statement and open another."""
+    if not CONFIG_TEXT.fullmatch(value or ""):
+        raise ValidationError("may hold letters, digits, spaces and _.,:/()@+=- only", code="invalid")
+
+
+def validate_instance_name(value: str) -> None:
+    """A routing-instance (VRF) name as Junos and the other vendors accept it."""
+    if not INSTANCE_NAME.fullmatch(value or ""):
+        raise ValidationError("must start with a letter and hold letters, digits, _ . - only (64 at most)",
+                              code="invalid")
 
 
 def _age_s(updated_at: datetime | None, now: datetime | None = None) -> float | None:
@@ -68,7 +86,7 @@ class ScrubbingCenter(models.Model):
     healthy = models.BooleanField(default=True)
     diversion_next_hop_v4 = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True)
     diversion_next_hop_v6 = models.GenericIPAddressField(protocol="IPv6", null=True, blank=True)
-    routing_instance = models.CharField(max_length=64, blank=True)
+    routing_instance = models.CharField(max_length=64, blank=True, validators=[validate_instance_name])
     route_target = models.CharField(max_length=32, blank=True, validators=[validate_asn_nn])
     telemetry_interval_s = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
 
@@ -112,8 +130,18 @@ class Router(models.Model):
     username = models.CharField(max_length=100)
     password = EncryptedTextField(blank=True)
     flowspec_rule_limit = models.PositiveIntegerField(default=8000)
+    # Flow export: the collector accepts datagrams only from these source addresses (others are counted and
+    # dropped), and drops records claiming a sampling rate above the maximum (a forged 1:4e9 would fake a flood).
+    exporter_addresses = ArrayField(models.GenericIPAddressField(), default=list, blank=True)
+    max_sampling_rate = models.PositiveIntegerField(
+        default=65535, validators=[MinValueValidator(1), MaxValueValidator(4_294_967_295)]
+    )
     enabled = models.BooleanField(default=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # SSH host key (`<type> <base64>`) recorded on first contact; any other key is refused, and kept in
+    # `ssh_host_key_offered` until an operator confirms it (`manage.py confirm_host_key ROUTER`).
+    ssh_host_key = models.TextField(blank=True, editable=False)
+    ssh_host_key_offered = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -227,7 +255,7 @@ class BgpSpeakerNeighbor(models.Model):
                                related_name="speaker_sessions")
     upstream = models.ForeignKey(UpstreamPeer, on_delete=models.SET_NULL, null=True, blank=True,
                                  related_name="speaker_sessions")
-    description = models.CharField(max_length=200, blank=True)
+    description = models.CharField(max_length=200, blank=True, validators=[validate_config_text])
 
     class Meta:
         ordering = ["speaker", "peer_address"]

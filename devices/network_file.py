@@ -41,7 +41,7 @@ FILE_FIELDS = {
     "centers": ("slug", "name", "site", "region", "capacity_gbps", "capacity_mpps", "diversion_next_hop_v4",
                 "diversion_next_hop_v6", "routing_instance", "route_target", "telemetry_interval_s"),
     "routers": ("name", "vendor", "platform", "role", "center", "mgmt_host", "mgmt_port", "username", "password",
-                "flowspec_rule_limit", "enabled"),
+                "flowspec_rule_limit", "enabled", "exporter_addresses", "max_sampling_rate"),
     "upstreams": ("name", "isp", "asn", "router", "center", "neighbor_address", "interface", "capacity_gbps",
                   "blackhole_community", "prepend_community", "no_export_community", "communities",
                   "flowspec_accepted", "flowspec_rule_limit", "telemetry_interval_s"),

@@ -13,13 +13,14 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from core.actors import Actor
+from core.actors import SYSTEM, Actor
 from core.audit import record_audit
 from core.errors import ValidationProblem
 from core.events import publish
 from devices.choices import UpstreamPeerSessionStateChoices
-from devices.drivers.base import ConfigDriver, DriverError
+from devices.drivers.base import ConfigDriver, DriverError, HostKeyError
 from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
+from devices.drivers.hostkeys import fingerprint
 from devices.drivers.junos import JunosDriver
 from devices.drivers.napalm_driver import NapalmDriver
 from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
@@ -39,11 +40,69 @@ _SESSION_STATES = {
 
 
 def driver_for(router: Router, *, timeout: int = DRIVER_TIMEOUT_S) -> ConfigDriver:
-    """A driver for `router` (not yet opened): PyEZ for Juniper, NAPALM with the row's platform for the rest."""
+    """A driver for `router` (not yet opened): PyEZ for Juniper, NAPALM with the row's platform for the rest.
+
+    The driver checks the router's SSH host key when it opens, before logging in, against `trust_host_key`: the
+    first key seen is recorded, a changed key is refused (HostKeyError) until an operator confirms it.
+    """
+    def trust(presented: str) -> str:
+        return trust_host_key(router, presented)
+
     if router.uses_pyez:
-        return JunosDriver(router.mgmt_host, router.mgmt_port, router.username, router.password, timeout=timeout)
+        return JunosDriver(router.mgmt_host, router.mgmt_port, router.username, router.password, timeout=timeout,
+                           host_key=router.ssh_host_key or None, trust_host_key=trust)
     return NapalmDriver(router.platform, router.mgmt_host, router.mgmt_port, router.username, router.password,
-                        timeout=timeout)
+                        timeout=timeout, host_key=router.ssh_host_key or None, trust_host_key=trust)
+
+
+def trust_host_key(router: Router, presented: str) -> str:
+    """The key to accept from `router`, given the one it `presented`; raises HostKeyError when it changed.
+
+    First contact records the presented key (audited). A different key than the recorded one is kept as
+    `ssh_host_key_offered` with an audit row (once per offered key), and the router is refused until an operator
+    confirms it (`confirm_router_host_key`).
+    """
+    router.refresh_from_db(fields=["ssh_host_key", "ssh_host_key_offered"])
+    if not router.ssh_host_key:
+        with transaction.atomic():
+            if Router.objects.filter(pk=router.pk, ssh_host_key="").update(ssh_host_key=presented):
+                record_audit(SYSTEM, "router.host_key.record", obj=router,
+                             diff={"host": f"{router.mgmt_host}:{router.mgmt_port}",
+                                   "fingerprint": fingerprint(presented)})
+        router.refresh_from_db(fields=["ssh_host_key", "ssh_host_key_offered"])  # another process may have won
+    recorded = router.ssh_host_key
+    if presented != recorded:
+        if router.ssh_host_key_offered != presented:
+            with transaction.atomic():
+                Router.objects.filter(pk=router.pk).update(ssh_host_key_offered=presented)
+                record_audit(SYSTEM, "router.host_key.mismatch", obj=router,
+                             diff={"recorded": fingerprint(recorded), "offered": fingerprint(presented)})
+            router.ssh_host_key_offered = presented
+        logger.error("router %s: SSH host key changed to %s; refusing to connect until an operator confirms it",
+                     router.name, fingerprint(presented))
+        raise HostKeyError(f"{router.mgmt_host}: SSH host key {fingerprint(presented)} is not the recorded "
+                           f"{fingerprint(recorded)}; refusing to connect", presented=presented)
+    return recorded
+
+
+def confirm_router_host_key(router: Router, *, fingerprint_seen: str, acting_user: Actor) -> str:
+    """Accept the key the router offered instead of its recorded one; `fingerprint_seen` must name it.
+
+    The operator reads the fingerprint from the router's console (or its vendor) and passes it, so a key is never
+    accepted blindly. Audited. Returns the new fingerprint; raises ValidationProblem.
+    """
+    with transaction.atomic():
+        router = Router.objects.select_for_update().get(pk=router.pk)
+        offered = router.ssh_host_key_offered
+        if not offered:
+            raise ValidationProblem("ssh_host_key", f"router {router.name} has no changed host key to confirm")
+        if fingerprint_seen.strip() != fingerprint(offered):
+            raise ValidationProblem("fingerprint", f"the offered key is {fingerprint(offered)}, not {fingerprint_seen}")
+        old = router.ssh_host_key
+        Router.objects.filter(pk=router.pk).update(ssh_host_key=offered, ssh_host_key_offered="")
+        record_audit(acting_user, "router.host_key.confirm", obj=router,
+                     diff={"old": fingerprint(old) if old else "", "new": fingerprint(offered)})
+    return fingerprint(offered)
 
 
 def speaker_client(speaker: BgpSpeaker) -> ExaBgpSpeaker:

@@ -79,6 +79,13 @@ SLUICE_RETENTION_DAYS = float(os.environ.get("SLUICE_RETENTION_DAYS", "180"))
 # Live mitigations one tenant may have at once; attacks past it are recorded and shown, and mitigated once under.
 SLUICE_TENANT_MAX_ATTACKS = int(os.environ.get("SLUICE_TENANT_MAX_ATTACKS", "500"))
 SLUICE_TENANT_QUOTAS = {"flowspec": 200, "diversion": 50, "rtbh": 50}
+# Outbound requests on a tenant's behalf (webhooks, Slack; tenants/outbound.py). The deny list adds the provider's
+# own networks (management, routers, collectors) to the address classes always refused. The allow list exempts
+# networks from those classes (never from metadata or the deny list): always empty in production; a lab can set it.
+SLUICE_WEBHOOK_DENY_NETWORKS = env_list("SLUICE_WEBHOOK_DENY_NETWORKS", [])
+SLUICE_WEBHOOK_ALLOW_NETWORKS: list[str] = [] if PRODUCTION else env_list("SLUICE_WEBHOOK_ALLOW_NETWORKS", [])
+SLUICE_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("SLUICE_WEBHOOK_TIMEOUT_SECONDS", "3"))
+SLUICE_NOTIFICATION_CHANNELS_PER_TENANT = int(os.environ.get("SLUICE_NOTIFICATION_CHANNELS_PER_TENANT", "10"))
 
 SHARED_APPS = [
     "django_tenants",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mmap
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,19 @@ class PacketDecoder:
         self.netflow5 = NetFlow5Decoder(self.stats, self.default_sampling)
         self.sflow = SflowDecoder(self.stats)
         self.templated = TemplatedDecoder(self.stats, self.default_sampling, clock)
+
+    def expire(self, idle_seconds: float) -> None:
+        """Forget template state of v9/IPFIX domains silent for `idle_seconds`."""
+        self.templated.expire(idle_seconds)
+
+    def forget_exporters(self, keep: Collection[str]) -> None:
+        """Drop every table entry of exporters not in `keep` (removed from the inventory)."""
+        self.templated.forget_exporters(keep)
+        self.netflow5.forget_exporters(keep)
+
+    def table_sizes(self) -> dict[str, int]:
+        """Entries held in the per-exporter tables (each bounded per exporter)."""
+        return {**self.templated.table_sizes(), "v5_sequence_streams": self.netflow5.streams}
 
     def default_sampling(self, exporter: str) -> int:
         """The configured rate for an exporter that does not announce one."""

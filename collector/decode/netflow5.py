@@ -7,7 +7,8 @@ the helper is unavailable. Both give the same flows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Collection, Sequence
 from functools import cache
 
 import numpy as np
@@ -17,6 +18,9 @@ from collector import native
 from collector.decode.common import ByteArray, DecodeStats, IntArray, expand_runs, gather_view
 from collector.decode.setwalk import exporter_ids
 from collector.records import FLOW_DTYPE, FlowArray, empty_flows, v4_to_lo
+
+# Sequence state per (exporter, engine type, engine id); an exporter has a handful, forged datagrams may claim 65536.
+MAX_SEQUENCE_STREAMS = 4096
 
 HEADER_DTYPE = np.dtype(
     [
@@ -166,3 +170,19 @@ class NetFlow5Decoder:
             ahead = gap & (seq > expected)
             self.stats["records_lost"] += int(((seq[ahead] - expected[ahead]) & 0xFFFF_FFFF).sum())
         self._next_sequence.update(zip(keys, following[lasts].tolist(), strict=True))
+        excess = len(self._next_sequence) - MAX_SEQUENCE_STREAMS
+        if excess > 0:
+            # Forged engine ids must not grow the table: the streams seen first go (they resume with one gap).
+            for key in list(itertools.islice(self._next_sequence, excess)):
+                del self._next_sequence[key]
+            self.stats["sequence_streams_evicted"] += excess
+
+    def forget_exporters(self, keep: Collection[str]) -> None:
+        """Drop the sequence state of exporters no longer listed."""
+        for key in [key for key in self._next_sequence if key[0] not in keep]:
+            del self._next_sequence[key]
+
+    @property
+    def streams(self) -> int:
+        """Sequence streams (exporter, engine type, engine id) whose next number is remembered."""
+        return len(self._next_sequence)

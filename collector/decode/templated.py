@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +43,10 @@ U16 = struct.Struct(">H")
 PENDING_SETS_PER_TEMPLATE = 32
 PENDING_TEMPLATES = 1024
 MAX_TEMPLATES = 65536
+# Per exporter: a router exports a few dozen templates in a few observation domains. Forged template sets (UDP
+# sources are easy to spoof) fill only their exporter's share; the oldest entries of that exporter make room.
+MAX_TEMPLATES_PER_EXPORTER = 2048
+MAX_DOMAINS_PER_EXPORTER = 64
 MAX_REPLANS = 4
 
 
@@ -67,6 +71,7 @@ class _DomainState:
     sampler_rates: dict[int, int] = field(default_factory=dict)
     default_rate: int = 0
     next_sequence: int | None = None
+    last_seen: float = 0.0
 
 
 class TemplatedDecoder:
@@ -86,6 +91,9 @@ class TemplatedDecoder:
         self.templates: dict[TemplateKey, Template] = {}
         self.domains: dict[DomainKey, _DomainState] = {}
         self.pending: dict[TemplateKey, deque[tuple[float, bytes]]] = {}
+        # Per exporter, its templates and domains in the order they were installed (the eviction order).
+        self._exporter_templates: dict[str, dict[TemplateKey, None]] = {}
+        self._exporter_domains: dict[str, dict[DomainKey, None]] = {}
         self._groups: dict[int, _Group] = {}
         self._extra: list[FlowArray] = []
         # Exporters repeat the same template set every few packets; its bytes identify what it installed last time.
@@ -190,6 +198,9 @@ class TemplatedDecoder:
         gaps, after = sequence_gaps(codes, walk.version[index], walk.sequence[index], records[index], expected)
         if gaps:
             self.stats["sequence_gaps"] += gaps
+        now = self.clock()
+        for c in np.unique(codes).tolist():
+            self.domains[plan.dkeys[c]].last_seen = now
         for c, following in after.items():
             self.domains[plan.dkeys[c]].next_sequence = None if following < 0 else following
 
@@ -219,7 +230,8 @@ class TemplatedDecoder:
         if state is None:
             if len(self.domains) >= MAX_TEMPLATES:
                 raise Malformed("too many domains")
-            state = self.domains[dkey] = _DomainState()
+            state = self._add_domain(dkey)
+        state.last_seen = self.clock()
         data_records = 0
         known_counts = True
         for set_id, body_start, body_end in sets:
@@ -355,12 +367,46 @@ class TemplatedDecoder:
             doomed = [(exporter, domain, version, template_id)]
         for key in doomed:
             if self.templates.pop(key, None) is not None:
+                self._exporter_templates.get(exporter, {}).pop(key, None)
                 self.stats["templates_withdrawn"] += 1
+
+    def _add_domain(self, dkey: DomainKey) -> _DomainState:
+        """A new domain of an exporter; its least recently seen domain goes when the exporter has too many."""
+        mine = self._exporter_domains.setdefault(dkey[0], {})
+        if len(mine) >= MAX_DOMAINS_PER_EXPORTER:
+            stalest = min(mine, key=lambda known: self.domains[known].last_seen)
+            self._drop_domain(stalest)
+            self.stats["domains_evicted"] += 1
+        mine[dkey] = None
+        state = self.domains[dkey] = _DomainState(last_seen=self.clock())
+        return state
+
+    def _drop_domain(self, dkey: DomainKey) -> None:
+        """Forget a domain and everything learned from it: templates, sampling, known sets, held data."""
+        self.domains.pop(dkey, None)
+        self._exporter_domains.get(dkey[0], {}).pop(dkey, None)
+        templates = self._exporter_templates.get(dkey[0], {})
+        for key in [key for key in templates if key[:3] == dkey]:
+            del templates[key]
+            self.templates.pop(key, None)
+        for set_id in range(4):
+            self._known_sets.pop((dkey, set_id), None)
+        self._known_options.pop(dkey, None)
+        for key in [key for key in self.pending if key[:3] == dkey]:
+            del self.pending[key]
 
     def _install(self, dkey: DomainKey, template: Template) -> None:
         key = (*dkey, template.template_id)
-        if key not in self.templates and len(self.templates) >= MAX_TEMPLATES:
-            raise Malformed("too many templates")
+        mine = self._exporter_templates.setdefault(dkey[0], {})
+        if key not in self.templates:
+            if len(mine) >= MAX_TEMPLATES_PER_EXPORTER:
+                oldest = next(iter(mine))
+                del mine[oldest]
+                self.templates.pop(oldest, None)
+                self.stats["templates_evicted"] += 1
+            if len(self.templates) >= MAX_TEMPLATES:
+                raise Malformed("too many templates")
+        mine[key] = None
         self.templates[key] = template
         self.stats["templates"] += 1
         waiting = self.pending.pop(key, None)
@@ -520,6 +566,30 @@ class TemplatedDecoder:
         """Forget queued data of a batch whose decoding failed, so it is not decoded twice."""
         self._groups = {}
         self._extra = []
+
+    def expire(self, idle_seconds: float) -> None:
+        """Forget domains silent for `idle_seconds` (their templates with them) and data held too long.
+
+        Exporters resend templates every few seconds to minutes, so a live domain never idles this long; forged
+        domains that were used once go within `idle_seconds`.
+        """
+        horizon = self.clock() - idle_seconds
+        for dkey in [dkey for dkey, state in self.domains.items() if state.last_seen < horizon]:
+            self._drop_domain(dkey)
+            self.stats["domains_expired"] += 1
+        for exporter in [name for name, domains in self._exporter_domains.items() if not domains]:
+            del self._exporter_domains[exporter]
+            self._exporter_templates.pop(exporter, None)
+        self.expire_pending()
+
+    def forget_exporters(self, keep: Collection[str]) -> None:
+        """Drop the state of exporters no longer listed."""
+        for dkey in [dkey for dkey in self.domains if dkey[0] not in keep]:
+            self._drop_domain(dkey)
+
+    def table_sizes(self) -> dict[str, int]:
+        return {"templates": len(self.templates), "domains": len(self.domains), "pending": len(self.pending),
+                "known_sets": len(self._known_sets), "known_options": len(self._known_options)}
 
     def expire_pending(self) -> None:
         """Drop data that waited too long for its template."""

@@ -32,6 +32,20 @@ class ConnectError(DriverError):
     transient = True
 
 
+class HostKeyError(ConnectError):
+    """The element presented an SSH host key other than the recorded one; nothing was sent to it (no login).
+
+    Not transient: a retry meets the same key. An operator confirms a legitimate change (`confirm_host_key`).
+    `presented` is the key offered, as `<type> <base64>`.
+    """
+
+    transient = False
+
+    def __init__(self, message: str, *, presented: str) -> None:
+        super().__init__(message)
+        self.presented = presented
+
+
 class LockError(DriverError):
     """The configuration is locked by someone else."""
 

@@ -28,6 +28,8 @@ from jnpr.junos.utils.config import Config
 from lxml import etree
 
 from devices.drivers.base import (
+    FRAGMENT_FLAGS,
+    TCP_FLAGS,
     CommitError,
     ConfigDriver,
     ConfigLoadError,
@@ -43,6 +45,7 @@ from devices.drivers.base import (
     ValueRange,
     VerifyError,
 )
+from devices.drivers.hostkeys import HostKeyTrust, KnownHostsFiles, check_host_key
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +60,11 @@ MATCH_KEYWORDS = {
     "protocol": "protocols", "destination-port": "destination_ports", "source-port": "source_ports",
     "packet-length": "packet_lengths", "icmp-type": "icmp_types", "icmp-code": "icmp_codes",
 }
-_TARGET = re.compile(r"^(\d{1,10}|\d{1,3}(\.\d{1,3}){3}):\d{1,10}$")
-_COMMUNITY = re.compile(r"^\d{1,5}:\d{1,5}$|^(no-export|no-advertise|no-export-subconfed)$")
-_INSTANCE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
+# Whole-string patterns (fullmatch, so a trailing newline never passes as `$` would let it).
+_TARGET = re.compile(r"(\d{1,10}|\d{1,3}(\.\d{1,3}){3}):\d{1,10}", re.ASCII)
+_COMMUNITY = re.compile(r"\d{1,5}:\d{1,5}|no-export|no-advertise|no-export-subconfed", re.ASCII)
+_INSTANCE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}", re.ASCII)
+_FLAGS = frozenset(TCP_FLAGS) | frozenset(FRAGMENT_FLAGS)
 # The configuration Sluice may own; read with one filtered get-configuration.
 OWNED_FILTER = "<configuration><routing-options><flow/></routing-options><routing-instances/></configuration>"
 
@@ -101,22 +106,27 @@ def _check_rule(rule: FlowSpecRule) -> None:
                 raise RenderError(f"flow rule {rule.name}: {name} range {low}-{high} is not valid")
     if rule.rate_bps is not None and not (isinstance(rule.rate_bps, int) and rule.rate_bps >= 0):
         raise RenderError(f"flow rule {rule.name}: rate {rule.rate_bps!r} is not a number of bits per second")
-    if rule.action == "redirect" and not _TARGET.match(rule.redirect_target or ""):
+    if rule.action == "redirect" and not _TARGET.fullmatch(rule.redirect_target or ""):
         raise RenderError(f"flow rule {rule.name}: redirect target {rule.redirect_target!r} is not ASN:NN")
     if rule.dscp is not None and not (isinstance(rule.dscp, int) and 0 <= rule.dscp <= 63):
         raise RenderError(f"flow rule {rule.name}: DSCP {rule.dscp!r} is not between 0 and 63")
+    if not set(rule.tcp_flags) | set(rule.fragments) <= _FLAGS:
+        raise RenderError(f"flow rule {rule.name}: unknown TCP or fragment flag")
 
 
 def render_statements(intent: DeviceIntent) -> list[str]:
     """Every Sluice-owned `set` statement the router should hold. Raises RenderError; touches no device."""
-    if not _INSTANCE.match(intent.routing_instance):
+    if not _INSTANCE.fullmatch(intent.routing_instance):
         raise RenderError(f"routing instance name {intent.routing_instance!r} is not valid on Junos")
-    rules = [normalize_rule(rule) for rule in intent.flow_rules]
+    try:
+        rules = [normalize_rule(rule) for rule in intent.flow_rules]
+    except ValueError as error:  # a value that bypassed FlowSpecRule's checks fails them again here
+        raise RenderError(f"flow rule is not valid: {error}") from error
     for rule in rules:
         _check_rule(rule)
     for route in intent.diversions:
         for community in route.communities:
-            if not _COMMUNITY.match(community):
+            if not _COMMUNITY.fullmatch(community):
                 raise RenderError(f"diversion {route.prefix}: community {community!r} is not valid")
     targets = sorted({rule.redirect_target for rule in rules if rule.action == "redirect" and rule.redirect_target})
     try:
@@ -329,19 +339,33 @@ class JunosDriver(ConfigDriver):
     lock released (or the session closed, which makes the router do both).
     """
 
-    def __init__(self, host: str, port: int, username: str, password: str, *, timeout: int = 30) -> None:
+    def __init__(self, host: str, port: int, username: str, password: str, *, timeout: int = 30,
+                 host_key: str | None = None, trust_host_key: HostKeyTrust | None = None) -> None:
+        """`host_key` (`<type> <base64>`) is the router's recorded SSH host key, `trust_host_key` the inventory's
+        decision on a presented key (see `hostkeys.check_host_key`). With either, open() refuses another key before
+        logging in, and the NETCONF session verifies it too (ncclient `hostkey_verify` through `ssh_config`).
+        With neither nothing is verified; the inventory's `driver_for` always passes a trust function."""
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.host_key = host_key
+        self._trust = trust_host_key
+        self._known_hosts = KnownHostsFiles(host, port) if host_key or trust_host_key else None
+        verify = {"hostkey_verify": True, "ssh_config": str(self._known_hosts.ssh_config)} if self._known_hosts else {}
         self._device = Device(
             host, port=port, user=username, passwd=password, gather_facts=False, conn_open_timeout=timeout,
-            normalize=False, look_for_keys=False, allow_agent=False,
+            normalize=False, look_for_keys=False, allow_agent=False, **verify,
         )
         self._config: Config | None = None
         self._locked = False
         self._pending = False
 
     def open(self) -> None:
+        """Connect and log in; raises HostKeyError, before any password is sent, when the key is not the recorded one."""
+        if self._known_hosts is not None:
+            self.host_key = check_host_key(self.host, self.port, self.host_key, timeout=self.timeout,
+                                           trust=self._trust)
+            self._known_hosts.write(self.host_key)
         with translate_errors(self.host):
             self._device.open(gather_facts=False)
         self._device.timeout = self.timeout

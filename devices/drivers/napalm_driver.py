@@ -30,6 +30,7 @@ from devices.drivers.base import (
     StageResult,
     VerifyError,
 )
+from devices.drivers.hostkeys import HostKeyTrust, KnownHostsFiles, check_host_key
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,24 @@ class NapalmDriver(ConfigDriver):
 
     def __init__(self, driver_name: str, host: str, port: int, username: str, password: str, *,
                  timeout: int = 30, optional_args: dict[str, Any] | None = None,
-                 renderer: Renderer | None = None, reader: Reader | None = None) -> None:
+                 renderer: Renderer | None = None, reader: Reader | None = None, host_key: str | None = None,
+                 trust_host_key: HostKeyTrust | None = None) -> None:
         self.driver_name = driver_name
         self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.host_key = host_key
+        self._trust = trust_host_key
         args = dict(optional_args or {})
         args["port"] = port
+        self._known_hosts = KnownHostsFiles(host, port) if host_key or trust_host_key else None
+        if self._known_hosts is not None:
+            # Junos: PyEZ reads known_hosts through the ssh_config NAPALM passes on; netmiko-based drivers take
+            # their own strict host key options.
+            args["ssh_config_file"] = str(self._known_hosts.ssh_config)
+            if driver_name != "junos":
+                args.update(ssh_strict=True, system_host_keys=False, alt_host_keys=True,
+                            alt_key_file=str(self._known_hosts.known_hosts))
         if driver_name == "junos":
             renderer = renderer or junos_render.render_statements
             reader = reader or self._junos_reader
@@ -106,10 +120,18 @@ class NapalmDriver(ConfigDriver):
         self._device: NetworkDriver = get_network_driver(driver_name)(
             host, username, password, timeout=timeout, optional_args=args,
         )
+        if self._known_hosts is not None and driver_name == "junos":
+            # NAPALM's junos driver has no option for PyEZ's `hostkey_verify`; its Device reads this at open().
+            self._device.device._hostkey_verify = True
         self._pending = False
         self._loaded = False
 
     def open(self) -> None:
+        """Connect and log in; raises HostKeyError, before any password is sent, when the key is not the recorded one."""
+        if self._known_hosts is not None:
+            self.host_key = check_host_key(self.host, self.port, self.host_key, timeout=self.timeout,
+                                           trust=self._trust)
+            self._known_hosts.write(self.host_key)
         with translate_errors(self.host):
             self._device.open()
 

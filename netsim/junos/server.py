@@ -106,10 +106,13 @@ class JunosEmulator:
 
     def __init__(self, hostname: str = "router1", username: str = "sluice", password: str = "sluice", *,
                  port: int = 0, host: str = "127.0.0.1", clock_scale: float = 1.0,
-                 state_file: str | Path | None = None, model: str = "mx960") -> None:
+                 state_file: str | Path | None = None, model: str = "mx960",
+                 host_key: paramiko.PKey | None = None) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the emulator only listens on the loopback interface")
         self.hostname = hostname
+        # The process-wide key unless the test wants another (a router replaced, or an impostor on its address).
+        self.host_key = host_key
         self.username = username
         self.password = password
         self.host = host
@@ -131,6 +134,12 @@ class JunosEmulator:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+    @property
+    def public_key(self) -> str:
+        """The host key as `<type> <base64>`, as an SSH client records it."""
+        key = self.host_key or host_key()
+        return f"{key.get_name()} {key.get_base64()}"
 
     @property
     def port(self) -> int:
@@ -203,7 +212,7 @@ class JunosEmulator:
         with self._registry_lock:
             self._transports.add(transport)
         try:
-            transport.add_server_key(host_key())
+            transport.add_server_key(self.host_key or host_key())
             server = _SshServer(self)
             try:
                 transport.start_server(server=server)

@@ -34,10 +34,11 @@ def channels(request: HttpRequest) -> HttpResponse:
     """The tenant's channels and a form to add one."""
     tenant = _tenant(request)
     form = NotificationChannelForm(request.POST or None)
+    created = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            notifications.add_notification_channel(
+            channel = notifications.add_notification_channel(
                 tenant, kind=data["kind"], target=data["target"], events=data["events"],
                 acting_user=request_actor(request),
             )
@@ -45,9 +46,13 @@ def channels(request: HttpRequest) -> HttpResponse:
             for field, problems in error.message_dict.items():
                 form.add_error(field if field in form.fields else None, problems)
         else:
-            messages.success(request, "Notification channel added.")
-            return redirect("customer:notifications")
-    context = {"tenant": tenant, "channels": NotificationChannel.objects.all(), "form": form}
+            if not channel.secret:
+                messages.success(request, "Notification channel added.")
+                return redirect("customer:notifications")
+            # The signing secret is shown on this answer only (never stored in a message or the session).
+            created = channel
+            form = NotificationChannelForm()
+    context = {"tenant": tenant, "channels": NotificationChannel.objects.all(), "form": form, "created": created}
     return render(request, "customer/notifications.html", context)
 
 
@@ -70,7 +75,8 @@ def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required(UserRoleChoices.VIEWER)
 def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
-    """Send a test message now, so the admin sees at once whether the address or URL works."""
+    """Send a test message now, so the admin sees at once whether the address or URL works (or why not, as a
+    category: the raw error could tell what lies behind a refused address)."""
     channel = _channel(request, pk)
     error = notifications.send_test(channel, _tenant(request))
     if error is None:

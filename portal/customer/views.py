@@ -6,7 +6,6 @@ missing id are the same 404. Tenant-schema rows (prefixes, profile, users) are t
 
 from __future__ import annotations
 
-import csv
 import secrets
 from typing import Any
 
@@ -34,6 +33,7 @@ from portal.customer.forms import (
     ServiceProfileForm,
     UserCreateForm,
 )
+from portal.spreadsheet import SafeCsvWriter
 from portal.views import (
     ReasonForm,
     act_on_mitigation,
@@ -119,7 +119,7 @@ def mitigation_report(request: HttpRequest, pk: int) -> HttpResponse:
     attack = mitigation.attack
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="sluice-{tenant.slug}-mitigation-{mitigation.pk}.csv"'
-    writer = csv.writer(response)
+    writer = SafeCsvWriter(response)
     writer.writerow(["section", "time", "what", "state", "detail"])
     writer.writerow(["attack", attack.started_at.isoformat(), str(attack.target), attack.status,
                      f"{','.join(attack.vectors)}; peak {attack.peak_bps} bit/s, {attack.peak_pps} pkt/s"])

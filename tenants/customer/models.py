@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, URLVali
 from django.db import models
 from netfields import CidrAddressField, NetManager
 
+from core.crypto import EncryptedTextField
 from tenants.customer.choices import (
     ApplicationProfileChoices,
     AutomationModeChoices,
@@ -19,6 +20,7 @@ from tenants.customer.choices import (
     MitigationActionChoices,
     ProtectedPrefixStatusChoices,
 )
+from tenants.outbound import mask_url
 
 
 class ProtectedPrefix(models.Model):
@@ -125,13 +127,22 @@ class NotificationChannel(models.Model):
         models.CharField(max_length=30, choices=NotificationEventChoices.choices), default=default_notification_events
     )
     enabled = models.BooleanField(default=True)
+    # Webhooks only: the HMAC-SHA256 key of the X-Sluice-Signature header (docs/webhooks.md), shown once at creation.
+    secret = EncryptedTextField(blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["kind", "target"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()}: {self.target}"
+        return f"{self.get_kind_display()}: {self.display_target}"
+
+    @property
+    def display_target(self) -> str:
+        """The target as pages, audit rows and logs show it: a URL's path and query often carry its secret."""
+        if self.kind == NotificationChannelKindChoices.EMAIL:
+            return self.target
+        return mask_url(self.target)
 
     def clean(self) -> None:
         """An email channel needs an address and the others an http(s) URL, so a typo fails here, not at 3 a.m."""

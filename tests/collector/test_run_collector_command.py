@@ -16,6 +16,7 @@ import pytest
 from django.db import DatabaseError, connections
 
 from collector.signals import AttackSignal, AttackVector, SignalPhase
+from devices.models import Router
 from mitigation.management.commands.run_collector import (
     SignalRecorder,
     collect,
@@ -96,7 +97,18 @@ def test_database_errors_keep_signals_queued_in_order_and_bounded() -> None:
 
 
 @pytest.fixture
-def collector_thread(world: World) -> Iterator[tuple[dict[str, tuple[str, int]], SignalRecorder]]:
+def loopback_exporter(world: World) -> Iterator[None]:
+    """A router whose flow exporter is 127.0.0.1, committed: the collector accepts only listed exporters."""
+    name = f"exporter-{uuid.uuid4().hex[:8]}"
+    in_own_connection(lambda: Router.objects.create(name=name, vendor="juniper", platform="junos",
+                                                    mgmt_host="127.0.0.1", username="sluice",
+                                                    exporter_addresses=["127.0.0.1"]))
+    yield
+    in_own_connection(lambda: Router.objects.filter(name=name).delete())
+
+
+@pytest.fixture
+def collector_thread(world: World, loopback_exporter: None) -> Iterator[tuple[dict[str, tuple[str, int]], SignalRecorder]]:
     stop = threading.Event()
     ready: dict[str, tuple[str, int]] = {}
     recorder = SignalRecorder()
@@ -155,7 +167,8 @@ def free_udp_port() -> int:
 
 
 @pytest.mark.django_db
-def test_two_collector_processes_share_one_port_and_record_the_attack_once(world: World, tmp_path: Path) -> None:
+def test_two_collector_processes_share_one_port_and_record_the_attack_once(world: World, tmp_path: Path,
+                                                                          loopback_exporter: None) -> None:
     target = "203.0.113.78"
     port = free_udp_port()
     log_path = tmp_path / "collector.log"

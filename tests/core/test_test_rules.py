@@ -11,9 +11,16 @@ CLOCKS = {"perf_counter", "monotonic", "time", "process_time"}
 PORT_NAMES = {"port", "bgp_port", "mgmt_port", "PORT", "SPEAKER_PORT"}
 
 
+def _is_clock(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CLOCKS
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "time")
+
+
 def _calls_clock(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in CLOCKS
-               and isinstance(n.func.value, ast.Name) and n.func.value.id == "time" for n in ast.walk(node))
+    """A comparison of an elapsed time (`time.x() - start`), the shape of a wall-clock assertion."""
+    return any(isinstance(c, ast.Compare) and any(
+        isinstance(n, ast.BinOp) and isinstance(n.op, ast.Sub) and _is_clock(n.left) for n in ast.walk(c))
+        for c in ast.walk(node))
 
 
 def _fixed_port(value: ast.AST) -> bool:

@@ -1,6 +1,9 @@
 """Translation of Sluice's route values into ExaBGP text API commands, and back into JSON for the journal.
 
 Kept apart from the transport so the rendering can be read (and tested) against ExaBGP's grammar on its own.
+Every value is checked as it is written (addresses parsed, numbers checked as integers, communities and flags
+against their grammar): a command is one line the speaker executes, so a stray string could add a second one.
+Render errors raise RenderError and nothing is sent.
 """
 
 from __future__ import annotations
@@ -8,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeGuard
 
-from devices.drivers.base import FlowSpecRule, RenderError, UnicastRoute, ValueRange
+from devices.drivers.base import FRAGMENT_FLAGS, TCP_FLAGS, FlowSpecRule, RenderError, UnicastRoute, ValueRange
 
 Route = UnicastRoute | FlowSpecRule
 
@@ -28,10 +31,14 @@ def _ranges(values: Iterable[ValueRange], what: str) -> str:
     """`[ =80 >=1000&<=2000 ]`: ExaBGP ORs the terms of a list and ANDs the parts joined by `&`."""
     terms = []
     for low, high in values:
-        if low < 0 or high < low:
+        if not (_is_int(low) and _is_int(high)) or low < 0 or high < low:
             raise RenderError(f"bad {what} range ({low}, {high})")
         terms.append(f"={low}" if low == high else f">={low}&<={high}")
     return "[ " + " ".join(terms) + " ]"
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _flow_prefix(prefix: str) -> str:
@@ -54,6 +61,8 @@ def flow_match(rule: FlowSpecRule) -> str:
         parts.append(f"source-port {_ranges(rule.source_ports, 'port')}")
     if rule.packet_lengths:
         parts.append(f"packet-length {_ranges(rule.packet_lengths, 'packet length')}")
+    if not set(rule.tcp_flags) <= set(TCP_FLAGS) or not set(rule.fragments) <= set(FRAGMENT_FLAGS):
+        raise RenderError("unknown TCP or fragment flag")
     if rule.tcp_flags:
         parts.append("tcp-flags [ " + " ".join(rule.tcp_flags) + " ]")
     if rule.icmp_types:
@@ -69,46 +78,54 @@ def flow_action(rule: FlowSpecRule) -> str:
     if rule.action == "discard":
         return "discard"
     if rule.action == "rate-limit":
-        assert rule.rate_bps is not None
-        if rule.rate_bps < 0:
+        if not _is_int(rule.rate_bps) or rule.rate_bps < 0:
             raise RenderError("negative rate")
         return f"rate-limit {rule.rate_bps // BITS_PER_BYTE}"
     if rule.action == "redirect":
-        assert rule.redirect_target is not None
-        asn, _, number = rule.redirect_target.partition(":")
-        if not (asn.isdigit() and number.isdigit()):
+        asn, _, number = str(rule.redirect_target).partition(":")
+        if not (asn.isascii() and asn.isdigit() and number.isascii() and number.isdigit()):
             raise RenderError(f"redirect target must be ASN:NN, got {rule.redirect_target!r}")
         return f"redirect {int(asn)}:{int(number)}"
-    assert rule.dscp is not None
-    if not 0 <= rule.dscp <= 63:
+    if not _is_int(rule.dscp) or not 0 <= rule.dscp <= 63:
         raise RenderError(f"DSCP {rule.dscp} out of range")
     return f"mark {rule.dscp}"
 
 
 def _community(value: str) -> str:
-    high, sep, low = value.partition(":")
-    if not sep or not (high.isdigit() and low.isdigit()) or int(high) > 65535 or int(low) > 65535:
+    high, sep, low = str(value).partition(":")
+    if (not sep or not (high.isascii() and high.isdigit() and low.isascii() and low.isdigit())
+            or int(high) > 65535 or int(low) > 65535):
         raise RenderError(f"bad community {value!r}")
     return f"{int(high)}:{int(low)}"
 
 
 def unicast_attributes(route: UnicastRoute, local_as: int) -> str:
     """Path attributes of a unicast route. A prepend of N sends the speaker's ASN N+1 times on eBGP."""
-    parts = [f"next-hop {route.next_hop}"]
+    parts = [f"next-hop {ipaddress.ip_address(route.next_hop)}"]
     if route.communities:
         parts.append("community [ " + " ".join(_community(c) for c in route.communities) + " ]")
-    if route.as_path_prepend < 0 or route.as_path_prepend > 32:
+    if not _is_int(route.as_path_prepend) or not 0 <= route.as_path_prepend <= 32:
         raise RenderError(f"as_path_prepend {route.as_path_prepend} out of range 0..32")
     if route.as_path_prepend:
         parts.append("as-path [ " + " ".join([str(local_as)] * (route.as_path_prepend + 1)) + " ]")
     if route.local_preference is not None:
+        if not _is_int(route.local_preference) or not 0 <= route.local_preference < 2**32:
+            raise RenderError(f"local_preference {route.local_preference!r} out of range")
         parts.append(f"local-preference {route.local_preference}")
     return " ".join(parts)
 
 
+def _address(value: str) -> str:
+    """An address as ExaBGP reads it; anything else (a second command after a newline...) is refused."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as error:
+        raise RenderError(f"{value!r} is not an IP address") from error
+
+
 def neighbor_prefix(neighbors: Iterable[str]) -> str:
     """`neighbor A , neighbor B ` selects peers in ExaBGP's API; empty selects every peer."""
-    selected = [f"neighbor {n}" for n in neighbors]
+    selected = [f"neighbor {_address(n)}" for n in neighbors]
     return " , ".join(selected) + " " if selected else ""
 
 
@@ -116,14 +133,14 @@ def announce_command(route: Route, local_as: int, neighbors: Iterable[str] = ())
     prefix = neighbor_prefix(neighbors)
     if isinstance(route, FlowSpecRule):
         return f"{prefix}announce flow route {flow_match(route)} {flow_action(route)}"
-    return f"{prefix}announce route {route.prefix} {unicast_attributes(route, local_as)}"
+    return f"{prefix}announce route {ipaddress.ip_network(route.prefix)} {unicast_attributes(route, local_as)}"
 
 
 def withdraw_command(route: Route, neighbors: Iterable[str] = ()) -> str:
     prefix = neighbor_prefix(neighbors)
     if isinstance(route, FlowSpecRule):
         return f"{prefix}withdraw flow route {flow_match(route)}"
-    return f"{prefix}withdraw route {route.prefix} next-hop {route.next_hop}"
+    return f"{prefix}withdraw route {ipaddress.ip_network(route.prefix)} next-hop {_address(route.next_hop)}"
 
 
 def nlri_key(route: Route) -> str:

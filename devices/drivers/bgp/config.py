@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,25 @@ GENERATION_FILE = "generation"
 # Present while the kill switch is on: a (re)started speaker replays nothing from its journal.
 HOLD_FILE = "hold"
 PROCESS_NAME = "sluice-control"
+# What may stand inside a quoted ExaBGP description: no quote, brace, semicolon, backslash, hash or line break, so
+# a description can never end its statement and start another (`process`, `neighbor`, ...).
+DESCRIPTION = re.compile(r"[A-Za-z0-9 _.,:/()@+=-]{0,200}", re.ASCII)
+# Paths written unquoted (`run`) or single-quoted (env file): plain path characters only.
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@=,-]+", re.ASCII)
+
+
+def check_description(value: str) -> str:
+    """The description if it is safe inside ExaBGP's quotes; raises RenderError otherwise."""
+    if not isinstance(value, str) or not DESCRIPTION.fullmatch(value):
+        raise RenderError(f"description {value!r} may hold letters, digits, spaces and _.,:/()@+=- only")
+    return value
+
+
+def check_path(path: Path | str) -> str:
+    text = str(path)
+    if not SAFE_PATH.fullmatch(text):
+        raise RenderError(f"path {text!r} holds characters ExaBGP's configuration cannot carry safely")
+    return text
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,10 @@ class BgpNeighborConfig:
             raise ValueError(f"bad port {self.port}")
         if not 0 < self.peer_as < 2**32:
             raise ValueError(f"bad peer AS {self.peer_as}")
+        if not isinstance(self.hold_time, int) or not (self.hold_time == 0 or 3 <= self.hold_time <= 65535):
+            raise ValueError(f"bad hold time {self.hold_time!r}")
+        if not isinstance(self.description, str) or not DESCRIPTION.fullmatch(self.description):
+            raise ValueError(f"description {self.description!r} may hold letters, digits, spaces and _.,:/()@+=- only")
 
     def carries(self, family: str) -> bool:
         return family in self.families
@@ -123,7 +147,7 @@ def render_exabgp_config(settings: SpeakerSettings, workdir: Path, python: str =
     helper = Path(__file__).with_name("api_helper.py")
     lines = [
         f"process {PROCESS_NAME} {{",
-        f"  run {python} {helper} {workdir};",
+        f"  run {check_path(python)} {check_path(helper)} {check_path(workdir)};",
         "  encoder text;",
         "}",
         "",
@@ -140,7 +164,8 @@ def render_exabgp_config(settings: SpeakerSettings, workdir: Path, python: str =
             "  group-updates true;",
         ]
         if neighbor.description:
-            lines.append(f'  description "{neighbor.description}";')
+            # Checked again here: the settings file may have been edited since the value was constructed.
+            lines.append(f'  description "{check_description(neighbor.description)}";')
         if neighbor.passive:
             lines += ["  passive true;", f"  listen {neighbor.port};"]
         else:
@@ -160,7 +185,7 @@ def render_exabgp_env(settings: SpeakerSettings, workdir: Path) -> str:
     passive_ports = sorted({n.port for n in settings.neighbors if n.passive})
     if len(passive_ports) > 1:
         raise RenderError("ExaBGP listens on one port: passive neighbors must share it")
-    bind = f"'{settings.local_address}'" if passive_ports else "''"
+    bind = f"'{ipaddress.ip_address(settings.local_address)}'" if passive_ports else "''"
     port = passive_ports[0] if passive_ports else 179
     user = pwd.getpwuid(os.getuid()).pw_name
     return "\n".join(
@@ -175,7 +200,7 @@ def render_exabgp_env(settings: SpeakerSettings, workdir: Path) -> str:
             "[exabgp.daemon]",
             "daemonize = false",
             "drop = false",
-            f"pid = '{workdir / 'exabgp.pid'}'",
+            f"pid = '{check_path(workdir / 'exabgp.pid')}'",
             f"user = '{user}'",
             "umask = '0o022'",
             "",

@@ -1,8 +1,9 @@
 """Run Sluice's flow collector against the database: verified prefixes in, recorded attack signals out.
 
-The collector itself (`collector/`) is Django-free; this command gives it the two things that live in Django: the
+The collector itself (`collector/`) is Django-free; this command gives it the three things that live in Django: the
 monitored prefixes (the verified-prefix registry with each tenant's detection thresholds) and a signal sink that
-calls `record_signal`. The sink never lets a database problem stop collection: failed signals wait in a small
+calls `record_signal`, and the allow list of flow exporters (routers' `exporter_addresses`, reloaded with the
+prefixes). The sink never lets a database problem stop collection: failed signals wait in a small
 bounded queue and are retried on the next signal and at every prefix refresh.
 
 `--processes N` runs N collectors on the same ports (SO_REUSEPORT: the kernel keeps each exporter on one of them)
@@ -31,6 +32,7 @@ from collector import MonitoredPrefix, run_collector
 from collector.signals import AttackSignal
 from collector.store import DEFAULT_NAMESPACE
 from core.actors import Actor
+from devices.models import Router
 from mitigation.services.signals import record_signal
 from tenants.models import TenantPolicy, VerifiedPrefix
 
@@ -92,6 +94,16 @@ def load_prefixes() -> list[MonitoredPrefix]:
             MonitoredPrefix(str(row.prefix), row.tenant.slug, host_bps=bps, host_pps=pps, prefix_bps=bps, prefix_pps=pps)
         )
     return prefixes
+
+
+def load_exporters() -> dict[str, int]:
+    """Every enabled router's flow exporter addresses, each with the router's maximum sampling rate."""
+    refresh_connection()
+    exporters: dict[str, int] = {}
+    for addresses, limit in Router.objects.filter(enabled=True).values_list("exporter_addresses", "max_sampling_rate"):
+        for address in addresses:
+            exporters[address] = max(limit, exporters.get(address, 0))
+    return exporters
 
 
 class SignalRecorder:
@@ -186,7 +198,8 @@ def collect(
     try:
         return run_collector(listen=listen, prefixes=prefixes, emit=recorder, redis_url=redis_url,
                              stop_event=stop_event, namespace=namespace, on_ready=on_ready,
-                             prefix_refresh_seconds=prefix_refresh_seconds, reuse_port=reuse_port)  # fmt: skip
+                             prefix_refresh_seconds=prefix_refresh_seconds, reuse_port=reuse_port,
+                             exporters=load_exporters)  # fmt: skip
     finally:
         recorder.deliver()
         connections.close_all()
