@@ -19,6 +19,7 @@ from django.db import connection
 from django.utils.crypto import constant_time_compare
 from django_tenants.utils import remove_www, schema_context
 
+from core.accounts.two_factor import session_passed_second_factor
 from tenants.models import Domain, Tenant
 
 Scope = dict[str, Any]
@@ -63,6 +64,8 @@ def _user_for_session(session_key: str | None) -> Any:
     user = load_backend(backend_path).get_user(user_id)
     if user is None or not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
         return AnonymousUser()
+    if not session_passed_second_factor(user, session):
+        return AnonymousUser()  # a session that skipped the second factor opens no live view
     return user
 
 

@@ -12,6 +12,7 @@ import datetime
 import hmac
 import logging
 import time
+from typing import Any
 
 import pyotp
 import redis
@@ -38,6 +39,24 @@ def two_factor_required(user: User, schema_name: str) -> bool:
 
 def has_two_factor(user: User) -> bool:
     return bool(user.totp_secret)
+
+
+# Set in a session only by the sign-in step that checked a code (or by enrolling, which checks one).
+SECOND_FACTOR_SESSION_KEY = "sluice_second_factor"
+
+
+def mark_second_factor(session: Any) -> None:
+    """Record in the session that its user passed the second factor."""
+    session[SECOND_FACTOR_SESSION_KEY] = True
+
+
+def session_passed_second_factor(user: User, session: Any) -> bool:
+    """Whether this session may act as `user`: users with TOTP must have passed it in this very session.
+
+    A session made any other way (Django admin's login, a login view added later) does not carry the mark, so it
+    opens nothing for a user who has TOTP, whatever the password step said.
+    """
+    return not has_two_factor(user) or session.get(SECOND_FACTOR_SESSION_KEY) is True
 
 
 def new_secret() -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
@@ -33,6 +34,9 @@ class TwoFactorMiddleware:
         urlconf = str(getattr(request, "urlconf", None) or settings.ROOT_URLCONF)
         request.urlconf = WITH_TWO_FACTOR_URLS.get(urlconf, urlconf)  # type: ignore[attr-defined]  # a request attribute Django reads, set per tenant
         user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and not two_factor.session_passed_second_factor(
+                user, request.session):
+            return self._refuse_unverified(request)
         if (
             user is not None and user.is_authenticated
             and two_factor.two_factor_required(user, connection.schema_name)  # type: ignore[attr-defined]  # django-tenants adds it to the connection
@@ -42,6 +46,15 @@ class TwoFactorMiddleware:
             if refusal is not None:
                 return refusal
         return self.get_response(request)
+
+    @staticmethod
+    def _refuse_unverified(request: HttpRequest) -> HttpResponse:
+        """A session that skipped the second factor (e.g. Django admin's own login) is ended, never used."""
+        logout(request)
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": "Sign in with your password and code."}, status=403)
+        messages.warning(request, "Sign in with your password and your authenticator code.")
+        return redirect(f"{reverse('login', urlconf=request.urlconf)}?next={request.path}")  # type: ignore[attr-defined]  # a request attribute Django reads, set per tenant
 
     @staticmethod
     def _hold_for_enrollment(request: HttpRequest) -> HttpResponse | None:

@@ -73,6 +73,7 @@ def verify(request: HttpRequest) -> HttpResponse:
             throttling.record_success(attempt)
             del request.session[PENDING_LOGIN_KEY]
             login(request, user, backend=pending["backend"] or None)
+            two_factor.mark_second_factor(request.session)  # after login(), which starts a new session
             return redirect(_safe_next(request, pending.get("next", "")))
         throttling.record_failure(attempt)
         form.add_error("code", "That code is not valid (or was already used). Try the next one.")
@@ -112,6 +113,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         if two_factor.enable_two_factor(user, secret, form.cleaned_data["code"], acting_user=request_actor(request)):
             del request.session[ENROLL_SECRET_KEY]
+            two_factor.mark_second_factor(request.session)  # the code just entered proved it
             messages.success(request, "Two-factor sign-in is on. You will be asked for a code at every sign-in.")
             return redirect("home")
         form.add_error("code", "That code does not match; check the clock of your device and try again.")

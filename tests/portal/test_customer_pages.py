@@ -15,7 +15,7 @@ from mitigation.choices import MitigationStateChoices
 from mitigation.models import Action, Attack, Decision, Deployment, Mitigation
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
 from tenants.models import Tenant, TenantPolicy
-from tests.support.world import World
+from tests.support.world import World, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def client_as(schema: str, role: str | None) -> Client:
     if role is not None:
         user = user_for(schema, role)
         with schema_context(schema):
-            client.force_login(user)
+            signed_in(client, user)
     return client
 
 
@@ -165,7 +165,7 @@ def test_actions_need_post_and_csrf(world: World, acme_mitigation: Mitigation) -
     assert client.get(f"/mitigations/{acme_mitigation.pk}/approve/").status_code == 405
     strict = Client(HTTP_HOST="acme.localhost", enforce_csrf_checks=True)
     with schema_context("acme"):
-        strict.force_login(user_for("acme", "operator"))
+        signed_in(strict, user_for("acme", "operator"))
     assert strict.post(f"/mitigations/{acme_mitigation.pk}/approve/").status_code == 403
     acme_mitigation.refresh_from_db()
     assert acme_mitigation.state == MitigationStateChoices.AWAITING_APPROVAL

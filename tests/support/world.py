@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import pyotp
 from django.conf import settings
@@ -20,7 +21,7 @@ from django_tenants.utils import schema_context
 
 from core.accounts.choices import UserRoleChoices
 from core.accounts.models import User
-from core.accounts.two_factor import forget_used_codes
+from core.accounts.two_factor import forget_used_codes, mark_second_factor
 from core.actors import Actor
 from tenants.models import Domain, Tenant
 from tenants.services import ProfileInput, onboard_tenant
@@ -75,6 +76,15 @@ def _enroll_operators() -> None:
                                  totp_secret=OPERATOR_TOTP_SECRET)
 
 
+def signed_in(client: Client, user: Any) -> Client:
+    """`client` signed in as `user` as the two-step sign-in leaves a session: logged in, second factor passed."""
+    client.force_login(user)
+    session = client.session
+    mark_second_factor(session)
+    session.save()
+    return client
+
+
 def password_login(client: Client, username: str, password: str) -> int:
     """The first step of signing in, as the login form posts it; the answer's status code."""
     return client.post("/login/", {"username": username, "password": password}).status_code
@@ -98,5 +108,6 @@ def session_for(schema_name: str, username: str) -> str:
         session[SESSION_KEY] = str(user.pk)
         session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        mark_second_factor(session)
         session.save()
         return session.session_key or ""
