@@ -94,6 +94,11 @@ def test_operator_onboards_a_tenant_whose_admin_then_signs_in_on_its_domain(
     expect(page.locator("#live-dot")).to_be_attached()
     shot(page, "01-soc-board")
 
+    page.goto(stack.url("localhost", "/soc/inventory/"))
+    expect(page.get_by_role("columnheader", name="Push state").first).to_be_visible()
+    expect(page.get_by_role("button", name="Maintenance").first).to_be_visible()
+    shot(page, "01b-soc-inventory")
+
     page.goto(stack.url("localhost", "/soc/onboard/"))
     page.locator("#id_name").fill("Initrode")
     page.locator("#id_slug").fill(NEW_TENANT_SLUG)
