@@ -1,8 +1,10 @@
 """Credentials encrypted at rest: Fernet with a key from the environment, and the mask shown instead of them.
 
-The key is `settings.SLUICE_CREDENTIALS_KEY` (urlsafe base64 of 32 bytes). When it is empty, a key is derived from
-SECRET_KEY with HKDF-SHA256, so a development install works without setup; a production install should set its
-own key, because rotating SECRET_KEY would then make stored credentials unreadable.
+The keys are `settings.SLUICE_CREDENTIALS_KEY`: one or more urlsafe base64 keys of 32 bytes, comma-separated. The
+first encrypts, every one decrypts (MultiFernet), and `manage.py rotate_credentials_key` re-encrypts every stored
+secret under the first, so keys rotate without downtime. When none is set (development only: production refuses
+to start), a key is derived from SECRET_KEY with HKDF-SHA256; once keys are set, that derived key only still
+decrypts what was stored before, until the rotation command has re-encrypted it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import base64
 from functools import lru_cache
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
@@ -27,16 +29,18 @@ class CredentialError(ValueError):
 
 
 @lru_cache(maxsize=4)
-def _fernet(configured_key: str, secret_key: str) -> Fernet:
-    if configured_key:
-        return Fernet(configured_key.encode())
-    # No key configured: derive one from SECRET_KEY (HKDF-SHA256, fixed salt and purpose label).
+def _fernet(configured_keys: str, secret_key: str) -> MultiFernet:
+    # A key derived from SECRET_KEY (HKDF-SHA256, fixed salt and purpose label): the only key of a development
+    # install, and the last decrypt-only key once keys are configured, so secrets stored before that stay readable
+    # until `rotate_credentials_key` re-encrypts them under the configured key.
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"sluice-credentials",
                    info=b"devices.router.password").derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
+    fallback = Fernet(base64.urlsafe_b64encode(derived))
+    keys = [key.strip() for key in configured_keys.split(",") if key.strip()]
+    return MultiFernet([*(Fernet(key.encode()) for key in keys), fallback])
 
 
-def fernet() -> Fernet:
+def fernet() -> MultiFernet:
     """The Fernet of the current settings (cached per key, so tests that override settings get theirs)."""
     return _fernet(settings.SLUICE_CREDENTIALS_KEY, settings.SECRET_KEY)
 
@@ -50,6 +54,14 @@ def decrypt(token: str) -> str:
         return fernet().decrypt(token.encode()).decode()
     except InvalidToken as error:
         raise CredentialError("stored credential cannot be decrypted with the configured key") from error
+
+
+def rotate(token: str) -> str:
+    """The same secret encrypted under the first configured key (any configured key may have encrypted it)."""
+    try:
+        return fernet().rotate(token.encode()).decode()
+    except InvalidToken as error:
+        raise CredentialError("stored credential cannot be decrypted with the configured keys") from error
 
 
 def mask(value: str | None) -> str:

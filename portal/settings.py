@@ -65,7 +65,11 @@ SLUICE_ALLOW_DOCUMENTATION_PREFIXES = (not PRODUCTION) and env_bool("SLUICE_ALLO
 # Whether `--allow-bogons` may be used at all (private space for a lab); never in production.
 SLUICE_ALLOW_BOGON_FLAG = not PRODUCTION
 # Key for credentials encrypted at rest (Fernet, urlsafe base64 of 32 bytes); derived from SECRET_KEY when unset.
+# Keys for credentials at rest, comma-separated: the first encrypts, every one decrypts (MultiFernet), so a key is
+# rotated without downtime: put the new key first, run `manage.py rotate_credentials_key`, then drop the old one.
 SLUICE_CREDENTIALS_KEY = os.environ.get("SLUICE_CREDENTIALS_KEY", "")
+if PRODUCTION and not SLUICE_CREDENTIALS_KEY.strip():
+    raise RuntimeError("SLUICE_CREDENTIALS_KEY must be set in production (credentials must not hang on SECRET_KEY)")
 SLUICE_DATA_DIR = Path(os.environ.get("SLUICE_DATA_DIR", BASE_DIR / "var"))
 # An attack whose detector falls silent without an end signal is treated as ended after this long.
 SLUICE_SIGNAL_EXPIRY_MINUTES = int(os.environ.get("SLUICE_SIGNAL_EXPIRY_MINUTES", "30"))

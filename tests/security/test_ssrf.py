@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.db import connection
 from django_tenants.utils import schema_context
 
@@ -280,7 +281,7 @@ def test_webhook_urls_never_reach_audit_rows_or_logs_in_clear(world: World, sett
 
 
 def test_production_settings_keep_the_allow_list_empty() -> None:
-    env = {**os.environ, "SLUICE_ENV": "production", "SECRET_KEY": "x" * 60, "SLUICE_CREDENTIALS_KEY": "",
+    env = {**os.environ, "SLUICE_ENV": "production", "SECRET_KEY": "x" * 60, "SLUICE_CREDENTIALS_KEY": Fernet.generate_key().decode(),
            "SLUICE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,10.0.0.0/8", "DJANGO_SETTINGS_MODULE": "portal.settings"}
     code = "from django.conf import settings; print(repr(settings.SLUICE_WEBHOOK_ALLOW_NETWORKS))"
     answer = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
