@@ -68,6 +68,8 @@ SLUICE_ALLOW_BOGON_FLAG = not PRODUCTION
 # Keys for credentials at rest, comma-separated: the first encrypts, every one decrypts (MultiFernet), so a key is
 # rotated without downtime: put the new key first, run `manage.py rotate_credentials_key`, then drop the old one.
 SLUICE_CREDENTIALS_KEY = os.environ.get("SLUICE_CREDENTIALS_KEY", "")
+# Reverse proxies whose X-Forwarded-For is believed (networks, comma-separated); empty: the peer is the client.
+SLUICE_TRUSTED_PROXIES = env_list("SLUICE_TRUSTED_PROXIES", [])
 if PRODUCTION and not SLUICE_CREDENTIALS_KEY.strip():
     raise RuntimeError("SLUICE_CREDENTIALS_KEY must be set in production (credentials must not hang on SECRET_KEY)")
 SLUICE_DATA_DIR = Path(os.environ.get("SLUICE_DATA_DIR", BASE_DIR / "var"))

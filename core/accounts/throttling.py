@@ -47,13 +47,21 @@ class LoginAttempt:
 
 
 def is_locked(attempt: LoginAttempt) -> bool:
-    """Whether this username at this domain, or this address, has used up its failures."""
+    """Whether this attempt is refused: its address used up its failures, or the username did and this address
+    has failed too.
+
+    A username under attack is locked for the addresses that attack it, never for its owner signing in from an
+    address that has not failed: guessing cannot lock a person out, and each guessing address gets at most one
+    try per window once the username's limit is reached.
+    """
     try:
         counts = redis_client().mget([key for key, _ in attempt.counters()])
     except (redis.RedisError, OSError) as error:
         logger.warning("login throttle unavailable, allowing the attempt: %s", error)
         return False
-    return any(int(count or 0) >= limit for count, (_, limit) in zip(counts, attempt.counters(), strict=True))
+    (_, user_limit), (_, address_limit) = attempt.counters()
+    user_failures, address_failures = (int(count or 0) for count in counts)
+    return address_failures >= address_limit or (user_failures >= user_limit and address_failures > 0)
 
 
 def record_failure(attempt: LoginAttempt) -> None:
