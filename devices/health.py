@@ -95,6 +95,14 @@ def record_push_success(element: str) -> None:
         publish("element.health", _event(row), tenant_schema=None)
 
 
+def record_push_successes(elements: Iterable[str]) -> None:
+    """Every element that took its push: one query when all were healthy already (the usual reconcile cycle)."""
+    recovering = ElementHealth.objects.filter(element__in=list(elements)).exclude(
+        state=ElementHealthStateChoices.OK, failures=0)
+    for element in recovering.values_list("element", flat=True):
+        record_push_success(element)
+
+
 def record_push_failure(element: str, error: BaseException) -> ElementHealth:
     """The element failed its push: mark it, and schedule its next try with backoff."""
     now = timezone.now()

@@ -57,8 +57,6 @@ def _plain_range(field: serializers.IntegerField | serializers.FloatField) -> No
         else:
             kept.append(validator)
     low, high = (max(lows) if lows else None), (min(highs) if highs else None)
-    if low is None and high is None:
-        return
     if low is not None and high is not None:
         message = f"must be {_bound(low)}..{_bound(high)}"
     elif low is not None:

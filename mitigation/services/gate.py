@@ -22,8 +22,9 @@ from devices.models import Router
 from mitigation import jobs, safety
 from mitigation.choices import ActionKindChoices, ActionStatusChoices
 from mitigation.engine.types import ActionKind, PlannedAction
-from mitigation.models import Action, NeverBlockPrefix
+from mitigation.models import Action
 from mitigation.routes import route_from_spec
+from mitigation.services.planning import never_block_list
 from tenants.choices import TenantStatusChoices
 from tenants.models import VerifiedPrefix
 
@@ -57,7 +58,7 @@ def retire_unsafe(actions: Sequence[Action]) -> list[Action]:
     prefixes: dict[int, list[str]] = defaultdict(list)
     for tenant_id, prefix in VerifiedPrefix.objects.filter(tenant_id__in=tenant_ids).values_list("tenant_id", "prefix"):
         prefixes[tenant_id].append(str(prefix))
-    never_block = tuple(str(p) for p in NeverBlockPrefix.objects.values_list("prefix", flat=True))
+    never_block = never_block_list()
     limit = edge_rule_limit()
     caps = {safety.EDGE_TARGET: limit} if limit is not None else {}
     edge_rules = 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import redis
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.actors import ENGINE, Actor
@@ -289,6 +290,7 @@ def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required
                 _failed(outcome, name, error)
                 continue
             _succeeded(outcome, name, diff)
+    health.record_push_successes(outcome.ok)
     return outcome
 
 
@@ -318,7 +320,6 @@ def _succeeded(outcome: PushOutcome, name: str, diff: str) -> None:
     outcome.ok.add(name)
     if diff:
         outcome.diffs[name] = diff
-    health.record_push_success(name)
 
 
 def _failed(outcome: PushOutcome, name: str, error: DriverError) -> None:
@@ -347,12 +348,12 @@ def _record(desired: DesiredState, outcome: PushOutcome, acting_user: Actor) -> 
             unique_fields=["action", "element"],
             update_fields=["state", "verified_at", "detail"],
         )
-        stale = Deployment.objects.filter(state=DeploymentStateChoices.PRESENT, element__in=converged)
-        for action_id, elements in desired.placements.items():
-            stale = stale.exclude(action_id=action_id, element__in=[e for e in elements if e in converged])
-        stale.update(state=DeploymentStateChoices.ABSENT, verified_at=now)
+        present = Deployment.objects.filter(state=DeploymentStateChoices.PRESENT, element__in=converged)
+        stale = [pk for pk, action_id, element in present.values_list("pk", "action_id", "element")
+                 if element not in desired.placements.get(action_id, ())]
+        Deployment.objects.filter(pk__in=stale).update(state=DeploymentStateChoices.ABSENT, verified_at=now)
         broken = {**outcome.failed, **{name: "skipped until its retry time" for name in outcome.skipped}}
-        applying = [pk for pk in desired.applying if _carried(desired, pk, converged)]
+        applying = _carried(desired, converged)
         activated = _transition(applying, MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE, now)
         ended = _transition(desired.withdrawing, MitigationStateChoices.WITHDRAWING, MitigationStateChoices.ENDED, now)
         _note_degraded(desired, broken)
@@ -363,20 +364,26 @@ def _record(desired: DesiredState, outcome: PushOutcome, acting_user: Actor) -> 
                           failed=dict(sorted(broken.items())))
 
 
-def _carried(desired: DesiredState, mitigation_id: int, converged: set[str]) -> bool:
-    """Whether every desired action of the mitigation is on at least one element that converged."""
-    actions = Action.objects.filter(mitigation_id=mitigation_id, status=ActionStatusChoices.DESIRED)
-    return all(desired.placements.get(action_id, set()) & converged for action_id in actions.values_list("id", flat=True))
+def _carried(desired: DesiredState, converged: set[str]) -> list[int]:
+    """The applying mitigations whose every desired action is on at least one element that converged."""
+    missing: set[int] = set()
+    actions = Action.objects.filter(mitigation_id__in=desired.applying, status=ActionStatusChoices.DESIRED)
+    for action_id, mitigation_id in actions.values_list("id", "mitigation_id"):
+        if not desired.placements.get(action_id, set()) & converged:
+            missing.add(mitigation_id)
+    return [pk for pk in desired.applying if pk not in missing]
 
 
 def _note_degraded(desired: DesiredState, broken: dict[str, str]) -> None:
     """Say on each live mitigation which of its elements it runs without ("active, degraded: ...")."""
-    health_rows = health.health_of(broken)
     by_mitigation: dict[int, set[str]] = defaultdict(set)
-    for action_id, mitigation_id in Action.objects.filter(
-            id__in=list(desired.placements)).values_list("id", "mitigation_id"):
+    placed_on_broken = [pk for pk, elements in desired.placements.items() if elements & broken.keys()]
+    for action_id, mitigation_id in Action.objects.filter(id__in=placed_on_broken).values_list("id", "mitigation_id"):
         by_mitigation[mitigation_id].update(e for e in desired.placements[action_id] if e in broken)
-    live = Mitigation.objects.filter(state__in=CARRIED_STATES).select_related("tenant")
+    # Only the mitigations whose note may change: those missing an element now, and those that said so before.
+    live = Mitigation.objects.filter(state__in=CARRIED_STATES).filter(
+        Q(pk__in=list(by_mitigation)) | Q(last_error__startswith="degraded: ")).select_related("tenant")
+    health_rows = health.health_of(broken) if by_mitigation else {}
     for mitigation in live:
         missing = sorted(by_mitigation.get(mitigation.pk, ()))
         note = ""
