@@ -23,6 +23,7 @@ import yaml
 
 from netsim.bgplab import BirdPeer, BirdRouter
 from netsim.junos import JunosEmulator
+from netsim.junos.server import persistent_host_key
 
 CHANNEL_OF_FAMILY = {"ipv4 unicast": "ipv4", "ipv6 unicast": "ipv6", "ipv4 flow": "flow4", "ipv6 flow": "flow6"}
 
@@ -43,6 +44,7 @@ def emulators_for(network: dict[str, Any], directory: Path) -> list[JunosEmulato
             hostname=str(router["name"]), username=str(router.get("username", "sluice")),
             password=_password(str(router.get("password", ""))), port=int(router.get("mgmt_port", 830)),
             state_file=directory / f"{router['name']}.set",
+            host_key=persistent_host_key(directory / f"{router['name']}.key"),
         ))
     return emulators
 

@@ -58,6 +58,17 @@ def host_key() -> paramiko.PKey:
     return paramiko.ECDSAKey.generate()
 
 
+def persistent_host_key(path: Path) -> paramiko.PKey:
+    """The host key kept in `path` (made there on first use): an emulated router keeps its identity across
+    restarts, as a real one does, so clients that verify host keys keep trusting it."""
+    if path.exists():
+        return paramiko.ECDSAKey.from_private_key_file(str(path))
+    key = paramiko.ECDSAKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key.write_private_key_file(str(path))
+    return key
+
+
 class _SshServer(paramiko.ServerInterface):
     """Password login checked against the emulator's credentials; the netconf subsystem is the only service."""
 

@@ -252,3 +252,15 @@ def test_command_line_runs_routers_with_a_state_file(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_demo_router_keeps_its_host_key_across_restarts(tmp_path: Path) -> None:
+    """Sluice verifies routers' host keys: an emulated router that changed its key at each restart would be refused."""
+    from netsim.demo import emulators_for
+
+    network = {"routers": [{"name": "edge-x", "mgmt_host": "127.0.0.1", "mgmt_port": 830, "password": "p"}]}
+    first = emulators_for(network, tmp_path)[0].host_key
+    again = emulators_for(network, tmp_path)[0].host_key
+    assert first is not None and again is not None
+    assert first.get_fingerprint() == again.get_fingerprint()
+    assert (tmp_path / "edge-x.key").exists()
