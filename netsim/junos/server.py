@@ -11,6 +11,7 @@ import functools
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -111,8 +112,8 @@ class JunosEmulator:
 
     Tests read the configuration databases (`committed_set()`, `candidate_set()`), move the clock (`advance()`),
     set operational data (`set_bgp_neighbor()`, `set_interface_counters()`), add commit-check hooks
-    (`add_validator()`) and inject faults (`refuse_login()`, `drop_session_on_commit()`, `set_commit_delay()`,
-    `set_commit_error()`, `hold_lock()`).
+    (`add_validator()`) and inject faults (`refuse_login()`, `refuse_connections()`, `hang_on()`,
+    `drop_session_on_commit()`, `set_commit_delay()`, `set_commit_error()`, `hold_lock()`).
     """
 
     def __init__(self, hostname: str = "router1", username: str = "sluice", password: str = "sluice", *,
@@ -132,6 +133,7 @@ class JunosEmulator:
         self.state_file = Path(state_file) if state_file else None
         self._requested_port = port
         self._listener: socket.socket | None = None
+        self._refused_port: int | None = None
         self._threads: list[threading.Thread] = []
         self._transports: set[paramiko.Transport] = set()
         self._phantom: PhantomSession | None = None
@@ -154,6 +156,8 @@ class JunosEmulator:
 
     @property
     def port(self) -> int:
+        if self._refused_port is not None:
+            return self._refused_port
         if self._listener is None:
             raise RuntimeError("emulator not started")
         return int(self._listener.getsockname()[1])
@@ -165,14 +169,17 @@ class JunosEmulator:
         if self.state_file:
             self.state.commit_listeners.append(self._save_state)
         host_key()
-        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self._requested_port))
-        listener.listen(64)
-        self._listener = listener
-        self._spawn(self._accept_loop, f"junos-{self.hostname}-accept")
+        self._listen(self._requested_port)
         self._spawn(self._expiry_loop, f"junos-{self.hostname}-clock")
         return self
+
+    def _listen(self, port: int) -> None:
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, port))
+        listener.listen(64)
+        self._listener = listener
+        self._spawn(self._accept_loop, f"junos-{self.hostname}-accept", listener)
 
     def stop(self) -> None:
         """Close the listener and every session; waits for the serving threads to end."""
@@ -196,11 +203,10 @@ class JunosEmulator:
         self._threads.append(thread)
         thread.start()
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
+    def _accept_loop(self, listener: socket.socket) -> None:
         while not self._stopping.is_set():
             try:
-                connection, _ = self._listener.accept()
+                connection, _ = listener.accept()
             except OSError:
                 return
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -287,6 +293,8 @@ class JunosEmulator:
         if local(request.tag) == "close-session":
             channel.sendall(self._reply(message_id, "<ok/>"))
             return False
+        if not self._wait_unhung(local(request.tag), context.session):
+            return False
         try:
             body = dispatch(context, request)
         except RpcFailure as failure:
@@ -298,6 +306,15 @@ class JunosEmulator:
             logger.exception("emulator failed to handle %s", local(request.tag))
             body = RpcErrorInfo("internal error in the emulator").xml()
         channel.sendall(self._reply(message_id, body))
+        return True
+
+    def _wait_unhung(self, name: str, session: Session) -> bool:
+        """A hung RPC: received, never answered, until the fault is cleared (True) or the session or the emulator
+        goes away (False). Nothing of the RPC is applied meanwhile."""
+        while self.state.faults.hang_rpcs & {name, "*"}:
+            if self._stopping.is_set() or not session.connected():
+                return False
+            time.sleep(0.02)
         return True
 
     def _save_state(self, tree: ConfigTree) -> None:
@@ -381,6 +398,24 @@ class JunosEmulator:
     def refuse_login(self, refuse: bool = True) -> None:
         self.state.faults.refuse_login = refuse
 
+    def refuse_connections(self, refuse: bool = True) -> None:
+        """Close the listening socket (new connections are refused, as by a router whose SSH is down or a
+        firewall that rejects) or open it again on the same port. Sessions already open are left alone."""
+        if refuse and self._listener is not None:
+            listener, self._listener = self._listener, None
+            self._refused_port = int(listener.getsockname()[1])
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        elif not refuse and self._listener is None and self._refused_port is not None:
+            self._listen(self._refused_port)
+            self._refused_port = None
+
+    def hang_on(self, *rpcs: str) -> None:
+        """Receive these RPCs (e.g. "commit-configuration", "lock-configuration"; "*" for all) and never answer
+        them, as a router whose management plane froze; none with no argument. Cleared by clear_faults()."""
+        self.state.faults.hang_rpcs = frozenset(rpcs)
+
     def drop_session_on_commit(self, drop: bool = True) -> None:
         """Cut the SSH connection when the next commit (not commit check) arrives, before applying it."""
         self.state.faults.drop_session_on_commit = drop
@@ -424,6 +459,8 @@ class JunosEmulator:
         self.load_committed(committed_set)
 
     def clear_faults(self) -> None:
+        self.refuse_connections(False)
+        self.hang_on()
         self.refuse_login(False)
         self.drop_session_on_commit(False)
         self.set_commit_delay(0)

@@ -104,6 +104,8 @@ class Faults:
     commit_error: str | None = None
     load_error: str | None = None
     commit_mangler: Callable[[list[str]], list[str]] | None = None
+    # RPC names (e.g. "commit-configuration", or "*" for any) the router receives and then never answers.
+    hang_rpcs: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 from jnpr.junos import Device
-from jnpr.junos.exception import CommitError, ConfigLoadError, ConnectAuthError, LockError
+from jnpr.junos.exception import (
+    CommitError,
+    ConfigLoadError,
+    ConnectAuthError,
+    ConnectRefusedError,
+    LockError,
+    RpcTimeoutError,
+)
 from jnpr.junos.utils.config import Config
 from lxml import etree
 from ncclient import manager
@@ -232,6 +239,26 @@ def test_injected_faults(router: JunosEmulator, device: Device) -> None:
     router.refuse_login(False)
     with pytest.raises(ConnectAuthError):
         Device("127.0.0.1", port=router.port, user="sluice", passwd="wrong", gather_facts=False).open()
+
+
+def test_refused_connections_and_hung_rpcs(router: JunosEmulator) -> None:
+    port = router.port
+    router.refuse_connections()
+    with pytest.raises(ConnectRefusedError):
+        Device("127.0.0.1", port=port, user="sluice", passwd="secret", gather_facts=False).open()
+    router.refuse_connections(False)
+    assert router.port == port
+    hung = Device("127.0.0.1", port=port, user="sluice", passwd="secret", gather_facts=False).open()
+    hung.timeout = 1
+    router.hang_on("lock-configuration")
+    with pytest.raises(RpcTimeoutError):
+        hung.rpc.lock_configuration()
+    assert router.lock_holder() is None, "a hung RPC applies nothing"
+    router.clear_faults()
+    hung.close()
+    with Device("127.0.0.1", port=port, user="sluice", passwd="secret", gather_facts=False) as device:
+        Config(device).lock()
+        assert router.lock_holder() is not None
 
 
 def test_command_line_runs_routers_with_a_state_file(tmp_path: Path) -> None:
