@@ -77,6 +77,9 @@ SLUICE_DATA_DIR = Path(os.environ.get("SLUICE_DATA_DIR", BASE_DIR / "var"))
 SLUICE_SIGNAL_EXPIRY_MINUTES = int(os.environ.get("SLUICE_SIGNAL_EXPIRY_MINUTES", "30"))
 SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5"))
 # A network element that failed its push is retried after RETRY_BASE * 2^(failures-1) seconds, at most RETRY_MAX.
+# The longest one convergence waits for a router's push; a router slower than that (hung mid-RPC) is marked timed
+# out and retried with backoff, and the other elements are not held up.
+SLUICE_PUSH_TIMEOUT_S = float(os.environ.get("SLUICE_PUSH_TIMEOUT_S", "45"))
 SLUICE_RETRY_BASE_SECONDS = float(os.environ.get("SLUICE_RETRY_BASE_SECONDS", "5"))
 SLUICE_RETRY_MAX_SECONDS = float(os.environ.get("SLUICE_RETRY_MAX_SECONDS", "300"))
 # Each tenant's cap on live actions per kind, checked when the desired state is built (mitigation.services.gate).

@@ -13,13 +13,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import redis
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,7 +32,15 @@ from core.audit import record_audit
 from core.events import publish
 from core.redis import new_redis_client
 from devices import health
-from devices.drivers.base import ConfigDriver, DeviceIntent, DriverError, FlowSpecRule, LockError, UnicastRoute
+from devices.drivers.base import (
+    ConfigDriver,
+    DeviceIntent,
+    DriverError,
+    DriverTimeoutError,
+    FlowSpecRule,
+    LockError,
+    UnicastRoute,
+)
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, UpstreamPeer
 from devices.services import driver_for, speaker_client
 from mitigation.choices import (
@@ -269,8 +280,12 @@ def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required
     """Each element on its own: routers stage and confirm in parallel, speakers sync; failures stay local."""
     outcome = PushOutcome()
     targets = [(router, intent) for router, intent in desired.routers.values() if f"router:{router.name}" in due]
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
+    timeout = float(settings.SLUICE_PUSH_TIMEOUT_S)
+    # Not a `with` block: leaving one waits for every thread, and a router that hangs must not hold the others.
+    pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(targets))))
+    try:
         futures = {f"router:{router.name}": pool.submit(_apply_router, router, intent) for router, intent in targets}
+        deadline = time.monotonic() + timeout
         with element_locks(speakers, required=required):
             for speaker, routes in desired.speakers.values():
                 name = f"speaker:{speaker.name}"
@@ -285,11 +300,18 @@ def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required
                 _succeeded(outcome, name, f"+{added} -{removed} routes" if added or removed else "")
         for name, future in futures.items():
             try:
-                diff = future.result()
+                diff = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                # Its thread goes on alone: it rolls back (or, if the router wakes, confirms what was wanted then);
+                # either way the next cycle converges it, and the router's own lock keeps pushes from crossing.
+                _failed(outcome, name, DriverTimeoutError(f"{name} did not finish its push within {timeout:g} s"))
+                continue
             except DriverError as error:
                 _failed(outcome, name, error)
                 continue
             _succeeded(outcome, name, diff)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     health.record_push_successes(outcome.ok)
     return outcome
 

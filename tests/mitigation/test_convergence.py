@@ -340,3 +340,25 @@ def test_a_suspended_tenants_routes_are_withdrawn(lab: Lab, world: World) -> Non
         assert mitigation.actions.get(kind="diversion").refusal_code == "tenant_suspended"
     finally:
         Tenant.objects.filter(pk=world.acme.pk).update(status="active")
+
+
+def test_a_router_that_hangs_mid_commit_is_bounded_by_the_push_timeout(
+    lab: Lab, db_committed: None, settings: Any,
+) -> None:
+    settings.SLUICE_PUSH_TIMEOUT_S = 2
+    before = lab.emulator.committed_set()
+    lab.emulator.hang_on("commit-configuration")
+    attack = signal()
+    plan_attacks()
+    report = converge_network()  # returns although the router never answers its commit
+    assert "did not finish its push within 2 s" in report.failed["router:lab-edge-1"]
+    assert ElementHealth.objects.get(element="router:lab-edge-1").state == "timeout"
+    wait_for(lambda: in_bird(lab), timeout=10, what="the speaker's announcement, not held back")
+    assert Mitigation.objects.get(attack=attack).last_error.startswith("degraded: lab-edge-1 timeout")
+    assert lab.emulator.committed_set() == before, "the hung commit applied nothing"
+    lab.emulator.clear_faults()
+    wait_for(lambda: lab.emulator.lock_holder() is None, timeout=40, what="the abandoned push to let go")
+    retry_now("router:lab-edge-1", acting_user=OPERATOR)
+    converge_network()
+    assert lab.router_has(PREFIX)
+    assert ElementHealth.objects.get(element="router:lab-edge-1").state == "ok"
