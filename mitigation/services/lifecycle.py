@@ -1,7 +1,7 @@
 """The mitigation lifecycle beyond planning: approvals, rejections, withdrawals, hold-down and expiry.
 
-detected -> planned -> (awaiting_approval ->) applying -> active -> withdrawing -> ended; failed and rejected
-end a mitigation early. Every change here is audited and published after commit.
+Every state change goes through `states.transition` under the mitigation's row lock (see states.py for the
+table); every change here is audited and published after commit.
 """
 
 from __future__ import annotations
@@ -19,22 +19,19 @@ from core.events import publish
 from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationLevelChoices, MitigationStateChoices
 from mitigation.models import Mitigation
-from mitigation.services.planning import mitigation_event
-
-LIVE_STATES = (
-    MitigationStateChoices.DETECTED,
-    MitigationStateChoices.PLANNED,
-    MitigationStateChoices.AWAITING_APPROVAL,
-    MitigationStateChoices.APPLYING,
-    MitigationStateChoices.ACTIVE,
-)
+from mitigation.services import states
+from mitigation.services.states import LIVE_STATES, mitigation_event
 
 
 def _locked(mitigation_id: int) -> Mitigation:
-    return Mitigation.objects.select_for_update().select_related("attack", "tenant").get(pk=mitigation_id)
+    rows = states.locked([mitigation_id])
+    if not rows:
+        raise Mitigation.DoesNotExist(f"no mitigation {mitigation_id}")
+    return rows[0]
 
 
 def _changed(mitigation: Mitigation, action: str, acting_user: Actor, reason: str = "") -> None:
+    """A change that is not a state change (an override): saved, audited and published."""
     mitigation.save()
     record_audit(acting_user, action, tenant_slug=mitigation.tenant.slug, obj=mitigation, reason=reason,
                  diff={"state": mitigation.state, "level": mitigation.level})
@@ -51,10 +48,10 @@ def approve_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str = 
         mitigation = _locked(mitigation_id)
         if mitigation.state != MitigationStateChoices.AWAITING_APPROVAL:
             raise ValidationProblem("state", f"only a mitigation awaiting approval can be approved, not {mitigation.state}")
-        mitigation.state = MitigationStateChoices.APPLYING
         mitigation.approved_by = str(acting_user)
         mitigation.approval_deadline = None
-        _changed(mitigation, "mitigation.approve", acting_user, reason)
+        states.transition(mitigation, MitigationStateChoices.APPLYING, acting_user=acting_user,
+                          action="mitigation.approve", reason=reason)
         _converge_after_commit()
     return mitigation
 
@@ -65,9 +62,8 @@ def reject_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str = "
         mitigation = _locked(mitigation_id)
         if mitigation.state != MitigationStateChoices.AWAITING_APPROVAL:
             raise ValidationProblem("state", f"only a mitigation awaiting approval can be rejected, not {mitigation.state}")
-        mitigation.state = MitigationStateChoices.REJECTED
-        mitigation.ended_at = timezone.now()
-        _changed(mitigation, "mitigation.reject", acting_user, reason)
+        states.transition(mitigation, MitigationStateChoices.REJECTED, acting_user=acting_user,
+                          action="mitigation.reject", reason=reason)
     return mitigation
 
 
@@ -77,9 +73,9 @@ def withdraw_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str =
         mitigation = _locked(mitigation_id)
         if mitigation.state not in LIVE_STATES:
             raise ValidationProblem("state", f"a mitigation in state {mitigation.state} cannot be withdrawn")
-        mitigation.state = MitigationStateChoices.WITHDRAWING
         mitigation.withdraw_requested_by = str(acting_user)
-        _changed(mitigation, "mitigation.withdraw", acting_user, reason)
+        states.transition(mitigation, MitigationStateChoices.WITHDRAWING, acting_user=acting_user,
+                          action="mitigation.withdraw", reason=reason)
         _converge_after_commit()
     return mitigation
 
@@ -93,27 +89,26 @@ def lifecycle_tick(*, now: datetime.datetime | None = None) -> dict[str, int]:
     moved = {"approved": 0, "withdrawing": 0, "expired": 0}
     expiry = datetime.timedelta(minutes=settings.SLUICE_SIGNAL_EXPIRY_MINUTES)
     with transaction.atomic():
-        due = Mitigation.objects.select_for_update().select_related("attack", "tenant")
-        for mitigation in due.filter(state=MitigationStateChoices.AWAITING_APPROVAL, approval_deadline__lte=now):
-            mitigation.state = MitigationStateChoices.APPLYING
+        for mitigation in states.locked(state=MitigationStateChoices.AWAITING_APPROVAL, approval_deadline__lte=now):
             mitigation.approved_by = "engine (not rejected within the approval window)"
             mitigation.approval_deadline = None
-            _changed(mitigation, "mitigation.auto_approve", ENGINE)
+            states.transition(mitigation, MitigationStateChoices.APPLYING, acting_user=ENGINE,
+                              action="mitigation.auto_approve", now=now)
             moved["approved"] += 1
-        for mitigation in due.filter(state__in=LIVE_STATES, attack__last_signal_at__lte=now - expiry,
-                                     hold_down_until__isnull=True):
+        for mitigation in states.locked(state__in=LIVE_STATES, attack__last_signal_at__lte=now - expiry,
+                                        hold_down_until__isnull=True):
             mitigation.hold_down_until = now
             mitigation.save(update_fields=["hold_down_until", "updated_at"])
             moved["expired"] += 1
-        for mitigation in due.filter(state__in=LIVE_STATES, hold_down_until__lte=now):
+        for mitigation in states.locked(state__in=LIVE_STATES, hold_down_until__lte=now):
             if mitigation.state in {MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE}:
-                mitigation.state = MitigationStateChoices.WITHDRAWING
+                target = MitigationStateChoices.WITHDRAWING
             else:
-                mitigation.state = MitigationStateChoices.ENDED
-                mitigation.ended_at = now
+                target = MitigationStateChoices.ENDED
                 mitigation.attack.status, mitigation.attack.ended_at = AttackStatusChoices.ENDED, now
                 mitigation.attack.save(update_fields=["status", "ended_at"])
-            _changed(mitigation, "mitigation.hold_down_over", ENGINE, "the attack ended and the hold-down passed")
+            states.transition(mitigation, target, acting_user=ENGINE, action="mitigation.hold_down_over",
+                              reason="the attack ended and the hold-down passed", now=now)
             moved["withdrawing"] += 1
         if moved["approved"] or moved["withdrawing"]:
             _converge_after_commit()

@@ -52,8 +52,9 @@ from mitigation.choices import (
 )
 from mitigation.models import Action, ControlSwitch, Deployment, Mitigation
 from mitigation.routes import Route, route_from_spec, without_neighbors
+from mitigation.services import states
 from mitigation.services.gate import retire_unsafe
-from mitigation.services.planning import mitigation_event
+from mitigation.services.states import mitigation_event
 from tenants.notifications import notify_on_commit
 
 logger = logging.getLogger(__name__)
@@ -424,16 +425,16 @@ def _note_degraded(desired: DesiredState, broken: dict[str, str]) -> None:
 
 
 def _transition(ids: list[int], source: str, target: str, now: datetime.datetime) -> int:
-    mitigations = list(
-        Mitigation.objects.select_for_update().select_related("attack", "tenant").filter(pk__in=ids, state=source)
-    )
+    """Mitigations still in `source` (a withdraw may have moved one meanwhile) moved to `target` by the network."""
+    changes = states.Transitions(ENGINE, now)
+    mitigations = states.locked(ids, state=source)
     for mitigation in mitigations:
-        mitigation.state = target
+        changes.move(mitigation, target, action="mitigation.converged",
+                     reason="the network carries it" if target == MitigationStateChoices.ACTIVE
+                     else "the network no longer carries it")
         if target == MitigationStateChoices.ACTIVE:
-            mitigation.activated_at = mitigation.activated_at or now
             mitigation.last_error = ""
         else:
-            mitigation.ended_at = now
             Action.objects.filter(mitigation=mitigation, status=ActionStatusChoices.DESIRED).update(
                 status=ActionStatusChoices.RETIRED, retired_at=now
             )
@@ -442,21 +443,21 @@ def _transition(ids: list[int], source: str, target: str, now: datetime.datetime
                 attack.status, attack.ended_at = AttackStatusChoices.ENDED, now
                 attack.save(update_fields=["status", "ended_at"])
         mitigation.save()
-        event = "mitigation.active" if target == MitigationStateChoices.ACTIVE else "mitigation.ended"
-        publish(event, mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
         notify_on_commit(mitigation.tenant, "mitigation_active" if target == MitigationStateChoices.ACTIVE
                          else "mitigation_ended", mitigation_event(mitigation))
+    changes.record()
     return len(mitigations)
 
 
 def record_convergence_failure(error: ConvergeError, *, final: bool) -> None:
     """Note a failed convergence on the mitigations waiting for it; after the last retry they are failed."""
     with transaction.atomic():
-        waiting = Mitigation.objects.select_related("attack", "tenant").filter(state=MitigationStateChoices.APPLYING)
-        for mitigation in waiting:
+        changes = states.Transitions(ENGINE)
+        for mitigation in states.locked(state=MitigationStateChoices.APPLYING):
             mitigation.last_error = str(error)
             if final and not error.transient:
-                mitigation.state = MitigationStateChoices.FAILED
-            mitigation.save(update_fields=["last_error", "state", "updated_at"])
+                changes.move(mitigation, MitigationStateChoices.FAILED, action="mitigation.failed", reason=str(error))
+            mitigation.save(update_fields=["last_error", "state", "ended_at", "updated_at"])
             publish("mitigation.error", {**mitigation_event(mitigation), "error": str(error)},
                     tenant_schema=mitigation.tenant.schema_name)
+        changes.record()

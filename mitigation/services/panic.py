@@ -14,8 +14,9 @@ from core.actors import Actor
 from core.audit import record_audit
 from mitigation.choices import DeploymentStateChoices, MitigationStateChoices
 from mitigation.models import ControlSwitch, Deployment, Mitigation
-from mitigation.services.lifecycle import LIVE_STATES
+from mitigation.services import states
 from mitigation.services.network import ConvergeError, ConvergeReport, converge_network
+from mitigation.services.states import LIVE_STATES
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,15 @@ def panic(*, acting_user: Actor, reason: str) -> PanicReport:
         switch = ControlSwitch.current()
         switch.panic, switch.changed_by, switch.reason = True, str(acting_user), reason
         switch.save()
-        count = Mitigation.objects.filter(state__in=LIVE_STATES).update(state=MitigationStateChoices.WITHDRAWING)
+        # Row locks in pk order: a planning run in flight finishes first, and cannot write over this afterwards.
+        changes = states.Transitions(acting_user)
+        live = states.locked(state__in=LIVE_STATES)
+        for mitigation in live:
+            changes.move(mitigation, MitigationStateChoices.WITHDRAWING, action="mitigation.panic", reason=reason)
+            mitigation.updated_at = changes.now
+        Mitigation.objects.bulk_update(live, ["state", "updated_at"])
+        changes.record()
+        count = len(live)
         record_audit(acting_user, "panic", reason=reason, diff={"mitigations_withdrawing": count})
     try:
         report = converge_network(acting_user=acting_user, require_locks=False)

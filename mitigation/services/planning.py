@@ -35,6 +35,8 @@ from mitigation.engine.types import (
 )
 from mitigation.models import Action, ControlSwitch, Decision, Mitigation, NeverBlockPrefix
 from mitigation.routes import route_key, route_to_spec
+from mitigation.services import states
+from mitigation.services.states import mitigation_event
 from mitigation.snapshot import network_snapshot
 from tenants.customer.choices import AutomationModeChoices
 from tenants.models import TenantPolicy as PolicyRow
@@ -151,9 +153,9 @@ def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = E
             cursor.execute("SET LOCAL lock_timeout = 0")
         if ControlSwitch.current().panic:
             return PlanningSummary(0, 0, 0)
-        mitigations = list(
-            Mitigation.objects.select_related("attack", "tenant").filter(state__in=PLANNABLE_STATES)
-        )
+        # Locked while planned: a withdraw, rejection or panic committed meanwhile waits for this run, then finds
+        # its mitigation as this run left it (and this run never writes over what it did not read).
+        mitigations = states.locked(state__in=PLANNABLE_STATES)
         if not mitigations:
             return PlanningSummary(0, 0, 0)
         policies = load_policies(m.tenant_id for m in mitigations)
@@ -181,7 +183,7 @@ def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = E
         current: dict[int, dict[str, Action]] = defaultdict(dict)
         for action in Action.objects.filter(mitigation__in=mitigations, status=ActionStatusChoices.DESIRED):
             current[action.mitigation_id][action.route_key] = action
-        writes = _PlanWrites()
+        writes = _PlanWrites(states.Transitions(acting_user, now))
         changed = refused = 0
         for planned in result.mitigations:
             mitigation = by_attack[planned.attack_id]
@@ -209,6 +211,7 @@ def _validated(
 class _PlanWrites:
     """Rows a planning run writes, gathered so that a burst of attacks costs a few bulk statements, not N each."""
 
+    transitions: states.Transitions
     decisions: list[Decision] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     retired: list[int] = field(default_factory=list)
@@ -222,8 +225,9 @@ class _PlanWrites:
         for mitigation in self.mitigations:
             mitigation.updated_at = now
         Mitigation.objects.bulk_update(self.mitigations, fields=_PLANNED_FIELDS)
-        for mitigation in self.mitigations:
+        for mitigation in self.mitigations:  # a new decision, whether or not the state changed with it
             publish("mitigation.planned", mitigation_event(mitigation), tenant_schema=mitigation.tenant.schema_name)
+        self.transitions.record()
 
 
 _PLANNED_FIELDS = ["level", "level_since", "center", "reason", "state", "approved_by", "approval_deadline", "updated_at"]
@@ -273,43 +277,41 @@ def _store_plan(
     if mitigation.level != planned.level:
         mitigation.level_since = now
     mitigation.level, mitigation.center_id, mitigation.reason = planned.level, planned.center_id, reason
-    _advance_after_plan(mitigation, planned, mode, now)
+    _advance_after_plan(mitigation, planned, mode, now, writes.transitions)
     writes.mitigations.append(mitigation)
     return 1, refused
 
 
 def _advance_after_plan(
-    mitigation: Mitigation, planned: PlannedMitigation, mode_and_window: tuple[str, int] | None, now: datetime.datetime
+    mitigation: Mitigation, planned: PlannedMitigation, mode_and_window: tuple[str, int] | None,
+    now: datetime.datetime, transitions: states.Transitions,
 ) -> None:
     """Move the lifecycle on after a new plan, by the tenant's automation mode (approval is per mitigation)."""
     state = mitigation.state
+    reason = "a new plan"
     if state in {MitigationStateChoices.ACTIVE, MitigationStateChoices.APPLYING}:
-        mitigation.state = MitigationStateChoices.APPLYING
+        transitions.move(mitigation, MitigationStateChoices.APPLYING, action="mitigation.replan", reason=reason)
         return
     if state == MitigationStateChoices.AWAITING_APPROVAL:
         return
     if planned.level == Level.NONE:
-        mitigation.state = MitigationStateChoices.PLANNED
+        transitions.move(mitigation, MitigationStateChoices.PLANNED, action="mitigation.plan",
+                         reason="nothing to announce")
         return
     mode, window = mode_and_window or (AutomationModeChoices.AUTOMATIC, 5)
     if mode == AutomationModeChoices.AUTOMATIC:
-        mitigation.state, mitigation.approved_by = MitigationStateChoices.APPLYING, "engine (automatic)"
+        transitions.move(mitigation, MitigationStateChoices.APPLYING, action="mitigation.plan",
+                         reason="automatic mode")
+        mitigation.approved_by = "engine (automatic)"
         return
-    mitigation.state = MitigationStateChoices.AWAITING_APPROVAL
+    transitions.move(mitigation, MitigationStateChoices.AWAITING_APPROVAL, action="mitigation.plan",
+                     reason=f"{mode}: an approval is needed")
     if mode == AutomationModeChoices.AUTO_UNLESS_REJECTED:
         mitigation.approval_deadline = now + datetime.timedelta(minutes=window)
     publish("mitigation.approval_needed", {"mitigation": mitigation.pk, "target": str(mitigation.attack.target),
             "deadline": mitigation.approval_deadline}, tenant_schema=mitigation.tenant.schema_name)
     notify_on_commit(mitigation.tenant, "approval_needed", {"mitigation": mitigation.pk, "deadline":
                      mitigation.approval_deadline, "target": str(mitigation.attack.target)})
-
-
-def mitigation_event(mitigation: Mitigation) -> dict[str, object]:
-    return {
-        "mitigation": mitigation.pk, "attack": mitigation.attack_id, "state": mitigation.state,
-        "level": mitigation.level, "center": mitigation.center_id, "reason": mitigation.reason,
-        "target": str(mitigation.attack.target), "tenant": mitigation.tenant.slug,
-    }
 
 
 def _schedule_convergence() -> None:

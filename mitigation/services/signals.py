@@ -16,6 +16,7 @@ from core.events import publish
 from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import Attack, Mitigation, SignalRecord
+from mitigation.services import states
 from tenants.choices import TenantStatusChoices
 from tenants.models import Tenant, TenantPolicy, VerifiedPrefix
 from tenants.notifications import notify_on_commit
@@ -52,10 +53,6 @@ def record_signal(signal: AttackSignal, *, acting_user: Actor) -> Attack | None:
                 raise
     return None
 
-LIVE_MITIGATION_STATES = (
-    MitigationStateChoices.DETECTED, MitigationStateChoices.PLANNED, MitigationStateChoices.AWAITING_APPROVAL,
-    MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE,
-)
 
 
 def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
@@ -87,8 +84,9 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
         mitigation.hold_down_until = None
         mitigation.save(update_fields=["hold_down_until", "updated_at"])
     if mitigation.state in {MitigationStateChoices.ENDED, MitigationStateChoices.FAILED}:
-        mitigation.state = MitigationStateChoices.DETECTED
-        mitigation.save(update_fields=["state", "updated_at"])
+        mitigation = states.locked([mitigation.pk])[0]
+        states.transition(mitigation, MitigationStateChoices.DETECTED, acting_user=acting_user,
+                          action="mitigation.returned", reason="the attack came back")
     _schedule_planning()
     return attack
 
@@ -103,7 +101,7 @@ def _held_back(attack: Attack, tenant: Tenant, acting_user: Actor, created: bool
         why = f"tenant {tenant.slug} is {tenant.status}: recorded, not mitigated"
     else:
         cap = int(settings.SLUICE_TENANT_MAX_ATTACKS)
-        live = Mitigation.objects.filter(tenant=tenant, state__in=LIVE_MITIGATION_STATES).count()
+        live = Mitigation.objects.filter(tenant=tenant, state__in=states.LIVE_STATES).count()
         if live < cap:
             return False
         why = f"tenant {tenant.slug} has {live} live mitigations, its cap of {cap}: recorded, not mitigated yet"

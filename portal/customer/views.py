@@ -26,7 +26,7 @@ from core.permissions import has_role
 from mitigation import selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import Mitigation
-from mitigation.services import lifecycle
+from mitigation.services import states
 from portal.customer.forms import (
     PROFILE_FIELD_MAP,
     PrefixRequestForm,
@@ -48,7 +48,7 @@ from tenants.models import Tenant
 from tenants.services import ProfileInput, request_prefix, update_service_profile
 
 # States a customer wants on the dashboard: everything that is or may soon be on the network.
-BOARD_STATES = (*lifecycle.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
+BOARD_STATES = (*states.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
 RECENT_LIMIT = 20
 
 
@@ -105,7 +105,7 @@ def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "decisions": selectors.decisions_for(tenant).filter(mitigation=mitigation),
         "can_act": has_role(request.user, UserRoleChoices.OPERATOR),
         "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
-        "can_withdraw": mitigation.state in lifecycle.LIVE_STATES,
+        "can_withdraw": mitigation.state in states.LIVE_STATES,
         "form": ReasonForm(),
     }
     return render(request, "customer/mitigation_detail.html", context)

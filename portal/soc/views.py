@@ -29,7 +29,7 @@ from devices.models import BgpSpeaker, ElementHealth, Router, ScrubbingCenter, U
 from mitigation import selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import ControlSwitch, Mitigation, SignalRecord
-from mitigation.services import lifecycle
+from mitigation.services import lifecycle, states
 from mitigation.services.panic import clear_panic, panic
 from portal.soc.forms import AuditFilterForm, ClearPanicForm, PanicForm
 from portal.views import ReasonForm, act_on_mitigation, role_required, viewer_required
@@ -38,7 +38,7 @@ from tenants.customer.models import ProtectedPrefix
 from tenants.models import Tenant
 from tenants.services import reject_prefix, verify_prefix
 
-BOARD_STATES = (*lifecycle.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
+BOARD_STATES = (*states.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
 BOARD_ROWS = 100  # the board shows the newest; counts cover all, the API lists the rest
 AUDIT_PAGE_SIZE = 50
 
@@ -141,7 +141,7 @@ def _mitigation_context(mitigation: Mitigation, request: HttpRequest) -> dict[st
         "signals": SignalRecord.objects.filter(attack_id=mitigation.attack_id).order_by("-received_at")[:50],
         "can_act": has_role(request.user, UserRoleChoices.OPERATOR),
         "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
-        "can_withdraw": mitigation.state in lifecycle.LIVE_STATES,
+        "can_withdraw": mitigation.state in states.LIVE_STATES,
         "centers": ScrubbingCenter.objects.order_by("name"),
     }
 

@@ -19,7 +19,7 @@ from django_tenants.utils import schema_context
 
 from collector.signals import AttackSignal
 from mitigation.choices import MitigationStateChoices
-from mitigation.services import network, planning
+from mitigation.services import network, planning, states
 from mitigation.services.signals import record_signal
 from tenants import jobs as tenant_jobs
 from tenants import notifications
@@ -171,7 +171,8 @@ def test_state_changes_notify_approval_active_and_ended(world: World, queued: li
     add_channel(world.acme, "webhook", "http://127.0.0.1:9/unused")
     mitigation = make_mitigation(world.acme, state=MitigationStateChoices.DETECTED)
     with django_capture_on_commit_callbacks(execute=True):
-        planning._advance_after_plan(mitigation, SimpleNamespace(level="flowspec"), ("manual", 5), timezone.now())
+        planning._advance_after_plan(mitigation, SimpleNamespace(level="flowspec"), ("manual", 5), timezone.now(),
+                                     states.Transitions(TEST_ACTOR))
     mitigation.state = MitigationStateChoices.APPLYING
     mitigation.save()
     now = timezone.now() + datetime.timedelta(seconds=1)
