@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -38,7 +39,6 @@ from devices.drivers.base import (
     DriverError,
     DriverTimeoutError,
     FlowSpecRule,
-    LockError,
     UnicastRoute,
 )
 from devices.models import BgpSpeaker, BgpSpeakerNeighbor, Router, UpstreamPeer
@@ -63,8 +63,10 @@ logger = logging.getLogger(__name__)
 CARRIED_STATES = (MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE)
 EDGE_TARGET = "edge"
 CONFIRM_MINUTES = 2
-LOCK_TIMEOUT_S = 120
-LOCK_WAIT_S = 60
+# An element lock lives this long unless its holder renews it (every third of it, while it works).
+LOCK_TTL_S = 30
+# How long a convergence waits, in all, for elements another job holds before leaving them to that job.
+LOCK_WAIT_S = 10
 
 
 @dataclass
@@ -181,24 +183,62 @@ def _static(route: UnicastRoute) -> UnicastRoute:
 
 
 @contextmanager
-def element_locks(names: list[str], *, required: bool) -> Iterator[None]:
-    """Per-element Redis locks with timeouts, taken in a fixed order so two jobs never deadlock.
+def element_locks(names: list[str], *, required: bool, wait_s: float = LOCK_WAIT_S) -> Iterator[set[str]]:
+    """Per-element Redis locks, taken in a fixed order; yields the names held.
 
-    When Redis cannot be reached and the caller does not require locks (the kill switch), proceed without them.
+    An element whose lock another job holds beyond `wait_s` (in all) is left out rather than waited for: that job is
+    converging it, and the next cycle brings it to whatever is wanted then. Held locks are renewed by a background
+    thread every third of their time to live, so a long push keeps its lock, and a holder that died (a worker
+    killed mid-push) frees its elements within LOCK_TTL_S. When Redis cannot be reached and the caller does not
+    require locks (the kill switch), every element is treated as held.
     """
     with ExitStack() as stack:
+        held: set[str] = set()
         try:
             client = new_redis_client(socket_connect_timeout=2, socket_timeout=5)
+            deadline = time.monotonic() + wait_s
+            locks = []
             for name in sorted(names):
-                lock = client.lock(f"sluice:lock:{name}", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S)
+                lock = client.lock(f"sluice:lock:{name}", timeout=LOCK_TTL_S, thread_local=False,
+                                   blocking_timeout=max(0.01, deadline - time.monotonic()))
                 if not lock.acquire():
-                    raise LockError(f"{name} is busy with another job")
+                    logger.info("%s is busy with another job; left to it this cycle", name)
+                    continue
                 stack.callback(_release, lock)
+                locks.append(lock)
+                held.add(name)
+            stack.enter_context(_renewed(locks))
         except (redis.ConnectionError, redis.TimeoutError) as error:
             if required:
                 raise ConvergeError(f"cannot take element locks: {error}", transient=True) from error
             logger.warning("converging without element locks: %s", error)
+            held = set(names)
+        yield held
+
+
+@contextmanager
+def _renewed(locks: list[redis.lock.Lock]) -> Iterator[None]:
+    """Keep `locks` alive while the block runs (their holder is working), and stop renewing them when it ends."""
+    if not locks:
         yield
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LOCK_TTL_S / 3):
+            for lock in locks:
+                try:
+                    lock.reacquire()
+                except (redis.RedisError, OSError) as error:
+                    logger.warning("could not renew %s: %s", lock.name, error)
+
+    thread = threading.Thread(target=renew, name="element-lock-renewal", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
 
 
 def _release(lock: redis.lock.Lock) -> None:
@@ -230,10 +270,11 @@ def converge_network(*, acting_user: Actor = ENGINE, require_locks: bool = True)
     speakers = [f"speaker:{n}" for n in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
     routers = sorted(health.due(all_routers))
     _announce_ahead(speakers, required=require_locks)
-    with element_locks(routers, required=require_locks):
+    with element_locks(routers, required=require_locks) as held:
         # Read the desired state only once the locks are held: a run that waited pushes what is wanted now.
         desired = desired_state()
-        outcome = _push(desired, speakers, set(routers), required=require_locks)
+        outcome = _push(desired, speakers, held, required=require_locks)
+    outcome.busy.update(name for name in routers if name not in held)
     outcome.skipped.update(name for name in all_routers if name not in routers)
     return _record(desired, outcome, acting_user)
 
@@ -255,8 +296,10 @@ def _announce_ahead(speakers: list[str], *, required: bool) -> None:
     broken). Only the speakers' locks are held, and only for this, so a burst of attacks is announced while another
     job still commits the routers.
     """
-    with element_locks(speakers, required=required):
+    with element_locks(speakers, required=required, wait_s=2) as held:
         for speaker, routes in desired_state().speakers.values():
+            if f"speaker:{speaker.name}" not in held:
+                continue
             try:
                 client = speaker_client(speaker)
                 new = routes - client.announced()
@@ -269,12 +312,14 @@ def _announce_ahead(speakers: list[str], *, required: bool) -> None:
 
 @dataclass
 class PushOutcome:
-    """What each element did with its push: changed (with its diff), failed (with the error), or skipped."""
+    """What each element did with its push: changed (with its diff), failed (with the error), skipped (in backoff),
+    or busy (another job held it: neither converged nor broken, its deployments stay as they were)."""
 
     diffs: dict[str, str] = field(default_factory=dict)
     ok: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: set[str] = field(default_factory=set)
+    busy: set[str] = field(default_factory=set)
 
 
 def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required: bool) -> PushOutcome:
@@ -287,9 +332,12 @@ def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required
     try:
         futures = {f"router:{router.name}": pool.submit(_apply_router, router, intent) for router, intent in targets}
         deadline = time.monotonic() + timeout
-        with element_locks(speakers, required=required):
+        with element_locks(speakers, required=required) as held:
             for speaker, routes in desired.speakers.values():
                 name = f"speaker:{speaker.name}"
+                if name not in held:
+                    outcome.busy.add(name)
+                    continue
                 try:
                     client = speaker_client(speaker)
                     added, removed = client.sync(routes)
