@@ -43,9 +43,16 @@ def database_from_url(url: str) -> dict[str, object]:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": unquote(options.get("host", parsed.hostname or "127.0.0.1")),
         "PORT": str(parsed.port or options.get("port", "5432")),
-        "CONN_MAX_AGE": int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
-        # A connection that died with a PostgreSQL restart is noticed and replaced before a request uses it.
-        "CONN_HEALTH_CHECKS": True,
+        # Each process borrows from its own bounded pool (psycopg_pool) and gives the connection back at the end of
+        # every request or task, so daphne's many threads never hold more than SLUICE_DB_POOL_MAX between them and
+        # the processes of `./sluice run` together stay well under PostgreSQL's max_connections. Django has the pool
+        # check a connection before lending it, so one that died with a PostgreSQL restart is replaced.
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"pool": {
+            "min_size": 1,
+            "max_size": int(os.environ.get("SLUICE_DB_POOL_MAX", "8")),
+            "timeout": float(os.environ.get("SLUICE_DB_POOL_TIMEOUT_S", "5")),
+        }} if os.environ.get("SLUICE_DB_POOL", "1") == "1" else {},
         "TEST": {"NAME": os.environ.get("DATABASE_TEST_NAME", "test_sluice")},
     }
 

@@ -13,3 +13,5 @@ urlpatterns = [
     path("api/v1/", include("portal.api_urls_public")),
     path("soc/", include("portal.soc.urls")),
 ]
+
+handler500 = "portal.errors.server_error"

@@ -11,3 +11,5 @@ urlpatterns = [
     path("api/v1/", include("portal.api_urls_tenant")),
     path("", include("portal.customer.urls")),
 ]
+
+handler500 = "portal.errors.server_error"

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import ExitStack, contextmanager
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -330,7 +331,8 @@ def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required
     # Not a `with` block: leaving one waits for every thread, and a router that hangs must not hold the others.
     pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(targets))))
     try:
-        futures = {f"router:{router.name}": pool.submit(_apply_router, router, intent) for router, intent in targets}
+        futures = {f"router:{router.name}": pool.submit(_in_pool_thread, _apply_router, router, intent)
+                   for router, intent in targets}
         deadline = time.monotonic() + timeout
         with element_locks(speakers, required=required) as held:
             for speaker, routes in desired.speakers.values():
@@ -363,6 +365,14 @@ def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required
         pool.shutdown(wait=False, cancel_futures=True)
     health.record_push_successes(outcome.ok)
     return outcome
+
+
+def _in_pool_thread(work: Callable[..., str], *args: object) -> str:
+    """Run `work` on a pool thread and give back the database connection it may have taken (its pool is bounded)."""
+    try:
+        return work(*args)
+    finally:
+        db_connection.close()
 
 
 def _apply_router(router: Router, intent: DeviceIntent) -> str:
