@@ -69,7 +69,9 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
     created = attack is None
     if attack is None:
         attack = Attack.objects.create(tenant=tenant, target=target, started_at=now)
+    before = (set(attack.vectors), set(attack.top_sources))
     _absorb(attack, signal, now)
+    replan = created or _changes_the_plan(attack, before)
     _log(attack, signal, acting_user)
     publish("attack.started" if created else "attack.updated", attack_event(attack),
             tenant_schema=tenant.schema_name if tenant else None)
@@ -83,12 +85,30 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
     if mitigation.hold_down_until is not None:
         mitigation.hold_down_until = None
         mitigation.save(update_fields=["hold_down_until", "updated_at"])
+        replan = True
     if mitigation.state in {MitigationStateChoices.ENDED, MitigationStateChoices.FAILED}:
         mitigation = states.locked([mitigation.pk])[0]
         states.transition(mitigation, MitigationStateChoices.DETECTED, acting_user=acting_user,
                           action="mitigation.returned", reason="the attack came back")
-    _schedule_planning()
+        replan = True
+    if replan or mitigation.state == MitigationStateChoices.DETECTED:
+        attack.planned_bps, attack.planned_pps = attack.bps, attack.pps
+        attack.save(update_fields=["planned_bps", "planned_pps"])
+        _schedule_planning()
     return attack
+
+
+# A change of traffic smaller than this share of what planning last saw is not worth a new planning run: a
+# detector's per-second figures wobble, and planning every attack anew for each wobble starves the API.
+PLANNING_CHANGE = 0.10
+
+
+def _changes_the_plan(attack: Attack, before: tuple[set[str], set[str]]) -> bool:
+    """Whether this signal may change the attack's plan: new vectors or sources, or traffic moved by 10 % or more."""
+    if (set(attack.vectors), set(attack.top_sources)) != before:
+        return True
+    return any(abs(now - planned) > PLANNING_CHANGE * planned
+               for now, planned in ((attack.bps, attack.planned_bps), (attack.pps, attack.planned_pps)))
 
 
 def _held_back(attack: Attack, tenant: Tenant, acting_user: Actor, created: bool) -> bool:

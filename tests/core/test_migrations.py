@@ -71,10 +71,11 @@ def test_rows_of_the_previous_release_are_read_through_the_moved_models() -> Non
         actor_kind="user", actor="op", tenant_slug="old-release", action="prefix.verify", diff={"prefix": "x"})
 
     executor = MigrationExecutor(connection)
-    plan = executor.migration_plan(leaf_nodes(executor))
-    assert {(migration.app_label, migration.name) for migration, _ in plan} >= {
-        ("core", "0001_initial"), ("tenants", "0002_verifiedprefix_tenantpolicy"),
-        ("mitigation", "0004_moved_audit_and_tenant_mirrors")}
+    # The release that moved the models, and nothing later: later migrations may well change tables.
+    moved = [("core", "0001_initial"), ("tenants", "0002_verifiedprefix_tenantpolicy"),
+             ("mitigation", "0004_moved_audit_and_tenant_mirrors")]
+    plan = executor.migration_plan(moved)
+    assert {(migration.app_label, migration.name) for migration, _ in plan} >= set(moved)
     statements = [sql for sql in executor.loader.collect_sql(plan) if not sql.startswith("--")]
     assert statements == [], "moving the models must not touch the tables"
     executor.migrate(leaf_nodes(executor))
