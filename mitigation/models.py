@@ -71,8 +71,8 @@ class Attack(models.Model):
     end_signalled_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     # The figures planning last saw asked for: a signal within PLANNING_CHANGE of them changes no plan.
-    planned_bps = models.BigIntegerField(default=0)
-    planned_pps = models.BigIntegerField(default=0)
+    planned_bps = models.BigIntegerField(default=0, db_default=0)
+    planned_pps = models.BigIntegerField(default=0, db_default=0)
 
     objects = NetManager()  # type: ignore[django-manager-missing]  # netfields' manager is untyped
 
