@@ -411,6 +411,16 @@ class JunosEmulator:
             self._listen(self._refused_port)
             self._refused_port = None
 
+    def go_down(self, down: bool = True) -> None:
+        """The router disappears (power, or its management network): every open session is cut and new connections
+        are refused; `go_down(False)` brings it back on the same port with the configuration it had committed."""
+        self.refuse_connections(down)
+        if down:
+            with self._registry_lock:
+                transports = list(self._transports)
+            for transport in transports:
+                transport.close()
+
     def hang_on(self, *rpcs: str) -> None:
         """Receive these RPCs (e.g. "commit-configuration", "lock-configuration"; "*" for all) and never answer
         them, as a router whose management plane froze; none with no argument. Cleared by clear_faults()."""

@@ -29,9 +29,11 @@ centers:
   - {{slug: lab-fra, name: Lab Frankfurt, site: FRA, region: eu, capacity_gbps: 400, capacity_mpps: 300,
      diversion_next_hop_v4: 192.0.2.10, diversion_next_hop_v6: "2001:db8:ffff::10", routing_instance: SCRUB-FRA,
      route_target: "65010:100"}}
+{more_centers}
 routers:
   - {{name: lab-edge-1, vendor: juniper, platform: junos, role: edge, center: lab-fra, mgmt_host: 127.0.0.1,
      mgmt_port: {router_port}, username: sluice, password: lab-secret}}
+{more_routers}
 upstreams:
   - {{name: lab-transit, isp: Transit, asn: 64500, router: lab-edge-1, center: lab-fra,
      neighbor_address: 198.51.100.201, capacity_gbps: 100, blackhole_community: "64500:666",
@@ -50,12 +52,21 @@ latencies:
 """
 
 
+SECOND_CENTER = """  - {slug: lab-ams, name: Lab Amsterdam, site: AMS, region: eu, capacity_gbps: 400, capacity_mpps: 300,
+     diversion_next_hop_v4: 192.0.2.20, diversion_next_hop_v6: "2001:db8:ffff::20", routing_instance: SCRUB-AMS,
+     route_target: "65010:200"}"""
+SECOND_ROUTER = """  - {{name: lab-edge-2, vendor: juniper, platform: junos, role: edge, center: lab-ams, mgmt_host: 127.0.0.1,
+     mgmt_port: {port}, username: sluice, password: lab-secret}}"""
+
+
 @dataclass
 class Lab:
     emulator: JunosEmulator
     bird: BirdRouter
     speaker: ExaBgpProcess
     base: Path
+    # A second edge router at a second, farther center (lab-ams), when the lab was asked for one.
+    second: JunosEmulator | None = None
 
     def router_has(self, text: str) -> bool:
         return any(text in line for line in self.emulator.committed_set())
@@ -71,7 +82,7 @@ def refresh_telemetry() -> None:
 @contextmanager
 def running_lab(
     base: Path, *, bird_address: str, speaker_address: str, bgp_port: int | None = None,
-    tenants: tuple[str, ...] = ("acme", "globex"),
+    tenants: tuple[str, ...] = ("acme", "globex"), second_router: bool = False,
 ) -> Iterator[Lab]:
     """Start the lab's elements and load its inventory; the caller holds the database unblocked.
 
@@ -79,15 +90,21 @@ def running_lab(
     """
     bgp_port = bgp_port or free_port(bird_address)
     emulator = JunosEmulator(hostname="lab-edge-1", username="sluice", password="lab-secret")
+    second = JunosEmulator(hostname="lab-edge-2", username="sluice", password="lab-secret") if second_router else None
     bird = BirdRouter(base, "bird", bird_address, 65020, [BirdPeer(speaker_address, 65010)], port=bgp_port)
     speaker: ExaBgpProcess | None = None
     try:
         emulator.start()
+        if second is not None:
+            second.start()
         bird.start()
         network_file = base / "network.yaml"
+        latency = "{lab-fra: 10, lab-ams: 20}" if second else "{lab-fra: 10}"
         network_file.write_text(
             NETWORK.format(router_port=emulator.port, speaker=speaker_address, bird=bird_address, port=bgp_port,
-                           latencies="\n".join(f"  {slug}: {{lab-fra: 10}}" for slug in tenants) or "  {}")
+                           latencies="\n".join(f"  {slug}: {latency}" for slug in tenants) or "  {}",
+                           more_centers=SECOND_CENTER if second else "",
+                           more_routers=SECOND_ROUTER.format(port=second.port) if second else "")
         )
         call_command("load_network", str(network_file), stdout=io.StringIO())
         refresh_telemetry()
@@ -96,12 +113,14 @@ def running_lab(
         speaker = speaker_process(row)
         speaker.start()
         bird.wait_established(timeout=30)
-        yield Lab(emulator, bird, speaker, base)
+        yield Lab(emulator, bird, speaker, base, second)
     finally:
         if speaker is not None:
             speaker.stop()
         bird.stop()
         emulator.stop()
+        if second is not None:
+            second.stop()
         Attack.objects.all().delete()
         ControlSwitch.objects.update(panic=False)
         call_command("load_network", str(_empty_network(base)), "--prune", stdout=io.StringIO())
