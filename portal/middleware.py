@@ -19,6 +19,7 @@ from django.db import connection
 from django.utils.crypto import constant_time_compare
 from django_tenants.utils import remove_www, schema_context
 
+from core.accounts.sessions import idle_expired
 from core.accounts.two_factor import session_passed_second_factor
 from tenants.models import Domain, Tenant
 
@@ -42,6 +43,12 @@ def session_key_from_scope(scope: Scope) -> str | None:
     return None
 
 
+def session_still_stands(host: str, session_key: str | None) -> bool:
+    """Whether a websocket's session still signs its user in: not signed out, not expired, not idle too long."""
+    _, user = resolve_tenant_and_user(host, session_key)
+    return bool(user.is_authenticated)
+
+
 def resolve_tenant_and_user(host: str, session_key: str | None) -> tuple[Tenant | None, Any]:
     """The tenant that owns `host` and the user of `session_key` in that tenant's schema (or AnonymousUser)."""
     connection.set_schema_to_public()  # type: ignore[attr-defined]  # django-tenants adds it to the connection
@@ -57,6 +64,8 @@ def _user_for_session(session_key: str | None) -> Any:
     if not session_key:
         return AnonymousUser()
     session = SessionStore(session_key=session_key)
+    if idle_expired(session):
+        return AnonymousUser()  # idle beyond its limit: the next page request signs it out
     user_id = session.get(SESSION_KEY)
     backend_path = session.get(BACKEND_SESSION_KEY)
     if user_id is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
@@ -82,4 +91,5 @@ class TenantWebsocketMiddleware:
         if tenant is None:
             await send({"type": "websocket.close", "code": 4404})
             return None
-        return await self.inner({**scope, "tenant": tenant, "user": user}, receive, send)
+        return await self.inner({**scope, "tenant": tenant, "user": user,
+                                 "session_key": session_key_from_scope(scope)}, receive, send)

@@ -48,6 +48,7 @@ def database_from_url(url: str) -> dict[str, object]:
         # the processes of `./sluice run` together stay well under PostgreSQL's max_connections. Django has the pool
         # check a connection before lending it, so one that died with a PostgreSQL restart is replaced.
         "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": True,  # with a pool: each connection is checked as it is lent
         "OPTIONS": {"pool": {
             "min_size": 1,
             "max_size": int(os.environ.get("SLUICE_DB_POOL_MAX", "8")),
@@ -148,6 +149,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "portal.accounts.middleware.TwoFactorMiddleware",
+    "portal.accounts.middleware.IdleSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -207,8 +209,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-SESSION_COOKIE_AGE = int(os.environ.get("SESSION_IDLE_SECONDS", str(30 * 60)))
-SESSION_SAVE_EVERY_REQUEST = True  # the age above becomes an idle timeout
+# A session lives at most SESSION_MAX_SECONDS, and ends sooner after SESSION_IDLE_SECONDS without a person's
+# action (see core.accounts.sessions: pages refreshing themselves do not count).
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_MAX_SECONDS", str(12 * 3600)))
+SLUICE_SESSION_IDLE_SECONDS = int(os.environ.get("SESSION_IDLE_SECONDS", str(30 * 60)))
+# How often an open websocket checks that its session still stands (signed out elsewhere, or idle too long).
+SLUICE_SESSION_CHECK_SECONDS = float(os.environ.get("SLUICE_SESSION_CHECK_SECONDS", "30"))
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
@@ -258,8 +264,11 @@ CHANNEL_LAYERS = {
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", REDIS_URL)
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Jobs are acknowledged as they start. Every job here brings the network to a desired state read from PostgreSQL
+# and the beat's reconcile loop runs them again within SLUICE_RECONCILE_SECONDS, so a job lost with its worker
+# costs nothing; acknowledging late instead left a worker that finished a job while Redis restarted unable to ack
+# it and stuck for good (kombu 5.7), found by bench/chaos.py.
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "engine"
 # Jobs that wait on network elements (convergence holds element locks through a router's commit cycle) run on

@@ -22,6 +22,8 @@ class Tenant(TenantMixin):
     status: models.CharField[str, str] = models.CharField(max_length=20, choices=TenantStatusChoices.choices,
                                                           default=TenantStatusChoices.ACTIVE)
     created_at: models.DateTimeField[datetime.datetime, datetime.datetime] = models.DateTimeField(auto_now_add=True)
+    # Switched on by the tenant's admin: every user of the tenant must sign in with a code, as provider staff do.
+    require_two_factor: models.BooleanField[bool, bool] = models.BooleanField(default=False, db_default=False)
 
     auto_create_schema = True
     auto_drop_schema = True

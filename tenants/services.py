@@ -300,3 +300,15 @@ def reject_prefix(tenant: Tenant, prefix_id: int, *, reason: str, acting_user: A
         record_audit(acting_user, "prefix.reject", tenant_slug=tenant.slug, obj=prefix, reason=reason)
         publish("prefix.rejected", {"prefix": str(prefix.prefix), "reason": reason}, tenant_schema=tenant.schema_name)
     return prefix
+
+
+def set_two_factor_requirement(tenant: Tenant, required: bool, *, acting_user: Actor) -> None:
+    """Require (or stop requiring) two-factor sign-in of every user of `tenant`; audited.
+
+    Users without TOTP are held at the enrollment page from their next request; none is signed out.
+    """
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(require_two_factor=required)
+        tenant.require_two_factor = required
+        record_audit(acting_user, "tenant.two_factor_requirement", tenant_slug=tenant.slug, obj=tenant,
+                     diff={"require_two_factor": required})

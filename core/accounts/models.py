@@ -23,6 +23,9 @@ class User(AbstractUser):
     role = models.CharField(max_length=20, choices=UserRoleChoices.choices, default=UserRoleChoices.VIEWER)
     # Encrypted at rest: whoever reads the database must not be able to produce codes.
     totp_secret = EncryptedTextField(blank=True)
+    # The time step of the last code accepted: a code is good once, and never one older than that (as django-otp
+    # keeps it), in PostgreSQL so the replay guard holds whatever else is down.
+    totp_last_step = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["username"]

@@ -1,9 +1,10 @@
 """TOTP two-factor sign-in: secrets, codes, enrollment and the rule of who must have it.
 
-Operators who can change the network (operator and admin roles in the public schema) must enroll; customers may.
-Secrets are stored encrypted (see `User.totp_secret`) and shown only while enrolling. A code is accepted once:
-the time step it belongs to is remembered in Redis for the validity window, so a code seen over a shoulder or
-in a proxy log cannot be replayed.
+Every provider staff user (public schema, any role: viewers see every tenant) must enroll; a tenant's users must
+when the tenant's admin switches that on, and may otherwise. Secrets are stored encrypted (see `User.totp_secret`)
+and shown only while enrolling. A code is accepted once: the time step of the last accepted code is kept on the
+user row and only a later step is accepted after it, so a code seen over a shoulder or in a proxy log cannot be
+replayed. The guard lives in PostgreSQL, so it cannot be skipped because some other store is down.
 """
 
 from __future__ import annotations
@@ -15,26 +16,22 @@ import time
 from typing import Any
 
 import pyotp
-import redis
 from django.db import transaction
 
-from core.accounts.choices import UserRoleChoices
 from core.accounts.models import User
-from core.accounts.throttling import key_namespace
 from core.actors import Actor
 from core.audit import record_audit
-from core.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 ISSUER = "Sluice"
 VALID_STEPS = 1  # accept the previous and next 30 s step too: phone clocks drift
-REQUIRED_ROLES = frozenset({UserRoleChoices.OPERATOR, UserRoleChoices.ADMIN})
 
 
-def two_factor_required(user: User, schema_name: str) -> bool:
-    """Whether `user` may not use the site without TOTP: provider staff who can change the network."""
-    return schema_name == "public" and user.role in REQUIRED_ROLES
+def two_factor_required(user: User, schema_name: str, *, tenant_requires: bool = False) -> bool:
+    """Whether `user` may not use the site without TOTP: all provider staff, and a tenant's users when it says so."""
+    del user  # every user of the schema alike; kept so callers say whose requirement they ask about
+    return schema_name == "public" or tenant_requires
 
 
 def has_two_factor(user: User) -> bool:
@@ -68,10 +65,6 @@ def provisioning_uri(secret: str, *, username: str, domain: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=f"{username}@{domain}", issuer_name=ISSUER)
 
 
-def _used_key(schema_name: str, user_pk: int, step: int) -> str:
-    return f"{key_namespace()}:used:{schema_name}:{user_pk}:{step}"
-
-
 def _matching_step(secret: str, code: str, now: float) -> int | None:
     code = "".join(code.split())
     if not code.isdigit():
@@ -90,27 +83,27 @@ def code_matches(secret: str, code: str) -> bool:
 
 
 def verify_code(user: User, code: str, *, schema_name: str) -> bool:
-    """Whether `code` is the user's current code and was never used before. Redis down: the replay check is skipped."""
+    """Whether `code` is the user's current code, of a later time step than any code accepted before.
+
+    The check and the record are one conditional UPDATE in the user's schema: two requests with the same code
+    cannot both pass it.
+    """
+    del schema_name  # the caller's connection is already in the user's schema
     if not user.totp_secret:
         return False
     step = _matching_step(user.totp_secret, code, time.time())
     if step is None:
         return False
-    try:
-        first_use = redis_client().set(_used_key(schema_name, user.pk, step), "1", nx=True,
-                                       ex=30 * (2 * VALID_STEPS + 2))
-    except (redis.RedisError, OSError) as error:
-        logger.warning("TOTP replay check unavailable: %s", error)
-        return True
+    first_use = User.objects.filter(pk=user.pk, totp_last_step__lt=step).update(totp_last_step=step)
+    if first_use:
+        user.totp_last_step = step
     return bool(first_use)
 
 
 def forget_used_codes(user: User, *, schema_name: str) -> None:
     """Let a code be used again (tests log the same user in several times within one 30 s step)."""
-    client = redis_client()
-    keys = list(client.scan_iter(match=f"{key_namespace()}:used:{schema_name}:{user.pk}:*"))
-    if keys:
-        client.delete(*keys)
+    del schema_name
+    User.objects.filter(pk=user.pk).update(totp_last_step=0)
 
 
 def enable_two_factor(user: User, secret: str, code: str, *, acting_user: Actor) -> bool:

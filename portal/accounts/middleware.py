@@ -9,6 +9,7 @@ answers 403. Token-authenticated API calls carry no session user here and are un
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,12 +19,40 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from core.accounts import two_factor
+from core.accounts import sessions, two_factor
 
 WITH_TWO_FACTOR_URLS = {
     "portal.urls_public": "portal.accounts.urls_public",
     "portal.urls_tenant": "portal.accounts.urls_tenant",
 }
+
+
+class IdleSessionMiddleware:
+    """Ends a session idle beyond its limit; moves the idle clock on a person's requests, not background refreshes."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            if sessions.idle_expired(request.session):
+                logout(request)  # its websockets are told to close (portal.accounts.signals)
+                if request.path.startswith("/api/") or sessions.BACKGROUND_HEADER in request.META:
+                    return JsonResponse({"detail": "Your session ended after a time without activity."}, status=401)
+                messages.info(request, "You were signed out after a time without activity.")
+                return redirect(f"{reverse('login', urlconf=getattr(request, 'urlconf', None))}?next={request.path}")
+            if request.META.get(sessions.BACKGROUND_HEADER) != "1":
+                sessions.note_action(request.session)
+        return self.get_response(request)
+
+
+def required_here(user: Any) -> bool:
+    """Whether `user` must use TOTP at this request's domain: provider staff, or the tenant says so."""
+    tenant = getattr(connection, "tenant", None)
+    return two_factor.two_factor_required(
+        user, connection.schema_name,  # type: ignore[attr-defined]  # django-tenants adds it to the connection
+        tenant_requires=bool(getattr(tenant, "require_two_factor", False)))
 
 
 class TwoFactorMiddleware:
@@ -39,7 +68,7 @@ class TwoFactorMiddleware:
             return self._refuse_unverified(request)
         if (
             user is not None and user.is_authenticated
-            and two_factor.two_factor_required(user, connection.schema_name)  # type: ignore[attr-defined]  # django-tenants adds it to the connection
+            and required_here(user)
             and not two_factor.has_two_factor(user)
         ):
             refusal = self._hold_for_enrollment(request)

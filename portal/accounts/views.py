@@ -24,6 +24,7 @@ from core.accounts.models import User
 from core.crypto import CredentialError, decrypt, encrypt
 from core.permissions import request_actor
 from portal.accounts.forms import CodeForm, attempt_for
+from portal.accounts.middleware import required_here
 
 PENDING_LOGIN_KEY = "_sluice_2fa_pending"
 ENROLL_SECRET_KEY = "_sluice_2fa_enroll"
@@ -101,10 +102,9 @@ def enroll(request: HttpRequest) -> HttpResponse:
     The secret is shown only here, before it is enabled; afterwards the page says TOTP is on and nothing else.
     """
     user: User = request.user  # type: ignore[assignment]
-    schema = connection.schema_name  # type: ignore[attr-defined]  # django-tenants adds it to the connection
     context: dict[str, Any] = {
         "tenant": getattr(request, "tenant", None), "enrolled": two_factor.has_two_factor(user),
-        "required": two_factor.two_factor_required(user, schema),
+        "required": required_here(user),
     }
     if context["enrolled"]:
         return render(request, "accounts/two_factor.html", context)
@@ -127,8 +127,8 @@ def enroll(request: HttpRequest) -> HttpResponse:
 def disable(request: HttpRequest) -> HttpResponse:
     """Turn TOTP off for oneself, allowed only to users who are not required to have it."""
     user: User = request.user  # type: ignore[assignment]
-    if two_factor.two_factor_required(user, connection.schema_name):  # type: ignore[attr-defined]  # django-tenants adds it to the connection
-        messages.error(request, "Your role requires two-factor sign-in; it cannot be turned off.")
+    if required_here(user):
+        messages.error(request, "Two-factor sign-in is required here; it cannot be turned off.")
     elif two_factor.has_two_factor(user):
         two_factor.disable_two_factor(user, acting_user=request_actor(request))
         messages.success(request, "Two-factor sign-in is off.")

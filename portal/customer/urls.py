@@ -19,6 +19,7 @@ urlpatterns = [
     path("prefixes/", views.prefixes, name="prefixes"),
     path("profile/", views.profile, name="profile"),
     path("users/", views.users, name="users"),
+    path("users/two-factor/", views.two_factor_requirement, name="two-factor-requirement"),
     path("tokens/", tokens.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("notifications/", notifications.channels, name="notifications"),

@@ -45,7 +45,7 @@ from portal.views import (
 )
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
 from tenants.models import Tenant
-from tenants.services import ProfileInput, request_prefix, update_service_profile
+from tenants.services import ProfileInput, request_prefix, set_two_factor_requirement, update_service_profile
 
 # States a customer wants on the dashboard: everything that is or may soon be on the network.
 BOARD_STATES = (*states.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
@@ -267,6 +267,18 @@ def users(request: HttpRequest) -> HttpResponse:
                 form = UserCreateForm()
     context = {"tenant": tenant, "users": User.objects.all(), "form": form, "created": created}
     return render(request, "customer/users.html", context)
+
+
+@role_required(UserRoleChoices.ADMIN)
+@require_POST
+def two_factor_requirement(request: HttpRequest) -> HttpResponse:
+    """The tenant's admin requires two-factor sign-in of all its users, or stops requiring it."""
+    tenant = _tenant(request)
+    required = request.POST.get("required") == "on"
+    set_two_factor_requirement(tenant, required, acting_user=request_actor(request))
+    messages.success(request, "Every user must now sign in with a code." if required
+                     else "Two-factor sign-in is now each user's choice.")
+    return redirect("customer:users")
 
 
 def _create_user(request: HttpRequest, tenant: Tenant, form: UserCreateForm) -> tuple[str, str] | None:

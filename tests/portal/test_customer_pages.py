@@ -15,7 +15,7 @@ from mitigation.choices import MitigationStateChoices
 from mitigation.models import Action, Attack, Decision, Deployment, Mitigation
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
 from tenants.models import Tenant, TenantPolicy
-from tests.support.world import World, signed_in
+from tests.support.world import OPERATOR_TOTP_SECRET, World, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,10 @@ def user_for(schema: str, role: str) -> User:
     with schema_context(schema):
         user = User.objects.filter(role=role, is_active=True).order_by("pk").first()
         if user is None:
-            user = User.objects.create_user(username=f"{role}-{schema}", password="unused-password-x9", role=role)
+            # Provider staff of every role must have TOTP; the world's code secret stands in for their app.
+            enrolled = {"totp_secret": OPERATOR_TOTP_SECRET} if schema == "public" else {}
+            user = User.objects.create_user(username=f"{role}-{schema}", password="unused-password-x9", role=role,
+                                            **enrolled)
         return user
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 
 import pyotp
@@ -85,8 +86,8 @@ def test_the_code_step_needs_the_password_step(world: World) -> None:
     assert client.get("/").status_code == 302
 
 
-@pytest.mark.parametrize("role", ["operator", "admin"])
-def test_staff_who_can_change_the_network_must_enroll_first(world: World, role: str) -> None:
+@pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
+def test_every_provider_staff_user_must_enroll_first(world: World, role: str) -> None:
     User.objects.create_user(username=f"new-{role}", password=STAFF_PASSWORD, role=role)
     client = Client(HTTP_HOST="localhost")
     assert client.post("/login/", {"username": f"new-{role}", "password": STAFF_PASSWORD}).status_code == 302
@@ -109,11 +110,7 @@ def test_an_unenrolled_operator_may_log_out(world: World) -> None:
     assert client.get("/account/two-factor/")["Location"].startswith("/login/")
 
 
-def test_viewers_and_customers_are_not_forced(world: World) -> None:
-    User.objects.create_user(username="new-viewer", password=STAFF_PASSWORD, role="viewer")
-    client = Client(HTTP_HOST="localhost")
-    client.post("/login/", {"username": "new-viewer", "password": STAFF_PASSWORD})
-    assert client.get("/soc/audit/").status_code == 200
+def test_customers_are_not_forced_unless_their_tenant_says_so(world: World) -> None:
     customer = Client(HTTP_HOST="globex.localhost")
     assert customer.post("/login/", {"username": "admin", "password": world.globex_admin_password}).status_code == 302
     assert customer.get("/").status_code == 200
@@ -139,3 +136,46 @@ def test_the_enrollment_uri_names_the_user_and_domain(world: World) -> None:
     client = client_as("acme", "viewer")
     page = client.get("/account/two-factor/")
     assert re.search(rb"otpauth://totp/Sluice:viewer%40acme.localhost\?secret=", page.content)
+
+
+def test_a_tenant_admin_requires_two_factor_of_all_its_users(world: World) -> None:
+    admin = client_as("globex", "admin")
+    assert admin.post("/users/two-factor/", {"required": "on"}).status_code == 302
+    try:
+        assert AuditEvent.objects.filter(action="tenant.two_factor_requirement", tenant_slug="globex").exists()
+        viewer = Client(HTTP_HOST="globex.localhost")
+        assert viewer.post("/login/", {"username": "viewer", "password": "viewer-test-password"}).status_code == 302
+        for page in ("/", "/prefixes/"):
+            response = viewer.get(page)
+            assert response.status_code == 302 and response["Location"] == "/account/two-factor/", page
+        enroll(viewer)
+        assert viewer.get("/prefixes/").status_code == 200
+        assert viewer.post("/account/two-factor/disable/").status_code == 302
+        with schema_context("globex"):
+            assert User.objects.get(username="viewer").totp_secret, "required: it cannot be turned off"
+        # Acme did not switch it on: its users are not held.
+        assert client_as("acme", "viewer").get("/").status_code == 200
+    finally:
+        admin.post("/users/two-factor/", {})
+    viewer_page = client_as("globex", "viewer").get("/")
+    assert viewer_page.status_code == 200, "switched off again"
+
+
+def test_only_a_tenant_admin_may_change_the_requirement(world: World) -> None:
+    assert client_as("globex", "viewer").post("/users/two-factor/", {"required": "on"}).status_code in (302, 403)
+    from tenants.models import Tenant
+
+    assert not Tenant.objects.get(slug="globex").require_two_factor
+
+
+def test_a_code_older_than_the_last_one_used_is_refused(world: World) -> None:
+    totp = pyotp.TOTP(OPERATOR_TOTP_SECRET)
+    with schema_context("public"):
+        forget_used_codes(User.objects.get(username="soc"), schema_name="public")
+    first, second = Client(HTTP_HOST="localhost"), Client(HTTP_HOST="localhost")
+    for client in (first, second):
+        client.post("/login/", {"username": "soc", "password": OPERATOR_PASSWORD})
+    step = totp.timecode(datetime.datetime.now(tz=datetime.UTC))
+    assert first.post("/login/verify/", {"code": totp.generate_otp(step + 1)}).status_code == 302
+    assert second.post("/login/verify/", {"code": totp.generate_otp(step)}).status_code == 200, \
+        "still inside the window, but older than the code already used"

@@ -71,13 +71,13 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def asgi_server(log_path: Path) -> Iterator[int]:
-    """The real ASGI server (daphne) serving the project on a free loopback port."""
+def asgi_server(log_path: Path, **env: str) -> Iterator[int]:
+    """The real ASGI server (daphne) serving the project on a free loopback port (`env`: extra settings)."""
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
-            cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=child_env(**env), stdout=log, stderr=subprocess.STDOUT,
         )
         try:
             wait_for_port(port, process=process)
