@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from collector.signals import AttackVector, SignalPhase
+from mitigation import customer_view
 from mitigation.models import Action, Attack, Decision, Deployment, Mitigation
 
 
@@ -58,6 +59,17 @@ class ActionSerializer(serializers.ModelSerializer):
         fields = ["id", "mitigation", "kind", "spec", "targets", "status", "reason", "refusal_code",
                   "refusal_reason", "created_at", "retired_at", "deployments"]
 
+    def to_representation(self, instance: Action) -> dict[str, Any]:
+        """For a customer: its route and how many elements carry it; no next hops, neighbors or element names."""
+        data = super().to_representation(instance)
+        if customer_slug(self.context) is None:
+            return data
+        shown = customer_view.action(instance)
+        return {"id": data["id"], "mitigation": data["mitigation"], "kind": shown.kind, "route": shown.route,
+                "status": shown.status, "reason": shown.reason, "refusal_code": data["refusal_code"],
+                "refusal_reason": shown.refusal, "created_at": data["created_at"], "retired_at": data["retired_at"],
+                "carried_on_elements": shown.carried_on, "failed_on_elements": shown.failed_on}
+
 
 class DecisionSerializer(serializers.ModelSerializer):
     center = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]  # read-only: no queryset to infer the row type from
@@ -65,6 +77,14 @@ class DecisionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Decision
         fields = ["id", "mitigation", "created_at", "level", "center", "reason", "inputs", "cost", "actor"]
+
+    def to_representation(self, instance: Decision) -> dict[str, Any]:
+        """For a customer: what was decided and in one clause why; no engine inputs, costs or operator names."""
+        data = super().to_representation(instance)
+        if customer_slug(self.context) is None:
+            return data
+        return {"id": data["id"], "mitigation": data["mitigation"], "created_at": data["created_at"],
+                "level": data["level"], "center": data["center"], "reason": customer_view.reason(instance.reason)}
 
 
 class MitigationSerializer(serializers.ModelSerializer):
@@ -79,19 +99,24 @@ class MitigationSerializer(serializers.ModelSerializer):
                   "hold_down_until", "last_error", "created_at", "updated_at", "activated_at", "ended_at", "actions"]
 
     def get_actions(self, mitigation: Mitigation) -> list[dict[str, Any]]:
-        return list(ActionSerializer(mitigation.actions.exclude(status="retired"), many=True).data)
+        serializer = ActionSerializer(mitigation.actions.exclude(status="retired"), many=True, context=self.context)
+        return list(serializer.data)
 
     def to_representation(self, instance: Mitigation) -> dict[str, Any]:
-        """A customer reads that its mitigation runs degraded, never which of the provider's elements is down."""
+        """A customer reads its mitigation in its own words (mitigation.customer_view), never provider internals."""
         data = super().to_representation(instance)
-        tenant = getattr(self.context.get("request"), "tenant", None)
-        customer = tenant is not None and tenant.schema_name != "public"
-        if customer and str(data.get("last_error", "")).startswith("degraded:"):
-            data["last_error"] = CUSTOMER_DEGRADED
+        slug = customer_slug(self.context)
+        if slug is not None:
+            data["reason"] = customer_view.reason(instance.reason)
+            data["approved_by"] = customer_view.actor(instance.approved_by, slug)
+            data["last_error"] = customer_view.error(instance.last_error)
         return data
 
 
-CUSTOMER_DEGRADED = "degraded: part of the provider's network is being repaired; the mitigation holds on the rest"
+def customer_slug(context: dict[str, Any]) -> str | None:
+    """The tenant's slug when the request comes from a customer's domain, None for the provider's."""
+    tenant = getattr(context.get("request"), "tenant", None)
+    return tenant.slug if tenant is not None and tenant.schema_name != "public" else None
 
 
 class MoveSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -151,10 +152,28 @@ class MitigationViewSet(viewsets.ReadOnlyModelViewSet):
             raise NotFound()
 
 
+class ActionFilter(django_filters.FilterSet):
+    # A plain number, not a choice among every mitigation: another tenant's id must answer like a missing one
+    # (an empty page), never "not a valid choice" for one and an empty page for the other.
+    mitigation = django_filters.NumberFilter(field_name="mitigation_id")
+
+    class Meta:
+        model = Action
+        fields = ["status", "kind"]
+
+
+class DecisionFilter(django_filters.FilterSet):
+    mitigation = django_filters.NumberFilter(field_name="mitigation_id")
+
+    class Meta:
+        model = Decision
+        fields: list[str] = []
+
+
 class ActionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ActionSerializer
     permission_classes = [RolePermission]
-    filterset_fields = ["status", "kind", "mitigation"]
+    filterset_class = ActionFilter
     queryset = Action.objects.none()
 
     def get_queryset(self) -> QuerySet[Action]:
@@ -164,7 +183,7 @@ class ActionViewSet(viewsets.ReadOnlyModelViewSet):
 class DecisionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = DecisionSerializer
     permission_classes = [RolePermission]
-    filterset_fields = ["mitigation"]
+    filterset_class = DecisionFilter
     queryset = Decision.objects.none()
 
     def get_queryset(self) -> QuerySet[Decision]:

@@ -21,8 +21,9 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from core.accounts.models import User
 from core.models import AuditEvent
-from mitigation import selectors
+from mitigation import customer_view, selectors
 from mitigation.models import Attack, Mitigation
 from portal.views import viewer_required
 from tenants.models import Tenant
@@ -53,15 +54,26 @@ def timeline(tenant: Tenant, mitigation: Mitigation) -> list[tuple[datetime.date
         for signal in attack.signals.all()
     ]
     rows += [
-        (decision.created_at, "decision", f"{decision.level}: {decision.reason}")
+        (decision.created_at, "decision", f"{decision.level}: {customer_view.reason(decision.reason)}")
         for decision in selectors.decisions_for(tenant).filter(mitigation=mitigation)
     ]
     audit = AuditEvent.objects.filter(
         Q(object_type=Mitigation._meta.label, object_id=str(mitigation.pk))
         | Q(object_type=Attack._meta.label, object_id=str(attack.pk))
     )
-    rows += [(event.created_at, event.action, f"{event.actor}: {event.reason}".rstrip(": ")) for event in audit]
+    own_users = set(User.objects.values_list("username", flat=True))  # the request is in the tenant's schema
+    rows += [(event.created_at, event.action,
+              f"{customer_view.actor(_actor_text(event, own_users), tenant.slug)}: {event.reason}".rstrip(": "))
+             for event in audit]
     return sorted(rows, key=lambda row: row[0])
+
+
+def _actor_text(event: AuditEvent, own_users: set[str]) -> str:
+    """The audit row's actor as Actor prints it (`kind:name@tenant` for the tenant's own users), for
+    customer_view.actor. A row keeps the object's tenant, not the actor's, so the tenant's own users are told
+    apart from the provider's by name."""
+    where = f"@{event.tenant_slug}" if event.actor_kind == "user" and event.actor in own_users else ""
+    return f"{event.actor_kind}:{event.actor}{where}"
 
 
 def _table(data: list[list[Any]], widths: list[float]) -> Table:
@@ -92,7 +104,7 @@ def mitigation_pdf(tenant: Tenant, mitigation: Mitigation) -> bytes:
         Paragraph(escape(f"{tenant.name}: attack report, mitigation {mitigation.pk}"), styles["Title"]),
         _table([["", ""], *summary], [40 * mm, 130 * mm]),
         Spacer(1, 6 * mm), Paragraph("Why", styles["Heading2"]),
-        Paragraph(escape(mitigation.reason or "—"), small),
+        Paragraph(escape(customer_view.reason(mitigation.reason) or "—"), small),
         Spacer(1, 4 * mm), Paragraph("Timeline", styles["Heading2"]),
         _table([["Time", "What", "Detail"]] + [[_when(at), what, Paragraph(escape(detail), small)]
                                              for at, what, detail in timeline(tenant, mitigation)],
@@ -102,7 +114,8 @@ def mitigation_pdf(tenant: Tenant, mitigation: Mitigation) -> bytes:
     actions = selectors.actions_for(tenant).filter(mitigation=mitigation)
     story.append(_table(
         [["Created", "Kind", "Status", "Reason"]]
-        + [[_when(action.created_at), action.kind, action.status, Paragraph(escape(action.reason), small)]
+        + [[_when(action.created_at), action.kind, action.status,
+            Paragraph(escape(customer_view.reason(action.reason)), small)]
            for action in actions],
         [38 * mm, 22 * mm, 20 * mm, 90 * mm],
     ))

@@ -23,7 +23,7 @@ from core.audit import record_audit
 from core.errors import ValidationProblem
 from core.models import AuditEvent
 from core.permissions import has_role
-from mitigation import selectors
+from mitigation import customer_view, selectors
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import Mitigation
 from mitigation.services import states
@@ -97,12 +97,21 @@ def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One mitigation: why (decisions and their reasons), what (actions) and where it stands (deployments)."""
     tenant = _tenant(request)
     mitigation = get_object_or_404(selectors.mitigations_for(tenant), pk=pk)
+    actions = selectors.actions_for(tenant).filter(mitigation=mitigation).prefetch_related("deployments")
     context = {
         "tenant": tenant,
         "mitigation": mitigation,
         "attack": mitigation.attack,
-        "actions": selectors.actions_for(tenant).filter(mitigation=mitigation).prefetch_related("deployments"),
-        "decisions": selectors.decisions_for(tenant).filter(mitigation=mitigation),
+        # In the customer's words only (mitigation.customer_view): no element names, next hops or operator names.
+        "shown": {
+            "reason": customer_view.reason(mitigation.reason),
+            "approved_by": customer_view.actor(mitigation.approved_by, tenant.slug),
+            "withdraw_requested_by": customer_view.actor(mitigation.withdraw_requested_by, tenant.slug),
+            "error": customer_view.error(mitigation.last_error),
+        },
+        "actions": [customer_view.action(action) for action in actions],
+        "decisions": [(d, customer_view.reason(d.reason))
+                      for d in selectors.decisions_for(tenant).filter(mitigation=mitigation)],
         "can_act": has_role(request.user, UserRoleChoices.OPERATOR),
         "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
         "can_withdraw": mitigation.state in states.LIVE_STATES,
@@ -124,18 +133,16 @@ def mitigation_report(request: HttpRequest, pk: int) -> HttpResponse:
     writer.writerow(["attack", attack.started_at.isoformat(), str(attack.target), attack.status,
                      f"{','.join(attack.vectors)}; peak {attack.peak_bps} bit/s, {attack.peak_pps} pkt/s"])
     writer.writerow(["mitigation", mitigation.created_at.isoformat(), mitigation.level, mitigation.state,
-                     mitigation.reason])
+                     customer_view.reason(mitigation.reason)])
     for decision in selectors.decisions_for(tenant).filter(mitigation=mitigation).order_by("created_at", "id"):
         center = decision.center.name if decision.center else ""
-        writer.writerow(["decision", decision.created_at.isoformat(), decision.level, center, decision.reason])
+        writer.writerow(["decision", decision.created_at.isoformat(), decision.level, center,
+                         customer_view.reason(decision.reason)])
     actions = selectors.actions_for(tenant).filter(mitigation=mitigation).prefetch_related("deployments")
     for action in actions:
-        route = action.spec.get("prefix") or action.spec.get("destination") or ""
-        writer.writerow(["action", action.created_at.isoformat(), f"{action.kind} {route}", action.status,
-                         action.reason])
-        for deployment in action.deployments.all():
-            writer.writerow(["deployment", deployment.verified_at.isoformat(), deployment.element, deployment.state,
-                             deployment.detail])
+        shown = customer_view.action(action)
+        writer.writerow(["action", action.created_at.isoformat(), f"{shown.kind} {shown.route}", shown.status,
+                         f"{shown.reason}; carried on {shown.carried_on} element(s)"])
     return response
 
 

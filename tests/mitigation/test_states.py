@@ -6,6 +6,7 @@ is held inside its run (after it read the mitigations) while the other thread wi
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,7 +28,7 @@ CUSTOMER = Actor("user", "acme:admin")
 
 def test_the_table_allows_the_lifecycle_and_nothing_backwards() -> None:
     path = [S.DETECTED, S.PLANNED, S.AWAITING_APPROVAL, S.APPLYING, S.ACTIVE, S.WITHDRAWING, S.ENDED, S.DETECTED]
-    for source, target in zip(path, path[1:], strict=False):
+    for source, target in itertools.pairwise(path):
         assert states.allowed(source, target), (source, target)
     for source, target in [(S.WITHDRAWING, S.APPLYING), (S.WITHDRAWING, S.ACTIVE), (S.ENDED, S.ACTIVE),
                            (S.REJECTED, S.APPLYING), (S.ACTIVE, S.DETECTED), (S.FAILED, S.ACTIVE)]:
