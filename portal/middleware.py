@@ -91,5 +91,8 @@ class TenantWebsocketMiddleware:
         if tenant is None:
             await send({"type": "websocket.close", "code": 4404})
             return None
+        if not tenant.is_public and tenant.status != "active":
+            await send({"type": "websocket.close", "code": 4403})  # a suspended tenant's live view is closed too
+            return None
         return await self.inner({**scope, "tenant": tenant, "user": user,
                                  "session_key": session_key_from_scope(scope)}, receive, send)

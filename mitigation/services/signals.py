@@ -66,6 +66,9 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
         _end_signalled(attack, now)
         return attack
     tenant = attribute_target(target)
+    if attack is not None and attack.tenant_id != (tenant.pk if tenant else None):
+        _close_for_moved_prefix(attack, tenant, acting_user, now)
+        attack = None
     created = attack is None
     if attack is None:
         attack = Attack.objects.create(tenant=tenant, target=target, started_at=now)
@@ -109,6 +112,26 @@ def _changes_the_plan(attack: Attack, before: tuple[set[str], set[str]]) -> bool
         return True
     return any(abs(now - planned) > PLANNING_CHANGE * planned
                for now, planned in ((attack.bps, attack.planned_bps), (attack.pps, attack.planned_pps)))
+
+
+def _close_for_moved_prefix(attack: Attack, owner: Tenant | None, acting_user: Actor, now: datetime.datetime) -> None:
+    """The target's prefix now belongs to another tenant (or to none): the old tenant's attack ends here and the
+    signal starts a new one for the owner, so the two tenants' signals, figures and mitigations never mix. The old
+    mitigation is withdrawn (its actions also fail the apply-time gate, which no longer finds the prefix its own).
+    """
+    why = f"the prefix of {attack.target} moved to {owner.slug if owner else 'no tenant'}"
+    mitigation = Mitigation.objects.filter(attack=attack).first()
+    if mitigation is not None:
+        mitigation = states.locked([mitigation.pk])[0]
+        if mitigation.state in states.LIVE_STATES:
+            states.transition(mitigation, MitigationStateChoices.WITHDRAWING, acting_user=acting_user,
+                              action="mitigation.prefix_moved", reason=why, now=now)
+            jobs.converge_after_commit()
+    attack.status, attack.ended_at = AttackStatusChoices.ENDED, now
+    attack.save(update_fields=["status", "ended_at"])
+    record_audit(acting_user, "attack.prefix_moved", tenant_slug=attack.tenant.slug if attack.tenant else "",
+                 obj=attack, reason=why)
+    publish("attack.ended", attack_event(attack), tenant_schema=attack.tenant.schema_name if attack.tenant else None)
 
 
 def _held_back(attack: Attack, tenant: Tenant, acting_user: Actor, created: bool) -> bool:

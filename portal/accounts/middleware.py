@@ -27,6 +27,28 @@ WITH_TWO_FACTOR_URLS = {
 }
 
 
+class SuspendedTenantMiddleware:
+    """Nothing at a suspended tenant's domain answers but a refusal: no sign-in, no session, no token works.
+
+    Its signals are still recorded (they come from the provider's detectors, at the provider's domain), and the
+    apply-time gate withdraws its mitigations; the SOC keeps full access to it.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        tenant = getattr(request, "tenant", None)
+        if tenant is None or tenant.schema_name == "public" or tenant.status == "active":
+            return self.get_response(request)
+        if request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+            return self.get_response(request)
+        detail = "This account is suspended. Contact your provider."
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": detail}, status=403)
+        return HttpResponse(detail, status=403, content_type="text/plain")
+
+
 class IdleSessionMiddleware:
     """Ends a session idle beyond its limit; moves the idle clock on a person's requests, not background refreshes."""
 
