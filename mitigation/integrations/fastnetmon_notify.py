@@ -2,7 +2,8 @@
 """FastNetMon notify script: forwards FastNetMon's ban / attack_details / unban to Sluice's signal API.
 
 FastNetMon runs its `notify_script_path` as `<script> <ip> <direction> <pps> <action>` and writes the attack
-details (JSON in FastNetMon 1.2, text in older versions) to its stdin. This script turns that into one
+details to its stdin: as text in the community edition up to 1.2.x (Debian's 1.2.4 has no other format: one
+`Name: value unit` line per counter, a blank line, then the packet dump), as JSON in later versions. This script turns that into one
 `POST /api/v1/signals/` with the token in SLUICE_TOKEN to the Sluice at SLUICE_URL.
 
 It must never hold FastNetMon up: stdin is always drained (FastNetMon expects it to be read), reading and the HTTP
@@ -53,7 +54,11 @@ ATTACK_TYPES = {
 }
 PROTOCOL_VECTORS = {"tcp": "tcp_flood", "udp": "udp_flood", "icmp": "icmp_flood"}
 # packet_dump lines look like "... 192.0.2.1:53 > 203.0.113.5:40000 protocol: udp ..."
-DUMP_SOURCE = re.compile(r"(?P<src>[0-9a-fA-F:.]+?):\d+ > ")
+DUMP_SOURCE = re.compile(r"(?P<src>[0-9a-fA-F:.]+?):(?P<port>\d+) > \S+ protocol: (?P<protocol>\w+)")
+# Reflected UDP by its source port (the services Sluice names amplification vectors after; a copy of
+# collector.signals.AMPLIFICATION_SOURCE_PORTS, as this script runs stand-alone on the FastNetMon host).
+AMPLIFICATION_PORTS = {53: "dns_amplification", 123: "ntp_amplification", 11211: "memcached_amplification",
+                       1900: "ssdp_amplification", 389: "cldap_amplification", 19: "chargen_amplification"}
 
 
 class UsageError(Exception):
@@ -88,15 +93,63 @@ def read_details(stream: BinaryIO, timeout: float = STDIN_TIMEOUT_SECONDS, limit
 
 
 def parse_details(raw: bytes) -> dict[str, Any]:
-    """The attack details object from FastNetMon's stdin; empty when absent or not JSON (older text format)."""
+    """The attack details from FastNetMon's stdin, JSON or text, as the JSON format names them; empty when absent."""
     text = raw.decode("utf-8", errors="replace").strip()
-    if not text.startswith("{"):
+    if not text:
         return {}
+    if not text.startswith("{"):
+        return parse_text_details(text)
     try:
         data = json.loads(text)
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# A counter line of the text format: "Incoming udp pps: 4268 packets per second", "Total incoming traffic: 47 mbps".
+TEXT_LINE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z ]*?):\s*(?P<value>\S+)(?:\s+(?P<unit>.*?))?\s*$")
+
+
+def parse_text_details(text: str) -> dict[str, Any]:
+    """FastNetMon 1.2.x's text details, named as its JSON format names them.
+
+    Counters come as "Name: value unit" lines; "mbps" are megabits (bytes * 8 / 10^6, truncated), so the traffic
+    in bits is taken from the packet rate and the average packet size when both are there, which is exact.
+    The packet dump follows the first blank line after the counters.
+    """
+    details: dict[str, Any] = {}
+    dump: list[str] = []
+    for line in text.splitlines():
+        if DUMP_SOURCE.search(line):
+            dump.append(line)
+            continue
+        match = TEXT_LINE.match(line.strip())
+        if match is None:
+            continue
+        name = match.group("name").strip().lower().replace(" ", "_")
+        value, unit = match.group("value"), (match.group("unit") or "").strip().lower()
+        if unit == "mbps":
+            details[f"{name}_bits"] = _float(value) * 1_000_000
+        elif unit.startswith("packets per second"):
+            details[name] = _float(value)
+        elif name.startswith("average_packet_size_for_"):
+            details[name] = _float(value)
+        elif unit.startswith("flows per second"):
+            details[name] = _float(value)
+        else:
+            details[name] = value
+    size = details.get("average_packet_size_for_incoming_traffic")
+    pps = details.get("total_incoming_pps")
+    if size and pps:
+        details["total_incoming_traffic_bits"] = float(pps) * float(size) * 8
+    return {"attack_details": details, "packet_dump": dump} if details else {}
+
+
+def _float(value: str) -> float:
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 0.0
 
 
 def _number(details: Mapping[str, Any], name: str) -> int:
@@ -131,6 +184,24 @@ def fastnetmon_vectors(details: Mapping[str, Any]) -> list[str]:
         protocol = str(details.get("attack_protocol", "")).lower()
         vectors = [PROTOCOL_VECTORS.get(protocol, "other")]
     return vectors
+
+
+def amplification(packet_dump: object) -> str | None:
+    """The amplification vector FastNetMon's own packet dump shows: most UDP packets from one service's port."""
+    if not isinstance(packet_dump, list):
+        return None
+    ports: Counter[int] = Counter()
+    udp = 0
+    for line in packet_dump:
+        match = DUMP_SOURCE.search(str(line))
+        if match is None or match.group("protocol").lower() != "udp":
+            continue
+        udp += 1
+        ports[int(match.group("port"))] += 1
+    if not udp:
+        return None
+    port, count = ports.most_common(1)[0]
+    return AMPLIFICATION_PORTS.get(port) if count >= VECTOR_SHARE * udp and count >= 5 else None
 
 
 def top_sources(packet_dump: object, limit: int = TOP_SOURCES) -> list[str]:
@@ -172,9 +243,14 @@ def build_signal(argv: Sequence[str], details_raw: bytes) -> dict[str, Any] | No
     details = details if isinstance(details, dict) else {}
     pps = _number(details, "total_incoming_pps") or _number({"pps": pps_text}, "pps")
     bps = _number(details, "total_incoming_traffic_bits") or _number(details, "total_incoming_traffic") * 8
+    vectors = fastnetmon_vectors(details)
+    reflected = amplification(data.get("packet_dump"))
+    if reflected and "udp_flood" in vectors:
+        # FastNetMon says "UDP flood"; its own packet dump says from which service's port: the more exact name.
+        vectors = [reflected if vector == "udp_flood" else vector for vector in vectors]
     return {
         "target": target,
-        "vectors": fastnetmon_vectors(details),
+        "vectors": vectors,
         "bps": bps,
         "pps": pps,
         "phase": PHASES[action],

@@ -138,3 +138,14 @@ def test_past_the_signal_rate_a_token_gets_429_with_retry_after_and_another_toke
     assert "error" in refused.json()
     assert post("localhost", other, GOOD).status_code == 202
     caches["throttle"].clear()
+
+
+def test_an_update_before_any_start_starts_the_attack(world: World) -> None:
+    """FastNetMon may call attack_details (an update) before ban (the start): the update is not lost."""
+    token = token_for("public", "soc", ["signals"])
+    response = post("localhost", token, {**GOOD, "target": "203.0.113.199", "phase": "update",
+                                         "detector": "fastnetmon"})
+    assert response.status_code == 202
+    attack = Attack.objects.get(target="203.0.113.199/32", status="active")
+    again = post("localhost", token, {**GOOD, "target": "203.0.113.199", "phase": "start", "detector": "fastnetmon"})
+    assert again.status_code == 202 and again.json()["id"] == attack.pk

@@ -76,9 +76,42 @@ def test_json_without_arguments_carries_ip_and_action() -> None:
     assert body is not None and (body["target"], body["phase"], body["pps"]) == ("203.0.113.5", "start", 180_000)
 
 
-def test_text_details_of_older_versions_fall_back_to_the_arguments() -> None:
+def test_short_text_details_fall_back_to_the_arguments_for_what_they_lack() -> None:
     body = build_signal(["203.0.113.5", "incoming", "52000", "ban"], b"IP: 203.0.113.5\nAttack type: syn_flood\n")
-    assert body is not None and (body["pps"], body["bps"], body["vectors"]) == (52000, 0, ["other"])
+    assert body is not None and (body["pps"], body["bps"], body["vectors"]) == (52000, 0, ["syn_flood"])
+
+
+# Captured from Debian's fastnetmon 1.2.4 (notify_script_pass_details = on, its only details format: text),
+# fed by netsim.flowgen: an IPFIX TCP SYN stream (IPFIX as sent carries no TCP flags FastNetMon reads, so it saw
+# "tcp", attack type "unknown") and an sFlow DNS reflection (it saw "udp_flood"; its packet dump shows port 53).
+CAPTURED = Path(__file__).resolve().parent / "fixtures" / "fastnetmon-1.2.4"
+
+
+@pytest.mark.parametrize(
+    ("capture", "expected"),
+    [
+        ("ipfix-syn-flood-ban", ("203.0.113.50", "start", ["tcp_flood"], 2_568_000, 5_350)),
+        ("ipfix-syn-flood-attack_details", ("203.0.113.50", "update", ["tcp_flood"], 2_568_000, 5_350)),
+        ("ipfix-syn-flood-unban", ("203.0.113.50", "end", ["other"], 0, 5_350)),
+        ("sflow-dns-amplification-ban", ("203.0.113.51", "start", ["udp_flood"], 47_801_600, 4_268)),
+        ("sflow-dns-amplification-attack_details", ("203.0.113.51", "update", ["dns_amplification"], 47_801_600,
+                                                    4_268)),
+    ],
+)
+def test_what_fastnetmon_1_2_4_really_sends_is_read_as_it_saw_it(capture: str, expected: tuple) -> None:
+    argv = (CAPTURED / f"{capture}.argv").read_text().split()
+    body = build_signal(argv, (CAPTURED / f"{capture}.stdin").read_bytes())
+    assert body is not None
+    assert (body["target"], body["phase"], body["vectors"], body["bps"], body["pps"]) == expected
+    if capture.endswith("attack_details"):
+        assert len(body["top_sources"]) == 5 and all(s.startswith("100.64.") for s in body["top_sources"])
+
+
+def test_the_text_traffic_is_exact_from_the_packet_size_not_the_truncated_megabits() -> None:
+    text = (CAPTURED / "sflow-dns-amplification-ban.stdin").read_text()
+    assert "Total incoming traffic: 47 mbps" in text and "Average packet size for incoming traffic: 1400.0" in text
+    body = build_signal(["203.0.113.51", "incoming", "4268", "ban"], text.encode())
+    assert body is not None and body["bps"] == 4268 * 1400 * 8
 
 
 @pytest.mark.parametrize(
