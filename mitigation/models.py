@@ -92,6 +92,31 @@ class Attack(models.Model):
         return self.tenant_id is None
 
 
+class DetectorReport(models.Model):
+    """One detector's latest word on one attack: its figures, vectors and sources, and whether it says it ended.
+
+    An attack seen by several detectors (the flow collector, FastNetMon, a partner's detector) takes its figures
+    from the live reports (see mitigation.services.signals.merge_reports), so no detector overwrites another.
+    """
+
+    attack = models.ForeignKey("Attack", on_delete=models.CASCADE, related_name="reports")
+    detector = models.CharField(max_length=100)
+    phase = models.CharField(max_length=10)
+    vectors = ArrayField(models.CharField(max_length=40), default=list)
+    bps = models.BigIntegerField(default=0)
+    pps = models.BigIntegerField(default=0)
+    top_sources = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["detector"]
+        constraints = [models.UniqueConstraint(fields=["attack", "detector"], name="detector_report_one_per_attack")]
+
+    def __str__(self) -> str:
+        return f"{self.detector} on {self.attack_id}: {self.phase}"
+
+
 class SignalRecord(models.Model):
     """Every signal as received, kept so that none is lost and an attack's history can be replayed."""
 

@@ -44,6 +44,17 @@ class AttackSerializer(serializers.ModelSerializer):
     def get_target(self, attack: Attack) -> str:
         return str(attack.target)
 
+    def to_representation(self, instance: Attack) -> dict[str, Any]:
+        """Operators also read each detector's last report; customers read the merged attack only."""
+        data = super().to_representation(instance)
+        if customer_slug(self.context) is None and self.context.get("request") is not None:
+            data["reports"] = [
+                {"detector": r.detector, "phase": r.phase, "vectors": r.vectors, "bps": r.bps, "pps": r.pps,
+                 "top_sources": r.top_sources, "first_seen": r.first_seen, "last_seen": r.last_seen}
+                for r in instance.reports.all()
+            ]
+        return data
+
 
 class DeploymentSerializer(serializers.ModelSerializer):
     class Meta:

@@ -130,11 +130,7 @@ def parse_text_details(text: str) -> dict[str, Any]:
         value, unit = match.group("value"), (match.group("unit") or "").strip().lower()
         if unit == "mbps":
             details[f"{name}_bits"] = _float(value) * 1_000_000
-        elif unit.startswith("packets per second"):
-            details[name] = _float(value)
-        elif name.startswith("average_packet_size_for_"):
-            details[name] = _float(value)
-        elif unit.startswith("flows per second"):
+        elif unit.startswith(("packets per second", "flows per second")) or name.startswith("average_packet_size"):
             details[name] = _float(value)
         else:
             details[name] = value

@@ -15,7 +15,7 @@ from core.audit import record_audit
 from core.events import publish
 from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
-from mitigation.models import Attack, Mitigation, SignalRecord
+from mitigation.models import Attack, DetectorReport, Mitigation, SignalRecord
 from mitigation.services import states
 from tenants.choices import TenantStatusChoices
 from tenants.models import Tenant, TenantPolicy, VerifiedPrefix
@@ -63,6 +63,12 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
         if attack is None:
             return None
         _log(attack, signal, acting_user)
+        _report(attack, signal, now)
+        if merge_reports(attack, now):
+            # Another detector still sees it: this one's word ends its own report, not the attack.
+            attack.save()
+            publish("attack.updated", attack_event(attack), tenant_schema=_schema(attack))
+            return attack
         _end_signalled(attack, now)
         return attack
     tenant = attribute_target(target)
@@ -73,7 +79,13 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
     if attack is None:
         attack = Attack.objects.create(tenant=tenant, target=target, started_at=now)
     before = (set(attack.vectors), set(attack.top_sources))
-    _absorb(attack, signal, now)
+    _report(attack, signal, now)
+    merge_reports(attack, now)
+    if signal.detector not in attack.detectors:
+        attack.detectors = [*attack.detectors, signal.detector]
+    attack.last_signal_at = now
+    attack.end_signalled_at = None
+    attack.save()
     replan = created or _changes_the_plan(attack, before)
     _log(attack, signal, acting_user)
     publish("attack.started" if created else "attack.updated", attack_event(attack),
@@ -154,17 +166,47 @@ def _held_back(attack: Attack, tenant: Tenant, acting_user: Actor, created: bool
     return True
 
 
-def _absorb(attack: Attack, signal: AttackSignal, now: datetime.datetime) -> None:
-    attack.vectors = sorted(set(attack.vectors) | {str(v) for v in signal.vectors})
-    attack.bps, attack.pps = signal.bps, signal.pps
-    attack.peak_bps, attack.peak_pps = max(attack.peak_bps, signal.bps), max(attack.peak_pps, signal.pps)
-    if signal.top_sources:
-        attack.top_sources = list(signal.top_sources[:MAX_TOP_SOURCES])
-    if signal.detector not in attack.detectors:
-        attack.detectors = [*attack.detectors, signal.detector]
-    attack.last_signal_at = now
-    attack.end_signalled_at = None
-    attack.save()
+def _report(attack: Attack, signal: AttackSignal, now: datetime.datetime) -> DetectorReport:
+    """Keep this detector's latest word on the attack (its sources stay when a signal carries none)."""
+    report, _ = DetectorReport.objects.get_or_create(attack=attack, detector=signal.detector,
+                                                     defaults={"first_seen": now})
+    report.phase, report.last_seen = str(signal.phase), now
+    if signal.phase != SignalPhase.END:
+        report.vectors = [str(v) for v in signal.vectors]
+        report.bps, report.pps = signal.bps, signal.pps
+        if signal.top_sources:
+            report.top_sources = list(signal.top_sources[:MAX_TOP_SOURCES])
+    report.save()
+    return report
+
+
+def merge_reports(attack: Attack, now: datetime.datetime) -> list[DetectorReport]:
+    """The attack's figures from its detectors' live reports; returns the live ones (none: every detector ended
+    it or went silent).
+
+    The rule: bps and pps are the largest among the live reports, because detectors see the attack at different
+    points and with different sampling (a flow collector on the edge, FastNetMon behind it, a partner's detector),
+    a detector that sees less (or reports no figures, as FastNetMon's unban) never lowers another's, and capacity
+    planning must hold what the largest live view says. Vectors are the union of every report's. Sources come from
+    the live report that saw the most traffic and named some. Live: not ended, and heard from within
+    SLUICE_SIGNAL_EXPIRY_MINUTES.
+    """
+    silent_after = now - datetime.timedelta(minutes=settings.SLUICE_SIGNAL_EXPIRY_MINUTES)
+    reports = list(DetectorReport.objects.filter(attack=attack))
+    live = [r for r in reports if r.phase != SignalPhase.END and r.last_seen >= silent_after]
+    if not live:
+        return []
+    attack.bps, attack.pps = max(r.bps for r in live), max(r.pps for r in live)
+    attack.peak_bps, attack.peak_pps = max(attack.peak_bps, attack.bps), max(attack.peak_pps, attack.pps)
+    attack.vectors = sorted(set(attack.vectors).union(*(r.vectors for r in reports if r.phase != SignalPhase.END)))
+    sourced = [r for r in live if r.top_sources]
+    if sourced:
+        attack.top_sources = list(max(sourced, key=lambda r: (r.bps, r.pps)).top_sources)
+    return live
+
+
+def _schema(attack: Attack) -> str | None:
+    return attack.tenant.schema_name if attack.tenant else None
 
 
 def _log(attack: Attack, signal: AttackSignal, acting_user: Actor) -> None:
