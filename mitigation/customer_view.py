@@ -21,7 +21,7 @@ OVERRIDE = re.compile(r"^Operator override by [^.]*\.\s*")
 def reason(text: str) -> str:
     """The decision in one clause ("divert to Frankfurt"): no center headroom, costs or operator names."""
     overridden = bool(OVERRIDE.match(text or ""))
-    head = OVERRIDE.sub("", text or "").split(". ", 1)[0].strip()
+    head = OVERRIDE.sub("", text or "").split(". ", 1)[0]
     return f"{head} (chosen by {PROVIDER})" if overridden and head else head
 
 

@@ -105,10 +105,10 @@ def test_dashboard_never_shows_another_tenants_attacks(world: World) -> None:
     assert "198.51.100.7" not in body
 
 
-def test_mitigation_detail_shows_actions_deployments_and_decisions(world: World, acme_mitigation: Mitigation) -> None:
+def test_mitigation_detail_shows_actions_and_decisions(world: World, acme_mitigation: Mitigation) -> None:
     body = client_as("acme", "viewer").get(f"/mitigations/{acme_mitigation.pk}/").content.decode()
     assert "udp flood fits FlowSpec" in body
-    assert "speaker:s1: absent" in body
+    assert "not yet verified" in body and "speaker:s1" not in body, "how far it is, not on which element"
     assert "Approve" not in body  # a viewer gets no buttons
 
 
@@ -239,11 +239,10 @@ def test_admin_creates_a_user_and_sees_the_password_once(world: World) -> None:
     assert again.context["form"].errors["username"]
 
 
-def test_report_csv_lists_attack_decisions_actions_and_deployments(world: World, acme_mitigation: Mitigation) -> None:
+def test_report_csv_lists_attack_decisions_and_actions(world: World, acme_mitigation: Mitigation) -> None:
     response = client_as("acme", "viewer").get(f"/mitigations/{acme_mitigation.pk}/report.csv")
     assert response["Content-Type"] == "text/csv"
     lines = response.content.decode().splitlines()
-    assert [line.split(",")[0] for line in lines] == [
-        "section", "attack", "mitigation", "decision", "action", "deployment"
-    ]
-    assert "203.0.113.10/32" in lines[1] and "speaker:s1" in lines[5]
+    assert [line.split(",")[0] for line in lines] == ["section", "attack", "mitigation", "decision", "action"]
+    assert "203.0.113.10/32" in lines[1] and "carried on 0 element(s)" in lines[4]
+    assert "speaker:s1" not in response.content.decode(), "element names are the provider's"
