@@ -83,6 +83,10 @@ if PRODUCTION and not SLUICE_CREDENTIALS_KEY.strip():
 SLUICE_DATA_DIR = Path(os.environ.get("SLUICE_DATA_DIR", BASE_DIR / "var"))
 # An attack whose detector falls silent without an end signal is treated as ended after this long.
 SLUICE_SIGNAL_EXPIRY_MINUTES = int(os.environ.get("SLUICE_SIGNAL_EXPIRY_MINUTES", "30"))
+# Detection (the flow collector): a prefix-wide (carpet-bombing) threshold is the host threshold times the square
+# root of the prefix's size, at most this; a prefix also alarms at this factor of its learned baseline (0: off).
+SLUICE_CARPET_MULTIPLIER_MAX = float(os.environ.get("SLUICE_CARPET_MULTIPLIER_MAX", "64"))
+SLUICE_BASELINE_FACTOR = float(os.environ.get("SLUICE_BASELINE_FACTOR", "4"))
 SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5"))
 # A network element that failed its push is retried after RETRY_BASE * 2^(failures-1) seconds, at most RETRY_MAX.
 # The longest one convergence waits for a router's push; a router slower than that (hung mid-RPC) is marked timed

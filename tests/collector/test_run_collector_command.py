@@ -19,6 +19,7 @@ from collector.signals import AttackSignal, AttackVector, SignalPhase
 from devices.models import Router
 from mitigation.management.commands.run_collector import (
     SignalRecorder,
+    carpet_multiplier,
     collect,
     default_listen,
     load_prefixes,
@@ -74,6 +75,16 @@ def test_prefixes_carry_tenant_thresholds_unless_the_prefix_has_its_own(world: W
                                                            policy.detection_threshold_bps)  # fmt: skip
     assert prefixes["198.51.100.0/24"].tenant == "globex"
     assert prefixes["198.51.100.0/24"].host_pps == 5_000
+
+
+@pytest.mark.django_db
+def test_a_prefix_wide_threshold_scales_with_the_prefix_and_baselines_are_on(world: World) -> None:
+    prefixes = {p.cidr: p for p in load_prefixes()}
+    v4, v6 = prefixes["203.0.113.0/24"], prefixes["2001:db8:100::/48"]
+    assert v4.prefix_pps == v4.host_pps * 16, "a /24 carries sixteen hosts' worth before it is carpet bombing"
+    assert v6.prefix_pps == v6.host_pps * 64, "capped for huge prefixes"
+    assert v4.baseline_factor == 4.0 and v4.baseline_min_bps == v4.host_bps // 4
+    assert carpet_multiplier("203.0.113.7/32") == 1.0 and carpet_multiplier("203.0.113.0/30") == 4.0
 
 
 def test_database_errors_keep_signals_queued_in_order_and_bounded() -> None:
