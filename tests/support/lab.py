@@ -94,6 +94,8 @@ def running_lab(
     bird = BirdRouter(base, "bird", bird_address, 65020, [BirdPeer(speaker_address, 65010)], port=bgp_port)
     speaker: ExaBgpProcess | None = None
     try:
+        # The router's upstream session is up, as its telemetry poll (beat, when a test runs it) will read it.
+        emulator.set_bgp_neighbor("198.51.100.201", remote_as=64500)
         emulator.start()
         if second is not None:
             second.start()
