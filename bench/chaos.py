@@ -365,7 +365,8 @@ def run(postgres: Postgres, redis_server: Redis) -> None:
                 except TimeoutError:
                     print(f"# {name}: NOT converged {CONVERGE_LIMIT_S:g} s after it cleared", flush=True)
                 converge.setdefault(name, []).append(time.monotonic() - cleared)
-                print(f"# {name}: converged {converge[name][-1]:.1f} s after it cleared", flush=True)
+                print(f"# {name}: converged {converge[name][-1]:.1f} s after it cleared; BIRD withdrawals so far "
+                      f"{withdrawals(lab) - withdraws_before}", flush=True)
         flaps = withdrawals(lab) - withdraws_before
 
         with ThreadPoolExecutor(max_workers=16) as pool:

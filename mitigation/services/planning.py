@@ -125,7 +125,7 @@ def never_block_list() -> tuple[str, ...]:
     return tuple(str(p) for p in NeverBlockPrefix.objects.values_list("prefix", flat=True))
 
 
-STUCK_AFTER_S = 10
+STUCK_AFTER_S = 5
 
 
 def stuck_in_planning(now: datetime.datetime | None = None) -> bool:
