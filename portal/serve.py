@@ -1,11 +1,11 @@
-"""The web tier: several daphne processes accepting on one listening socket, so the API uses every core.
+"""The web tier: several daphne processes on one port, so the API uses every core.
 
     python -m portal.serve --bind 127.0.0.1 --port 8000 [--workers N]
 
 One daphne process runs Django's sync views under one interpreter lock, so it tops out near one core; a detector
-burst then queues behind it. This binds the socket once and starts N daphne processes on it (`daphne --fd`), each
-taking connections as it is free. Websockets work across them: live events travel through the Redis channel layer.
-A process that exits is started again; SIGTERM or SIGINT stops them all.
+burst then queues behind it. This binds one socket per process on the same port (SO_REUSEPORT: the kernel spreads
+connections over them) and starts a daphne process on each (`daphne --fd`). Websockets work across them: live
+events travel through the Redis channel layer. A process that exits is started again; SIGTERM or SIGINT stops them.
 """
 
 from __future__ import annotations
@@ -30,17 +30,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     args = parser.parse_args(argv)
     family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((args.bind, args.port))
-    listener.listen(1024)
-    fd = listener.fileno()
-    command = [sys.executable, "-m", "daphne", "--fd", str(fd), "portal.asgi:application"]
+    listeners = []
+    for _ in range(max(1, args.workers)):
+        # One socket per process on the same port (SO_REUSEPORT): the kernel spreads new connections over them,
+        # so long-lived keep-alive connections (a detector's) do not all pile onto the process that accepted first.
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((args.bind, args.port))
+        listener.listen(1024)
+        listeners.append(listener)
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(command, pass_fds=(fd,))
+    def start(index: int) -> subprocess.Popen[bytes]:
+        fd = listeners[index].fileno()
+        return subprocess.Popen([sys.executable, "-m", "daphne", "--fd", str(fd), "portal.asgi:application"],
+                                pass_fds=(fd,))
 
-    processes = [start() for _ in range(max(1, args.workers))]
+    processes = [start(index) for index in range(len(listeners))]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         for index, process in enumerate(processes):
             if process.poll() is not None and not stopping:
                 print(f"web: daphne {process.pid} exited ({process.returncode}); starting another", flush=True)
-                processes[index] = start()
+                processes[index] = start(index)
         time.sleep(0.5)
     for process in processes:
         process.terminate()
