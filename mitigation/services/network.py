@@ -66,7 +66,7 @@ EDGE_TARGET = "edge"
 CONFIRM_MINUTES = 2
 # An element lock lives this long unless its holder renews it (every third of it, while it works): short, so a
 # worker killed mid-push holds its elements up for a few seconds, not for a push timeout.
-LOCK_TTL_S = 6
+LOCK_TTL_S = 4
 # How long a convergence waits, in all, for elements another job holds before leaving them to that job.
 LOCK_WAIT_S = 10
 
