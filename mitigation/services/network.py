@@ -336,7 +336,10 @@ def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required
                    for router, intent in targets}
         deadline = time.monotonic() + timeout
         with element_locks(speakers, required=required) as held:
-            for speaker, routes in desired.speakers.values():
+            # The speakers' routes are read again under their locks: a plan committed since this run read the
+            # desired state has already been announced ahead (under the same locks), and syncing to the older
+            # reading would withdraw it and announce it again a moment later (a flap, found by bench/chaos.py).
+            for speaker, routes in (desired_state().speakers if held else desired.speakers).values():
                 name = f"speaker:{speaker.name}"
                 if name not in held:
                     outcome.busy.add(name)
