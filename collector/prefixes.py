@@ -17,11 +17,15 @@ ALL_ONES = (1 << 64) - 1
 class MonitoredPrefix:
     """A customer prefix the collector watches, with the thresholds its owner chose.
 
-    Host thresholds apply to each address inside the prefix, prefix thresholds to the prefix as a whole; a
-    threshold left at None is not checked. `baseline_factor` also flags the prefix when its traffic exceeds that
-    multiple of its learned baseline (at least `baseline_min_bps`). An attack ends after `hold_seconds` below every
-    threshold. Carpet bombing is prefix traffic above the prefix threshold spread over at least `carpet_min_hosts`
-    addresses, none of which is above the host threshold.
+    Host thresholds apply to each address inside the prefix; prefix (carpet-bombing) thresholds to the prefix's
+    traffic beyond the hosts already found attacked; a threshold left at None is not checked. With
+    `baseline_factor`, learned baselines (`collector.baselines`) also flag the prefix when its traffic is well above
+    its normal for that hour of week, and a host that far outgrows the busiest host the prefix normally has, once
+    `baseline_warmup` seconds were learned and the traffic is at least `baseline_min_bps` or `baseline_min_pps`:
+    a slow ramp is caught before the fixed threshold. An attack ends after `hold_seconds` below every threshold
+    (longer for a pulse wave: twice its longest pause). Carpet bombing is prefix traffic over the prefix threshold
+    spread over at least `carpet_min_hosts` addresses, none of which is above the host threshold, unless it looks
+    like the prefix's normal traffic (a flash crowd).
     """
 
     cidr: str
@@ -33,6 +37,8 @@ class MonitoredPrefix:
     hold_seconds: int = 60
     baseline_factor: float | None = None
     baseline_min_bps: int = 1_000_000
+    baseline_min_pps: int = 1_000
+    baseline_warmup: int = 900
     carpet_min_hosts: int = 8
 
     def __post_init__(self) -> None:
