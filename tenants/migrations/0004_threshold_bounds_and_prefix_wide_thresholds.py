@@ -10,6 +10,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # Rows written earlier in the same transaction (an upgrade test, a data migration) leave deferred foreign-key
+        # checks pending, and PostgreSQL refuses to alter a table that has them: check them now.
+        migrations.RunSQL("SET CONSTRAINTS ALL IMMEDIATE", reverse_sql=migrations.RunSQL.noop),
         migrations.AddField(
             model_name='tenant',
             name='threshold_max_bps',
