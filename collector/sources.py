@@ -30,7 +30,8 @@ def common_block(a: Network, b: Network) -> Network:
     return a.supernet(new_prefix=length)
 
 
-def _collapse(networks: Iterable[Network]) -> list[Network]:
+def collapse_networks(networks: Iterable[Network]) -> list[Network]:
+    """The networks without overlaps or mergeable neighbours (exact: covers the same addresses)."""
     v4 = [n for n in networks if n.version == 4]
     v6 = [n for n in networks if n.version == 6]
     return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
@@ -41,7 +42,7 @@ def aggregate_sources(
 ) -> list[Network] | None:
     """At most `limit` blocks covering every source, or None when that needs a block wider than `widest` allows
     (or `limit` is below one per address family present)."""
-    blocks = _collapse(sources)
+    blocks = collapse_networks(sources)
     while len(blocks) > limit:
         best: tuple[int, Network] | None = None
         for index in range(len(blocks) - 1):
@@ -54,7 +55,7 @@ def aggregate_sources(
         if best is None or best[1].prefixlen < widest[best[1].version]:
             return None
         index, merged = best
-        blocks = _collapse([*blocks[:index], merged, *blocks[index + 2:]])
+        blocks = collapse_networks([*blocks[:index], merged, *blocks[index + 2:]])
     return blocks
 
 
