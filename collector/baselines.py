@@ -11,8 +11,10 @@ key of its own, so the store saves and restores it without knowing what it means
 - ``<cidr>|src``: the heaviest source's bps and pps (how hard one sender normally pushes);
 - ``<cidr>|mix|<class>``: each traffic class's share of bytes and packets (the protocol and port mix).
 
-An hour of week is trusted once it holds `warmup` samples; until then the all-hours figures stand in for it, once
-they hold `warmup` samples themselves. Nothing alarms on a baseline before that.
+An hour of week is trusted once it holds `warmup` samples; until then nothing alarms on the prefix's rates. (An
+all-hours stand-in alarmed on a cold hour's ordinary peak, and an alarmed second teaches nothing, so that hour
+never learned.) The busiest host, heaviest source and mix are learned over all hours and trusted after `warmup`
+seconds.
 """
 
 from __future__ import annotations
@@ -96,13 +98,10 @@ class LearnedTraffic:
         """The prefix's normal for the hour of week of `second`, or None while it is warming up."""
         how = hour_of_week(second)
         slot = self.values.get(f"{cidr}|how{how}")
-        if slot is not None and slot[2] >= warmup:
-            spread = self.values.get(f"{cidr}|dev{how}") or (0.0, 0.0, 0)
-            return Normal(slot[0], slot[1], math.sqrt(spread[0]), math.sqrt(spread[1]))
-        overall = self.values.get(cidr)
-        if overall is not None and overall[2] >= warmup:
-            return Normal(overall[0], overall[1], 0.0, 0.0)
-        return None
+        if slot is None or slot[2] < warmup:
+            return None
+        spread = self.values.get(f"{cidr}|dev{how}") or (0.0, 0.0, 0)
+        return Normal(slot[0], slot[1], math.sqrt(spread[0]), math.sqrt(spread[1]))
 
     def shape_pair(self, cidr: str, name: str, warmup: int) -> tuple[float, float] | None:
         """A learned (bps, pps) pair of the shape ("top" or "src"), once warm."""

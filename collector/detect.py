@@ -44,10 +44,11 @@ FLASH_CROWD_MIX_DISTANCE = 0.2
 FLASH_CROWD_SOURCE_FACTOR = 4.0
 FLASH_CROWD_MAX_FACTOR = 10.0
 # Few sources: at most this many, each at least MIN_SOURCE_SHARE of the target's traffic, together carrying
-# FEW_SOURCES_SHARE of it.
+# FEW_SOURCES_SHARE of it (see `_sources`).
 FEW_SOURCES_MAX = 16
 FEW_SOURCES_SHARE = 0.8
-MIN_SOURCE_SHARE = 0.01
+MIN_SOURCE_SHARE = 0.02
+SIMILAR_SOURCE = 0.5
 # A pulse wave's pauses stretch its hold to this multiple of the longest pause seen, up to MAX_PULSE_HOLD_SECONDS.
 PULSE_HOLD_FACTOR = 2
 MAX_PULSE_HOLD_SECONDS = 600
@@ -133,7 +134,7 @@ class _PrefixView:
     classes: dict[str, list[int]] = field(default_factory=dict)
     hosts: dict[str, list[int]] = field(default_factory=dict)
     host_classes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    sources: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, list[int]] = field(default_factory=dict)
     protocols: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -149,8 +150,8 @@ class _PrefixView:
                 view.hosts.setdefault(parts[1], [0, 0])[slot] += value
             elif kind == "hc":
                 view.host_classes.setdefault(parts[1], {}).setdefault(parts[2], [0, 0])[slot] += value
-            elif kind == "src" and slot == 0:
-                view.sources[parts[1]] = value
+            elif kind == "src":
+                view.sources.setdefault(parts[1], [0, 0])[slot] += value
             elif kind == "proto" and slot == 0:
                 view.protocols[parts[1]] = value
         return view
@@ -220,7 +221,7 @@ class Detector:
             for name, (cb, cp) in classes.items():
                 total = flagged_classes.setdefault(name, [0, 0])
                 total[0], total[1] = total[0] + cb, total[1] + cp
-            sources, source_details = _sources(view, b)
+            sources, source_details = _sources(view, p)
             observations.append(self._observation(
                 host, prefix, b, p, scale, vectors_from(classes, (b, p), over), sources,
                 {"scope": "host", "detected_by": how, **source_details},
@@ -257,7 +258,7 @@ class Detector:
                        default=1.0)
         if not flagged[0] and busy_hosts >= prefix.carpet_min_hosts and top_host < CARPET_TOP_HOST_SHARE:
             vectors = (AttackVector.CARPET_BOMBING, *(v for v in vectors if v is not AttackVector.OTHER))
-        sources, source_details = _sources(view, rest_b)
+        sources, source_details = _sources(view, rest_p)
         details = {"scope": "prefix", "hosts": busy_hosts, "protocols": view.protocols, "detected_by": how,
                    **source_details}
         return self._observation(prefix.cidr, prefix, rest_b, rest_p, scale, vectors, sources, details)
@@ -277,7 +278,7 @@ class Detector:
         heaviest = self.learned.shape_pair(prefix.cidr, "src", prefix.baseline_warmup)
         if distance is None or heaviest is None or distance > FLASH_CROWD_MIX_DISTANCE:
             return False
-        top_source_bps = max(view.sources.values(), default=0) * 8 * scale
+        top_source_bps = max((b for b, _ in view.sources.values()), default=0) * 8 * scale
         return top_source_bps <= FLASH_CROWD_SOURCE_FACTOR * heaviest[0]
 
     def _normal(self, prefix: MonitoredPrefix, second: int) -> Normal | None:
@@ -427,24 +428,38 @@ def _stands_out(view: _PrefixView, b: int, p: int) -> bool:
     return b >= HOST_STANDOUT * (view.bytes - b) / others or p >= HOST_STANDOUT * (view.packets - p) / others
 
 
-def _sources(view: _PrefixView, target_bytes: int) -> tuple[tuple[str, ...], dict[str, object]]:
-    """The sources to name for a target carrying `target_bytes`: every one of them as blocks when a few carry it,
-    else the heaviest as addresses."""
-    ranked = sorted(view.sources.items(), key=lambda kv: -kv[1])
-    heavy = [(ip, b) for ip, b in ranked if b >= MIN_SOURCE_SHARE * target_bytes]
-    carried = sum(b for _, b in heavy)
-    if heavy and len(heavy) <= FEW_SOURCES_MAX and carried >= FEW_SOURCES_SHARE * target_bytes:
+def _sources(view: _PrefixView, target_packets: int) -> tuple[tuple[str, ...], dict[str, object]]:
+    """The sources to name for a target that received `target_packets`: every one of them as blocks when a few
+    carry it, else the heaviest as addresses.
+
+    Few: the heaviest sources (by packets) reach FEW_SOURCES_SHARE of the target's packets within FEW_SOURCES_MAX of
+    them; the sources about as heavy as the last one needed (at least half of it) are theirs too, so no amplifier
+    of an even handful is left out. Sources are counted per prefix, not per host: packets, not bytes, keep the
+    ordinary senders to the prefix's other hosts (few, large packets each) from passing for the attack's.
+    """
+    ranked = sorted(view.sources.items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
+    heavy: list[tuple[str, int]] = []
+    carried = 0
+    for ip, (_, p) in ranked:
+        if carried >= FEW_SOURCES_SHARE * target_packets and p < SIMILAR_SOURCE * heavy[-1][1]:
+            break
+        if len(heavy) == FEW_SOURCES_MAX or p < MIN_SOURCE_SHARE * target_packets:
+            break
+        heavy.append((ip, p))
+        carried += p
+    if heavy and carried >= FEW_SOURCES_SHARE * target_packets:
         blocks = aggregate_sources([as_network(ip) for ip, _ in heavy], FEW_SOURCES_MAX)
         if blocks is not None:
-            share = min(1.0, carried / max(target_bytes, 1))
+            share = min(1.0, carried / max(target_packets, 1))
             return tuple(str(block) for block in blocks), {"sources": "few", "source_share": round(share, 3)}
-    return tuple(ip for ip, _ in ranked[:TOP_SOURCES]), {}
+    by_bytes = sorted(view.sources.items(), key=lambda kv: -kv[1][0])
+    return tuple(ip for ip, _ in by_bytes[:TOP_SOURCES]), {}
 
 
 def _shape(fields: Mapping[str, int]) -> Shape:
     """What a quiet second of a prefix looked like: busiest host, heaviest source, class mix."""
     view = _PrefixView.parse(fields)
     top_host = max(view.hosts.values(), key=lambda v: v[0], default=[0, 0])
-    top_source = max(view.sources.values(), default=0)
+    top_source = max((b for b, _ in view.sources.values()), default=0)
     mix = class_mix({name: (v[0], v[1]) for name, v in view.classes.items()}, view.bytes, view.packets)
     return Shape((top_host[0] * 8.0, float(top_host[1])), (top_source * 8.0, 0.0), mix)
