@@ -226,17 +226,23 @@ class Detector:
                 host, prefix, b, p, scale, vectors_from(classes, (b, p), over), sources,
                 {"scope": "host", "detected_by": how, **source_details},
             ))
-        observation = self._prefix_wide(prefix, view, normal, scale, (flagged_b, flagged_p), flagged_classes)
+        observation = self._prefix_wide(prefix, view, normal, scale, (flagged_b, flagged_p), flagged_classes,
+                                        complete=complete)
         if observation is not None:
             observations.append(observation)
         return observations
 
     def _prefix_wide(
         self, prefix: MonitoredPrefix, view: _PrefixView, normal: Normal | None, scale: float,
-        flagged: tuple[int, int], flagged_classes: Mapping[str, list[int]],
+        flagged: tuple[int, int], flagged_classes: Mapping[str, list[int]], *, complete: bool,
     ) -> Observation | None:
         """The prefix as a target, judged on the traffic its attacked hosts leave over; None when that is within
-        bounds or is a flash crowd."""
+        bounds or is a flash crowd.
+
+        A second's first tenths are too few records to tell a flash crowd by its mix and senders: where one may be
+        told (learned shape, traffic under the flash-crowd ceiling), the partial pass leaves the prefix to the
+        complete one, a second later.
+        """
         rest_b, rest_p = view.bytes - flagged[0], view.packets - flagged[1]
         if rest_p <= 0:
             return None
@@ -250,7 +256,9 @@ class Detector:
         for name, (b, p) in view.classes.items():
             fb, fp = flagged_classes.get(name, (0, 0))
             classes[name] = (max(0, b - fb), max(0, p - fp))
-        if self._flash_crowd(prefix, view, classes, (rest_b, rest_p), scale):
+        if not complete and self._may_be_flash_crowd(prefix, (rest_b, rest_p)):
+            return None
+        if self._flash_crowd(prefix, view, classes, (rest_b, rest_p)):
             return None
         vectors = vectors_from(classes, (rest_b, rest_p), over)
         busy_hosts = sum(1 for b, _ in view.hosts.values() if b)
@@ -263,22 +271,28 @@ class Detector:
                    **source_details}
         return self._observation(prefix.cidr, prefix, rest_b, rest_p, scale, vectors, sources, details)
 
+    def _may_be_flash_crowd(self, prefix: MonitoredPrefix, rest: tuple[int, int]) -> bool:
+        """Whether this much traffic could still be judged a flash crowd (baselines on, its shape learned, under
+        the ceiling beyond which the links are at risk whatever the traffic looks like)."""
+        if prefix.baseline_factor is None:
+            return False
+        for limit, value in ((prefix.prefix_bps, rest[0] * 8), (prefix.prefix_pps, rest[1])):
+            if limit is not None and value > FLASH_CROWD_MAX_FACTOR * limit:
+                return False
+        return self.learned.shape_pair(prefix.cidr, "src", prefix.baseline_warmup) is not None
+
     def _flash_crowd(self, prefix: MonitoredPrefix, view: _PrefixView, classes: Mapping[str, tuple[int, int]],
-                     rest: tuple[int, int], scale: float) -> bool:  # fmt: skip
+                     rest: tuple[int, int]) -> bool:  # fmt: skip
         """Whether traffic over a prefix-wide threshold looks like the prefix's normal traffic: the same class mix
         and no sender pushing much harder than the heaviest sender it normally has (and not so much of it that the
         links are at risk)."""
-        if prefix.baseline_factor is None:
+        if not self._may_be_flash_crowd(prefix, rest):
             return False
-        rest_b, rest_p = rest
-        for limit, value in ((prefix.prefix_bps, rest_b * 8), (prefix.prefix_pps, rest_p)):
-            if limit is not None and value > FLASH_CROWD_MAX_FACTOR * limit:
-                return False
-        distance = self.learned.mix_distance(prefix.cidr, class_mix(classes, rest_b, rest_p), prefix.baseline_warmup)
+        distance = self.learned.mix_distance(prefix.cidr, class_mix(classes, *rest), prefix.baseline_warmup)
         heaviest = self.learned.shape_pair(prefix.cidr, "src", prefix.baseline_warmup)
         if distance is None or heaviest is None or distance > FLASH_CROWD_MIX_DISTANCE:
             return False
-        top_source_bps = max((b for b, _ in view.sources.values()), default=0) * 8 * scale
+        top_source_bps = max((b for b, _ in view.sources.values()), default=0) * 8
         return top_source_bps <= FLASH_CROWD_SOURCE_FACTOR * heaviest[0]
 
     def _normal(self, prefix: MonitoredPrefix, second: int) -> Normal | None:

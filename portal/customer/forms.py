@@ -29,8 +29,8 @@ class ServiceProfileForm(forms.Form):
         choices=MitigationActionChoices.choices, widget=forms.CheckboxSelectMultiple
     )
     hold_down_minutes = forms.IntegerField(label="Hold-down (minutes)", min_value=0, max_value=1440)
-    detection_threshold_bps = forms.IntegerField(label="Detection threshold (bit/s)", min_value=1)
-    detection_threshold_pps = forms.IntegerField(label="Detection threshold (packets/s)", min_value=1)
+    detection_threshold_bps = forms.IntegerField(label="Detection threshold per host (bit/s)", min_value=1)
+    detection_threshold_pps = forms.IntegerField(label="Detection threshold per host (packets/s)", min_value=1)
     latency_overrides = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "center:fra=30\nregion:eu=40"}),
