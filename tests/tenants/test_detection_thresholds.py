@@ -4,8 +4,11 @@ bounds; pages and API refuse bad values with a clear 400 or message (never a 500
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
+from django.test import Client
 from django_tenants.utils import schema_context
 
 from core.actors import Actor
@@ -35,11 +38,11 @@ def acme_prefix(cidr: str = "203.0.113.0/24") -> ProtectedPrefix:
         return ProtectedPrefix.objects.get(prefix=cidr)
 
 
-def put_json(client: object, url: str, body: dict[str, object]) -> object:
-    return client.put(url, json.dumps(body), content_type="application/json")  # type: ignore[attr-defined]
+def put_json(client: Client, url: str, body: Mapping[str, object]) -> Any:
+    return client.put(url, json.dumps(body), content_type="application/json")
 
 
-def refused_field(body: dict[str, object]) -> object:
+def refused_field(body: Mapping[str, object]) -> object:
     """The field a 400 names: a service's refusal says {"field", "error"}, a serializer's {"error", "fields"}."""
     fields = body.get("fields")
     return next(iter(fields)) if isinstance(fields, dict) else body.get("field")
@@ -97,31 +100,31 @@ def test_the_customer_api_sets_thresholds_and_refuses_with_400s(world: World) ->
     shown = admin.get(url).json()
     assert shown["threshold_pps"] is None and shown["bounds"]["min_pps"] == 1000
     response = put_json(admin, url, {"threshold_pps": 40_000, "prefix_threshold_pps": 400_000})
-    assert response.status_code == 200, response.content  # type: ignore[attr-defined]
-    assert response.json()["prefix_threshold_pps"] == 400_000  # type: ignore[attr-defined]
+    assert response.status_code == 200, response.content
+    assert response.json()["prefix_threshold_pps"] == 400_000
     for body, field in (({"threshold_pps": 5}, "threshold_pps"), ({"threshold_bps": "lots"}, "threshold_bps"),
                         ({"threshold_pps": -1}, "threshold_pps"), ({"threshold_pps": 10**30}, "threshold_pps")):
         refused = put_json(admin, url, body)
-        assert refused.status_code == 400, (body, refused.content)  # type: ignore[attr-defined]
-        assert refused_field(refused.json()) == field, refused.json()  # type: ignore[attr-defined]
-    assert put_json(client_as("acme", "viewer"), url, {"threshold_pps": 40_000}).status_code == 403  # type: ignore[attr-defined]
-    assert put_json(admin, "/api/v1/prefixes/999999/thresholds/", {}).status_code == 404  # type: ignore[attr-defined]
+        assert refused.status_code == 400, (body, refused.content)
+        assert refused_field(refused.json()) == field, refused.json()
+    assert put_json(client_as("acme", "viewer"), url, {"threshold_pps": 40_000}).status_code == 403
+    assert put_json(admin, "/api/v1/prefixes/999999/thresholds/", {}).status_code == 404
 
 
 def test_the_provider_api_sets_bounds_and_thresholds(world: World) -> None:
     operator = client_as("public", "admin")
     bounds_url = f"/api/v1/tenants/{world.acme.pk}/threshold-bounds/"
     body = {"min_bps": 1_000_000, "max_bps": 10**10, "min_pps": 500, "max_pps": 10**6}
-    assert put_json(operator, bounds_url, body).json() == body  # type: ignore[attr-defined]
+    assert put_json(operator, bounds_url, body).json() == body
     refused = put_json(operator, bounds_url, {**body, "max_pps": 1})
-    assert refused.status_code == 400 and refused_field(refused.json()) == "max_pps"  # type: ignore[attr-defined]
+    assert refused.status_code == 400 and refused_field(refused.json()) == "max_pps"
     prefix = acme_prefix("2001:db8:100::/48")
     url = f"/api/v1/tenants/{world.acme.pk}/prefixes/{prefix.pk}/thresholds/"
     response = put_json(operator, url, {"threshold_pps": 10**7})
-    assert response.status_code == 200 and response.json()["threshold_pps"] == 10**7  # type: ignore[attr-defined]
+    assert response.status_code == 200 and response.json()["threshold_pps"] == 10**7
     listed = operator.get(f"/api/v1/tenants/{world.acme.pk}/prefixes/").json()
     assert {row["prefix"]: row["threshold_pps"] for row in listed}["2001:db8:100::/48"] == 10**7
-    assert put_json(operator, f"/api/v1/tenants/{world.acme.pk}/prefixes/999999/thresholds/", {}).status_code == 404  # type: ignore[attr-defined]
+    assert put_json(operator, f"/api/v1/tenants/{world.acme.pk}/prefixes/999999/thresholds/", {}).status_code == 404
 
 
 def test_the_customer_page_sets_thresholds_and_shows_refusals(world: World) -> None:
