@@ -109,3 +109,16 @@ def test_a_rise_that_is_ordinary_for_that_hour_of_week_is_not_an_attack() -> Non
     assert harness.signals and harness.signals[0].details["detected_by"] == "baseline"
     assert harness.signals[0].target == "203.0.113.0/24"
     assert AttackVector.CARPET_BOMBING in harness.signals[0].vectors
+
+
+IPV6 = {labelled.name: labelled for labelled in labelled_scenarios(
+    THRESHOLD_PPS, prefixes=(f"2001:db8:{i:x}::/48" for i in range(256)), multiples=(5,),
+    vectors=(AttackVector.DNS_AMPLIFICATION, AttackVector.ICMP_FLOOD), background_levels=(2.0,))}
+
+
+@pytest.mark.parametrize("name", sorted(IPV6))
+def test_ipv6_prefixes_are_judged_as_well(name: str) -> None:
+    labelled = IPV6[name]
+    score = Score()
+    judge(labelled, sluice_alarms(replay_sluice(labelled, THRESHOLD_PPS)), score, THRESHOLD_PPS)
+    assert score.notes == [], score.notes
