@@ -18,7 +18,7 @@ FlowSpec rules; otherwise it names the heaviest sources as plain addresses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from collector.aggregate import AMPLIFICATION_CLASSES
@@ -226,6 +226,11 @@ class Detector:
                 host, prefix, b, p, scale, vectors_from(classes, (b, p), over), sources,
                 {"scope": "host", "detected_by": how, **source_details},
             ))
+        if _spread_over_hosts(view, observations, prefix):
+            # Many hosts over their thresholds at once, none carrying much of it: one carpet-bombing attack on the
+            # prefix, not one attack (and one mitigation) per address.
+            whole = self._prefix_wide(prefix, view, normal, scale, (0, 0), {}, complete=complete, forced=True)
+            return [whole] if whole is not None else []
         observation = self._prefix_wide(prefix, view, normal, scale, (flagged_b, flagged_p), flagged_classes,
                                         complete=complete)
         if observation is not None:
@@ -234,7 +239,7 @@ class Detector:
 
     def _prefix_wide(
         self, prefix: MonitoredPrefix, view: _PrefixView, normal: Normal | None, scale: float,
-        flagged: tuple[int, int], flagged_classes: Mapping[str, list[int]], *, complete: bool,
+        flagged: tuple[int, int], flagged_classes: Mapping[str, list[int]], *, complete: bool, forced: bool = False,
     ) -> Observation | None:
         """The prefix as a target, judged on the traffic its attacked hosts leave over; None when that is within
         bounds or is a flash crowd.
@@ -246,7 +251,7 @@ class Detector:
         rest_b, rest_p = view.bytes - flagged[0], view.packets - flagged[1]
         if rest_p <= 0:
             return None
-        over = _over(rest_b * 8, rest_p, prefix.prefix_bps, prefix.prefix_pps)
+        over = (True, True) if forced else _over(rest_b * 8, rest_p, prefix.prefix_bps, prefix.prefix_pps)
         how = "threshold"
         if not any(over) and normal is not None:
             over, how = _over(rest_b * 8, rest_p, *normal.limit(*self._floors(prefix))), "baseline"
@@ -256,9 +261,9 @@ class Detector:
         for name, (b, p) in view.classes.items():
             fb, fp = flagged_classes.get(name, (0, 0))
             classes[name] = (max(0, b - fb), max(0, p - fp))
-        if not complete and self._may_be_flash_crowd(prefix, (rest_b, rest_p)):
+        if not forced and not complete and self._may_be_flash_crowd(prefix, (rest_b, rest_p)):
             return None
-        if self._flash_crowd(prefix, view, classes, (rest_b, rest_p)):
+        if not forced and self._flash_crowd(prefix, view, classes, (rest_b, rest_p)):
             return None
         vectors = vectors_from(classes, (rest_b, rest_p), over)
         busy_hosts = sum(1 for b, _ in view.hosts.values() if b)
@@ -434,6 +439,14 @@ class Detector:
             shape = _shape(fields) if total_p and learns_shape(cidr, second) else None
             updated.update(self.learned.learn(cidr, second, total_b * 8.0, float(total_p), shape))
         return updated
+
+
+def _spread_over_hosts(view: _PrefixView, hosts: Sequence[Observation], prefix: MonitoredPrefix) -> bool:
+    """Whether the hosts found over their thresholds are carpet bombing: at least `carpet_min_hosts` of them, none
+    with a large share of the prefix's traffic."""
+    if len(hosts) < prefix.carpet_min_hosts:
+        return False
+    return all(view.hosts[o.target.split("/")[0]][0] < CARPET_TOP_HOST_SHARE * max(view.bytes, 1) for o in hosts)
 
 
 def _stands_out(view: _PrefixView, b: int, p: int) -> bool:

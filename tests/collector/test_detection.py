@@ -152,3 +152,10 @@ def test_the_partial_pass_reads_host_fields_only_when_a_threshold_is_within_reac
     attacked.play(Scenario("syn_flood", attack_start=2, attack_end=4), "sflow", rate=4000, duration=5)
     assert attacked.store.partial_reads > 0  # type: ignore[attr-defined]
     assert attacked.signals[0].details["partial_second"] is True
+
+
+def test_carpet_bombing_over_every_host_threshold_is_one_attack_on_the_prefix() -> None:
+    harness = Harness([customer_prefix(host_pps=100, host_bps=None)])
+    harness.play(Scenario("carpet_bombing", attack_start=2, attack_end=5), "ipfix", rate=4000, duration=7)
+    assert {s.target for s in harness.signals} == {"203.0.113.0/24"}, "not one attack per address"
+    assert harness.signals[0].vectors[0] is AttackVector.CARPET_BOMBING
