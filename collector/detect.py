@@ -214,7 +214,9 @@ class Detector:
             how = "threshold"
             if not any(over) and host_limit is not None and _stands_out(view, b, p):
                 over, how = _over(b * 8, p, *host_limit), "baseline"
-            if not any(over):
+            if not any(over) or (not complete and not _stands_out(view, b, p)):
+                # The partial pass starts only hosts that stand out from their prefix: hosts crossing their
+                # thresholds together may be carpet bombing, which the whole second tells.
                 continue
             flagged_b, flagged_p = flagged_b + b, flagged_p + p
             classes = {name: (v[0], v[1]) for name, v in view.host_classes.get(host, {}).items()}
