@@ -36,7 +36,16 @@ from _common import TINY, size
 from collector.signals import AttackVector
 from mitigation.integrations.fastnetmon_notify import build_signal
 from netsim.fastnetmon import FastNetMon, ensure_installed
-from netsim.flowgen.labelled import Alarm, Labelled, Score, judge, labelled_scenarios, replay_sluice, sluice_alarms
+from netsim.flowgen.labelled import (
+    TICK,
+    Alarm,
+    Labelled,
+    Score,
+    judge,
+    labelled_scenarios,
+    replay_sluice,
+    sluice_alarms,
+)
 
 THRESHOLD_PPS = 2_000
 WARMUP_SECONDS = 60
@@ -78,8 +87,10 @@ def rounds(chosen: Sequence[Labelled]) -> list[list[Labelled]]:
 
 def send_round(fnm: FastNetMon, streams: dict[str, list[tuple[float, list[bytes], int]]]) -> float:
     """Send the round's streams to FastNetMon's sFlow port in real time, together; returns when they started."""
-    timeline = sorted((t, datagram) for stream in streams.values() for t, datagrams, _ in stream
-                      for datagram in datagrams)  # fmt: skip
+    # Each tick's datagrams spread evenly over the tick: sent in one burst, they overflowed FastNetMon's socket
+    # buffer and it counted a fraction of the traffic.
+    timeline = sorted((t + TICK * index / len(datagrams), datagram) for stream in streams.values()
+                      for t, datagrams, _ in stream for index, datagram in enumerate(datagrams))  # fmt: skip
     address = fnm.address("sflow")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     started = time.time()
@@ -136,9 +147,12 @@ def main() -> None:
     fnm = FastNetMon(binary, threshold_pps=THRESHOLD_PPS, notify=NOTIFY,
                      networks="\n".join(s.prefix for s in chosen)) if binary else None  # fmt: skip
     try:
-        for batch in rounds(chosen):
+        for number, batch in enumerate(rounds(chosen)):
             streams = {labelled.name: labelled.stream("sflow") for labelled in batch}
             started = send_round(fnm, streams) if fnm else 0.0
+            late = time.time() - started - max(labelled.duration for labelled in batch)
+            print(f"# round {number}: {len(batch)} scenarios, {sum(s.rate for s in batch)} records/s, sent "
+                  f"{late:.1f} s behind real time", flush=True)
             for labelled in batch:
                 signals = replay_sluice(labelled, THRESHOLD_PPS, warmup=WARMUP_SECONDS, stream=streams[labelled.name])
                 judge(labelled, sluice_alarms(signals), sluice, THRESHOLD_PPS)
