@@ -65,6 +65,9 @@ DENSE_COUNT_LIMIT = 4 * 65536
 DENSE_HOST_BITS = 16
 DENSE_HOST_LIMIT = 1 << 18
 TOP_PER_BATCH = 10
+# Sources kept per prefix per batch: enough to name every amplifier of a reflection attack from a handful of them
+# (the detector then matches FlowSpec rules on them), few enough that a spoofed spread stays bounded.
+SOURCES_PER_BATCH = 20
 SOURCE_SAMPLE = 4096
 
 Fields = Counter[str]
@@ -502,7 +505,7 @@ class BatchAggregator:
         src_prefix = o_p[starts]
         src_b = np.add.reduceat(s_b[order], starts) * scale[src_prefix]
         src_p = np.add.reduceat(s_p[order], starts) * scale[src_prefix]
-        keep = _top_per_prefix(src_prefix, src_b, TOP_PER_BATCH)
+        keep = _top_per_prefix(src_prefix, src_b, SOURCES_PER_BATCH)
         rows = zip(o_hi[starts][keep].tolist(), o_lo[starts][keep].tolist(), src_prefix[keep].tolist(),
                    np.rint(src_b[keep]).astype(np.int64).tolist(), np.rint(src_p[keep]).astype(np.int64).tolist(),
                    strict=True)  # fmt: skip

@@ -3,20 +3,29 @@
 Two passes feed one state machine. The partial pass looks at the second still filling: counters only grow within
 a second, so once they pass a per-second threshold the second is certainly over it, and the attack can start
 without waiting for the second to close (this is what keeps detection latency well under a second). The complete
-pass looks at each closed second: it updates running attacks, ends those that stayed below every threshold for the
-prefix's hold time, and learns baselines from seconds without attacks.
+pass looks at each closed second: it also judges traffic against the learned baselines (`collector.baselines`),
+updates running attacks, ends those that stayed below every threshold for the prefix's hold time, and learns
+baselines from seconds without attacks.
+
+Hosts are judged first; the prefix-wide (carpet-bombing) thresholds apply to what the attacked hosts leave over, so
+an attack on one host never makes the rest of its prefix an attack too. Traffic over a prefix-wide threshold that
+looks like the prefix's normal traffic (its class mix, and no sender pushing harder than senders usually do) is a
+flash crowd, not carpet bombing. When a few sources carry the attack (reflection from a handful of amplifiers),
+the signal names all of them as address blocks ("192.0.2.7/32"), which tells planning it may match them in its
+FlowSpec rules; otherwise it names the heaviest sources as plain addresses.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from collector.aggregate import AMPLIFICATION_CLASSES
+from collector.baselines import LearnedTraffic, Normal, Shape, class_mix, learns_shape
 from collector.prefixes import MonitoredPrefix
 from collector.signals import AttackSignal, AttackVector, SignalPhase
+from collector.sources import aggregate_sources, as_network
 from collector.store import Baseline
 
 logger = logging.getLogger(__name__)
@@ -24,9 +33,25 @@ logger = logging.getLogger(__name__)
 VECTOR_SHARE = 0.3
 EXPLAINED_BY_HOSTS = 0.5
 CARPET_TOP_HOST_SHARE = 0.25
-BASELINE_SECONDS = 300.0
-BASELINE_WARMUP_SAMPLES = 60
 TOP_SOURCES = 5
+# A host flagged by baseline must also stand out from the other hosts of its prefix right now (a flash crowd
+# lifts every host together).
+HOST_STANDOUT = 10.0
+# A flash crowd: the class mix within this distance of the learned one, no source above this multiple of the
+# heaviest source the prefix normally has, and at most this multiple of the prefix-wide threshold (beyond that
+# the links are at risk whatever the traffic looks like).
+FLASH_CROWD_MIX_DISTANCE = 0.2
+FLASH_CROWD_SOURCE_FACTOR = 4.0
+FLASH_CROWD_MAX_FACTOR = 10.0
+# Few sources: at most this many, each at least MIN_SOURCE_SHARE of the target's traffic, together carrying
+# FEW_SOURCES_SHARE of it (see `_sources`).
+FEW_SOURCES_MAX = 16
+FEW_SOURCES_SHARE = 0.8
+MIN_SOURCE_SHARE = 0.02
+SIMILAR_SOURCE = 0.5
+# A pulse wave's pauses stretch its hold to this multiple of the longest pause seen, up to MAX_PULSE_HOLD_SECONDS.
+PULSE_HOLD_FACTOR = 2
+MAX_PULSE_HOLD_SECONDS = 600
 
 SIMPLE_CLASS_VECTORS: dict[str, AttackVector] = {
     "syn": AttackVector.SYN_FLOOD,
@@ -65,6 +90,12 @@ class AttackState:
     peak_pps: int = 0
     top_sources: tuple[str, ...] = ()
     extra: dict[str, object] = field(default_factory=dict)
+    longest_pause: int = 0
+
+    @property
+    def hold_seconds(self) -> int:
+        """Seconds below every threshold that end the attack: the prefix's hold, longer for a pulse wave."""
+        return max(self.prefix.hold_seconds, min(PULSE_HOLD_FACTOR * self.longest_pause, MAX_PULSE_HOLD_SECONDS))
 
 
 def _split_field(name: str) -> list[str]:
@@ -103,7 +134,7 @@ class _PrefixView:
     classes: dict[str, list[int]] = field(default_factory=dict)
     hosts: dict[str, list[int]] = field(default_factory=dict)
     host_classes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    sources: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, list[int]] = field(default_factory=dict)
     protocols: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -119,14 +150,14 @@ class _PrefixView:
                 view.hosts.setdefault(parts[1], [0, 0])[slot] += value
             elif kind == "hc":
                 view.host_classes.setdefault(parts[1], {}).setdefault(parts[2], [0, 0])[slot] += value
-            elif kind == "src" and slot == 0:
-                view.sources[parts[1]] = value
+            elif kind == "src":
+                view.sources.setdefault(parts[1], [0, 0])[slot] += value
             elif kind == "proto" and slot == 0:
                 view.protocols[parts[1]] = value
         return view
 
 
-def _over(bps: float, pps: float, limit_bps: int | None, limit_pps: int | None) -> tuple[bool, bool]:
+def _over(bps: float, pps: float, limit_bps: float | None, limit_pps: float | None) -> tuple[bool, bool]:
     return (limit_bps is not None and bps > limit_bps), (limit_pps is not None and pps > limit_pps)
 
 
@@ -146,59 +177,151 @@ class Detector:
         self.update_every_seconds = update_every_seconds
         self.prefixes: dict[str, MonitoredPrefix] = {}
         self.active: dict[str, AttackState] = {}
-        self.baselines: dict[str, Baseline] = dict(baselines or {})
+        self.learned = LearnedTraffic(baselines)
+
+    @property
+    def baselines(self) -> dict[str, Baseline]:
+        """Everything learned, as the store saves it."""
+        return self.learned.values
 
     def set_prefixes(self, prefixes: list[MonitoredPrefix]) -> None:
         """Replace the monitored prefixes; running attacks keep the thresholds they started with until they end."""
         self.prefixes = {p.cidr: p for p in prefixes}
 
-    def analyse(self, prefix: MonitoredPrefix, fields: Mapping[str, int], elapsed: float, *, complete: bool) -> list[
-        Observation
-    ]:
-        """Targets of `prefix` over threshold in counters covering `elapsed` seconds.
+    def analyse(self, prefix: MonitoredPrefix, fields: Mapping[str, int], elapsed: float, *, complete: bool,
+                second: int = 0) -> list[Observation]:  # fmt: skip
+        """Targets of `prefix` over threshold in counters covering `elapsed` seconds of `second`.
 
         Threshold tests use the counts themselves (a per-second threshold passed within part of a second is passed
-        for the whole second); the rates reported are counts divided by the elapsed time.
+        for the whole second); the rates reported are counts divided by the elapsed time. Baselines are judged on
+        complete seconds only.
         """
         total_b, total_p = fields.get("b", 0), fields.get("p", 0)
-        over_prefix = _over(total_b * 8, total_p, prefix.prefix_bps, prefix.prefix_pps)
-        if complete and not any(over_prefix):
-            over_prefix = (self._over_baseline(prefix, total_b * 8), False)
-        if not any(over_prefix) and not self.could_find(prefix, total_b, total_p):
+        normal = self._normal(prefix, second) if complete else None
+        host_limit = self._host_limit(prefix) if complete else None
+        if not self.could_find(prefix, total_b, total_p) and not any(
+            _over(total_b * 8, total_p, *(limit or (None, None)))
+            for limit in (host_limit, normal.limit(*self._floors(prefix)) if normal else None)
+        ):
             return []
         view = _PrefixView.parse(fields)
         scale = 1.0 / max(elapsed, 0.05)
-        top_sources = tuple(ip for ip, _ in sorted(view.sources.items(), key=lambda kv: -kv[1])[:TOP_SOURCES])
         observations = []
-        flagged_bytes = flagged_packets = 0
+        flagged_b = flagged_p = 0
+        flagged_classes: dict[str, list[int]] = {}
         for host, (b, p) in view.hosts.items():
             over = _over(b * 8, p, prefix.host_bps, prefix.host_pps)
-            if not any(over):
+            how = "threshold"
+            if not any(over) and host_limit is not None and _stands_out(view, b, p):
+                over, how = _over(b * 8, p, *host_limit), "baseline"
+            if not any(over) or (not complete and not _stands_out(view, b, p)):
+                # The partial pass starts only hosts that stand out from their prefix: hosts crossing their
+                # thresholds together may be carpet bombing, which the whole second tells.
                 continue
-            flagged_bytes += b
-            flagged_packets += p
+            flagged_b, flagged_p = flagged_b + b, flagged_p + p
             classes = {name: (v[0], v[1]) for name, v in view.host_classes.get(host, {}).items()}
-            observations.append(
-                self._observation(host, prefix, b, p, scale, vectors_from(classes, (b, p), over), top_sources,
-                                  {"scope": "host"})
-            )
-        explained = flagged_bytes >= EXPLAINED_BY_HOSTS * view.bytes or flagged_packets >= EXPLAINED_BY_HOSTS * view.packets
-        if any(over_prefix) and not (flagged_packets and explained):
-            classes = {name: (v[0], v[1]) for name, v in view.classes.items()}
-            vectors = vectors_from(classes, (view.bytes, view.packets), over_prefix)
-            busy_hosts = sum(1 for b, _ in view.hosts.values() if b)
-            top_host = max((max(b / max(view.bytes, 1), p / max(view.packets, 1)) for b, p in view.hosts.values()),
-                           default=1.0)
-            if not flagged_bytes and busy_hosts >= prefix.carpet_min_hosts and top_host < CARPET_TOP_HOST_SHARE:
-                vectors = (AttackVector.CARPET_BOMBING, *(v for v in vectors if v is not AttackVector.OTHER))
-            details = {"scope": "prefix", "hosts": busy_hosts, "protocols": view.protocols}
-            observations.append(
-                self._observation(prefix.cidr, prefix, view.bytes, view.packets, scale, vectors, top_sources, details)
-            )
+            for name, (cb, cp) in classes.items():
+                total = flagged_classes.setdefault(name, [0, 0])
+                total[0], total[1] = total[0] + cb, total[1] + cp
+            sources, source_details = _sources(view, p)
+            observations.append(self._observation(
+                host, prefix, b, p, scale, vectors_from(classes, (b, p), over), sources,
+                {"scope": "host", "detected_by": how, **source_details},
+            ))
+        if _spread_over_hosts(view, observations, prefix):
+            # Many hosts over their thresholds at once, none carrying much of it: one carpet-bombing attack on the
+            # prefix, not one attack (and one mitigation) per address.
+            whole = self._prefix_wide(prefix, view, normal, scale, (0, 0), {}, complete=complete, forced=True)
+            return [whole] if whole is not None else []
+        observation = self._prefix_wide(prefix, view, normal, scale, (flagged_b, flagged_p), flagged_classes,
+                                        complete=complete)
+        if observation is not None:
+            observations.append(observation)
         return observations
 
+    def _prefix_wide(
+        self, prefix: MonitoredPrefix, view: _PrefixView, normal: Normal | None, scale: float,
+        flagged: tuple[int, int], flagged_classes: Mapping[str, list[int]], *, complete: bool, forced: bool = False,
+    ) -> Observation | None:
+        """The prefix as a target, judged on the traffic its attacked hosts leave over; None when that is within
+        bounds or is a flash crowd.
+
+        A second's first tenths are too few records to tell a flash crowd by its mix and senders: where one may be
+        told (learned shape, traffic under the flash-crowd ceiling), the partial pass leaves the prefix to the
+        complete one, a second later.
+        """
+        rest_b, rest_p = view.bytes - flagged[0], view.packets - flagged[1]
+        if rest_p <= 0:
+            return None
+        over = (True, True) if forced else _over(rest_b * 8, rest_p, prefix.prefix_bps, prefix.prefix_pps)
+        how = "threshold"
+        if not any(over) and normal is not None:
+            over, how = _over(rest_b * 8, rest_p, *normal.limit(*self._floors(prefix))), "baseline"
+        if not any(over):
+            return None
+        classes = {}
+        for name, (b, p) in view.classes.items():
+            fb, fp = flagged_classes.get(name, (0, 0))
+            classes[name] = (max(0, b - fb), max(0, p - fp))
+        if not forced and not complete and self._may_be_flash_crowd(prefix, (rest_b, rest_p)):
+            return None
+        if not forced and self._flash_crowd(prefix, view, classes, (rest_b, rest_p)):
+            return None
+        vectors = vectors_from(classes, (rest_b, rest_p), over)
+        busy_hosts = sum(1 for b, _ in view.hosts.values() if b)
+        top_host = max((max(b / max(view.bytes, 1), p / max(view.packets, 1)) for b, p in view.hosts.values()),
+                       default=1.0)
+        if not flagged[0] and busy_hosts >= prefix.carpet_min_hosts and top_host < CARPET_TOP_HOST_SHARE:
+            vectors = (AttackVector.CARPET_BOMBING, *(v for v in vectors if v is not AttackVector.OTHER))
+        sources, source_details = _sources(view, rest_p)
+        details = {"scope": "prefix", "hosts": busy_hosts, "protocols": view.protocols, "detected_by": how,
+                   **source_details}
+        return self._observation(prefix.cidr, prefix, rest_b, rest_p, scale, vectors, sources, details)
+
+    def _may_be_flash_crowd(self, prefix: MonitoredPrefix, rest: tuple[int, int]) -> bool:
+        """Whether this much traffic could still be judged a flash crowd (baselines on, its shape learned, under
+        the ceiling beyond which the links are at risk whatever the traffic looks like)."""
+        if prefix.baseline_factor is None:
+            return False
+        for limit, value in ((prefix.prefix_bps, rest[0] * 8), (prefix.prefix_pps, rest[1])):
+            if limit is not None and value > FLASH_CROWD_MAX_FACTOR * limit:
+                return False
+        return self.learned.shape_pair(prefix.cidr, "src", prefix.baseline_warmup) is not None
+
+    def _flash_crowd(self, prefix: MonitoredPrefix, view: _PrefixView, classes: Mapping[str, tuple[int, int]],
+                     rest: tuple[int, int]) -> bool:  # fmt: skip
+        """Whether traffic over a prefix-wide threshold looks like the prefix's normal traffic: the same class mix
+        and no sender pushing much harder than the heaviest sender it normally has (and not so much of it that the
+        links are at risk)."""
+        if not self._may_be_flash_crowd(prefix, rest):
+            return False
+        distance = self.learned.mix_distance(prefix.cidr, class_mix(classes, *rest), prefix.baseline_warmup)
+        heaviest = self.learned.shape_pair(prefix.cidr, "src", prefix.baseline_warmup)
+        if distance is None or heaviest is None or distance > FLASH_CROWD_MIX_DISTANCE:
+            return False
+        top_source_bps = max((b for b, _ in view.sources.values()), default=0) * 8
+        return top_source_bps <= FLASH_CROWD_SOURCE_FACTOR * heaviest[0]
+
+    def _normal(self, prefix: MonitoredPrefix, second: int) -> Normal | None:
+        if prefix.baseline_factor is None:
+            return None
+        return self.learned.normal(prefix.cidr, second, prefix.baseline_warmup)
+
+    def _floors(self, prefix: MonitoredPrefix) -> tuple[float, int, int]:
+        return prefix.baseline_factor or 1.0, prefix.baseline_min_bps, prefix.baseline_min_pps
+
+    def _host_limit(self, prefix: MonitoredPrefix) -> tuple[int, int] | None:
+        """Rates above which one host is not ordinary for this prefix: well beyond its usual busiest host."""
+        if prefix.baseline_factor is None:
+            return None
+        top = self.learned.shape_pair(prefix.cidr, "top", prefix.baseline_warmup)
+        if top is None:
+            return None
+        factor = prefix.baseline_factor
+        return (int(max(factor * top[0], prefix.baseline_min_bps)), int(max(factor * top[1], prefix.baseline_min_pps)))
+
     def could_find(self, prefix: MonitoredPrefix, total_b: int, total_p: int) -> bool:
-        """Whether a prefix with these totals may hold a target over its thresholds (baselines aside).
+        """Whether a prefix with these totals may hold a target over its fixed thresholds.
 
         No host can carry more than its whole prefix: below every threshold in total, reading and parsing the
         (thousands of) per-host fields cannot find anything. This keeps the partial pass, ten times a second,
@@ -217,7 +340,7 @@ class Detector:
         self, target: str, prefix: MonitoredPrefix, b: int, p: int, scale: float, vectors: tuple[AttackVector, ...],
         top_sources: tuple[str, ...], details: dict[str, object],
     ) -> Observation:
-        baseline = self.baselines.get(prefix.cidr)
+        baseline = self.learned.get(prefix.cidr)
         details = {
             **details,
             "tenant": prefix.tenant,
@@ -227,19 +350,13 @@ class Detector:
         }
         return Observation(target, prefix, int(b * 8 * scale), int(p * scale), vectors, top_sources, details)
 
-    def _over_baseline(self, prefix: MonitoredPrefix, bps: float) -> bool:
-        baseline = self.baselines.get(prefix.cidr)
-        if prefix.baseline_factor is None or baseline is None or baseline[2] < BASELINE_WARMUP_SAMPLES:
-            return False
-        return bps > max(prefix.baseline_factor * baseline[0], prefix.baseline_min_bps)
-
     def partial(self, second: int, merged: Mapping[str, Mapping[str, int]], elapsed: float) -> None:
         """Start attacks already certain within the second still filling; never updates or ends anything."""
         for cidr, fields in merged.items():
             prefix = self.prefixes.get(cidr)
             if prefix is None:
                 continue
-            for obs in self.analyse(prefix, fields, min(elapsed, 1.0), complete=False):
+            for obs in self.analyse(prefix, fields, min(elapsed, 1.0), complete=False, second=second):
                 if obs.target not in self.active:
                     self._start(obs, second, partial=True)
 
@@ -249,7 +366,7 @@ class Detector:
         for cidr, fields in merged.items():
             prefix = self.prefixes.get(cidr)
             if prefix is not None:
-                for obs in self.analyse(prefix, fields, 1.0, complete=True):
+                for obs in self.analyse(prefix, fields, 1.0, complete=True, second=second):
                     above[obs.target] = obs
         for target, obs in above.items():
             state = self.active.get(target)
@@ -258,7 +375,7 @@ class Detector:
             else:
                 self._continue(state, obs, second)
         for target, state in list(self.active.items()):
-            if target not in above and second - state.last_above_second >= state.prefix.hold_seconds:
+            if target not in above and second - state.last_above_second >= state.hold_seconds:
                 self._end(state, merged, second)
         return self._learn(second, merged)
 
@@ -270,6 +387,7 @@ class Detector:
                    {**obs.details, "second": second, "partial_second": partial})
 
     def _continue(self, state: AttackState, obs: Observation, second: int) -> None:
+        state.longest_pause = max(state.longest_pause, second - state.last_above_second - 1)
         state.last_above_second = second
         state.peak_bps = max(state.peak_bps, obs.bps)
         state.peak_pps = max(state.peak_pps, obs.pps)
@@ -279,7 +397,7 @@ class Detector:
             state.vectors = tuple(dict.fromkeys((*state.vectors, *obs.vectors))) if changed else state.vectors
             state.last_update_second = second
             self._emit(state.target, state.vectors, obs.bps, obs.pps, SignalPhase.UPDATE, obs.top_sources,
-                       {**obs.details, "second": second})
+                       {**obs.details, "second": second, "longest_pause": state.longest_pause})
 
     def _end(self, state: AttackState, merged: Mapping[str, Mapping[str, int]], second: int) -> None:
         del self.active[state.target]
@@ -294,6 +412,7 @@ class Detector:
             "second": second,
             "started_second": state.started_second,
             "last_above_second": state.last_above_second,
+            "longest_pause": state.longest_pause,
             "peak_bps": state.peak_bps,
             "peak_pps": state.peak_pps,
         }
@@ -311,21 +430,65 @@ class Detector:
             logger.exception("emitting %s %s failed", signal.phase, signal.target)
 
     def _learn(self, second: int, merged: Mapping[str, Mapping[str, int]]) -> dict[str, Baseline]:
-        """EWMA of each prefix's rates over seconds in which no attack touches it (attacks must not teach)."""
+        """Learn each prefix's normal from seconds in which no attack touches it (attacks must not teach)."""
         attacked = {state.prefix.cidr for state in self.active.values()}
-        alpha = 1.0 - math.exp(-1.0 / BASELINE_SECONDS)
-        updated = {}
+        updated: dict[str, Baseline] = {}
         for cidr in self.prefixes:
             if cidr in attacked:
                 continue
             fields = merged.get(cidr, {})
-            bps, pps = fields.get("b", 0) * 8.0, float(fields.get("p", 0))
-            old = self.baselines.get(cidr)
-            if old is None:
-                new = (bps, pps, 1)
-            else:
-                # A plain mean while warming up, so the first seconds do not weigh for minutes.
-                weight = max(alpha, 1.0 / (old[2] + 1))
-                new = (old[0] + weight * (bps - old[0]), old[1] + weight * (pps - old[1]), old[2] + 1)
-            self.baselines[cidr] = updated[cidr] = new
+            total_b, total_p = fields.get("b", 0), fields.get("p", 0)
+            shape = _shape(fields) if total_p and learns_shape(cidr, second) else None
+            updated.update(self.learned.learn(cidr, second, total_b * 8.0, float(total_p), shape))
         return updated
+
+
+def _spread_over_hosts(view: _PrefixView, hosts: Sequence[Observation], prefix: MonitoredPrefix) -> bool:
+    """Whether the hosts found over their thresholds are carpet bombing: at least `carpet_min_hosts` of them, none
+    with a large share of the prefix's traffic."""
+    if len(hosts) < prefix.carpet_min_hosts:
+        return False
+    return all(view.hosts[o.target.split("/")[0]][0] < CARPET_TOP_HOST_SHARE * max(view.bytes, 1) for o in hosts)
+
+
+def _stands_out(view: _PrefixView, b: int, p: int) -> bool:
+    """Whether a host carries far more than the other hosts of its prefix do on average right now."""
+    others = max(sum(1 for hb, _ in view.hosts.values() if hb) - 1, 1)
+    return b >= HOST_STANDOUT * (view.bytes - b) / others or p >= HOST_STANDOUT * (view.packets - p) / others
+
+
+def _sources(view: _PrefixView, target_packets: int) -> tuple[tuple[str, ...], dict[str, object]]:
+    """The sources to name for a target that received `target_packets`: every one of them as blocks when a few
+    carry it, else the heaviest as addresses.
+
+    Few: the heaviest sources (by packets) reach FEW_SOURCES_SHARE of the target's packets within FEW_SOURCES_MAX of
+    them; the sources about as heavy as the last one needed (at least half of it) are theirs too, so no amplifier
+    of an even handful is left out. Sources are counted per prefix, not per host: packets, not bytes, keep the
+    ordinary senders to the prefix's other hosts (few, large packets each) from passing for the attack's.
+    """
+    ranked = sorted(view.sources.items(), key=lambda kv: (-kv[1][1], -kv[1][0]))
+    heavy: list[tuple[str, int]] = []
+    carried = 0
+    for ip, (_, p) in ranked:
+        if carried >= FEW_SOURCES_SHARE * target_packets and p < SIMILAR_SOURCE * heavy[-1][1]:
+            break
+        if len(heavy) == FEW_SOURCES_MAX or p < MIN_SOURCE_SHARE * target_packets:
+            break
+        heavy.append((ip, p))
+        carried += p
+    if heavy and carried >= FEW_SOURCES_SHARE * target_packets:
+        blocks = aggregate_sources([as_network(ip) for ip, _ in heavy], FEW_SOURCES_MAX)
+        if blocks is not None:
+            share = min(1.0, carried / max(target_packets, 1))
+            return tuple(str(block) for block in blocks), {"sources": "few", "source_share": round(share, 3)}
+    by_bytes = sorted(view.sources.items(), key=lambda kv: -kv[1][0])
+    return tuple(ip for ip, _ in by_bytes[:TOP_SOURCES]), {}
+
+
+def _shape(fields: Mapping[str, int]) -> Shape:
+    """What a quiet second of a prefix looked like: busiest host, heaviest source, class mix."""
+    view = _PrefixView.parse(fields)
+    top_host = max(view.hosts.values(), key=lambda v: v[0], default=[0, 0])
+    top_source = max((b for b, _ in view.sources.values()), default=0)
+    mix = class_mix({name: (v[0], v[1]) for name, v in view.classes.items()}, view.bytes, view.packets)
+    return Shape((top_host[0] * 8.0, float(top_host[1])), (top_source * 8.0, 0.0), mix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,17 +12,41 @@ import numpy.typing as npt
 from collector.records import FlowArray
 
 ALL_ONES = (1 << 64) - 1
+# Prefix-wide thresholds default to the host's times the square root of the prefix's size, within these bounds.
+CARPET_MULTIPLIER_MIN = 4.0
+CARPET_MULTIPLIER_MAX = 64.0
+BASELINE_FACTOR = 4.0
+BASELINE_WARMUP_SECONDS = 900
+# Baselines alarm no lower than a quarter of the host thresholds, and never below these.
+BASELINE_FLOOR_BPS = 1_000_000
+BASELINE_FLOOR_PPS = 1_000
+
+
+def carpet_multiplier(prefix: str, most: float = CARPET_MULTIPLIER_MAX) -> float:
+    """How many hosts' worth of traffic the whole prefix may carry before it counts as carpet bombing.
+
+    The square root of its size, between 4 and `most` (a /24: 16 hosts' worth; a /32: the host alone). One host's
+    limit for a whole /24 turned its ordinary background into "carpet bombing" beside any single-host attack.
+    """
+    hosts = ipaddress.ip_network(prefix, strict=False).num_addresses
+    if hosts == 1:
+        return 1.0
+    return float(min(most, max(CARPET_MULTIPLIER_MIN, math.sqrt(hosts)), hosts))
 
 
 @dataclass(frozen=True)
 class MonitoredPrefix:
     """A customer prefix the collector watches, with the thresholds its owner chose.
 
-    Host thresholds apply to each address inside the prefix, prefix thresholds to the prefix as a whole; a
-    threshold left at None is not checked. `baseline_factor` also flags the prefix when its traffic exceeds that
-    multiple of its learned baseline (at least `baseline_min_bps`). An attack ends after `hold_seconds` below every
-    threshold. Carpet bombing is prefix traffic above the prefix threshold spread over at least `carpet_min_hosts`
-    addresses, none of which is above the host threshold.
+    Host thresholds apply to each address inside the prefix; prefix (carpet-bombing) thresholds to the prefix's
+    traffic beyond the hosts already found attacked; a threshold left at None is not checked. With
+    `baseline_factor`, learned baselines (`collector.baselines`) also flag the prefix when its traffic is well above
+    its normal for that hour of week, and a host that far outgrows the busiest host the prefix normally has, once
+    `baseline_warmup` seconds were learned and the traffic is at least `baseline_min_bps` or `baseline_min_pps`:
+    a slow ramp is caught before the fixed threshold. An attack ends after `hold_seconds` below every threshold
+    (longer for a pulse wave: twice its longest pause). Carpet bombing is prefix traffic over the prefix threshold
+    spread over at least `carpet_min_hosts` addresses, none of which is above the host threshold, unless it looks
+    like the prefix's normal traffic (a flash crowd).
     """
 
     cidr: str
@@ -33,10 +58,31 @@ class MonitoredPrefix:
     hold_seconds: int = 60
     baseline_factor: float | None = None
     baseline_min_bps: int = 1_000_000
+    baseline_min_pps: int = 1_000
+    baseline_warmup: int = 900
     carpet_min_hosts: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cidr", str(ipaddress.ip_network(self.cidr, strict=False)))
+
+    @classmethod
+    def from_thresholds(
+        cls, cidr: str, tenant: str = "", *, host_bps: int | None, host_pps: int | None,
+        prefix_bps: int | None = None, prefix_pps: int | None = None, baseline_factor: float | None = BASELINE_FACTOR,
+        baseline_warmup: int = BASELINE_WARMUP_SECONDS, carpet_max: float = CARPET_MULTIPLIER_MAX,
+        hold_seconds: int = 60,
+    ) -> MonitoredPrefix:
+        """A prefix as production watches it: prefix-wide thresholds left unset scale the host's with
+        `carpet_multiplier`, and learned baselines alarm from a quarter of the host thresholds."""
+        scale = carpet_multiplier(cidr, carpet_max)
+        return cls(
+            cidr, tenant, host_bps=host_bps, host_pps=host_pps,
+            prefix_bps=prefix_bps or (int(host_bps * scale) if host_bps else None),
+            prefix_pps=prefix_pps or (int(host_pps * scale) if host_pps else None),
+            hold_seconds=hold_seconds, baseline_factor=baseline_factor, baseline_warmup=baseline_warmup,
+            baseline_min_bps=max(BASELINE_FLOOR_BPS, (host_bps or 0) // 4),
+            baseline_min_pps=max(BASELINE_FLOOR_PPS, (host_pps or 0) // 4),
+        )
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

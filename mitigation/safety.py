@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from collector.sources import WIDEST_SOURCE_BLOCK
 from devices.drivers.base import BLACKHOLE_COMMUNITY, FlowSpecRule, UnicastRoute, ValueRange
 from mitigation.engine.prefixes import MAX_DIVERSION_LENGTH, Network, network
 from mitigation.engine.types import EDGE_TARGET, ActionKind, PlannedAction, PlannedMitigation
@@ -32,6 +33,7 @@ DIVERSION_TOO_SHORT = "diversion_shorter_than_verified"
 DIVERSION_BLACKHOLE = "diversion_with_blackhole"
 RTBH_COMMUNITY_MISSING = "rtbh_without_blackhole_community"
 FLOWSPEC_TOO_BROAD = "flowspec_too_broad"
+FLOWSPEC_SOURCE_TOO_BROAD = "flowspec_source_too_broad"
 FLOWSPEC_MATCHES_BGP = "flowspec_matches_bgp"
 FLOWSPEC_RANGE = "flowspec_value_range"
 FLOWSPEC_INCONSISTENT = "flowspec_inconsistent"
@@ -161,6 +163,20 @@ def _flowspec_refusals(rule: FlowSpecRule, prefix: Network, limits: SafetyLimits
     return refusals
 
 
+def _source_refusals(source: Network, never_block: Iterable[str]) -> list[Refusal]:
+    """A rule on attack sources matches no block wider than WIDEST_SOURCE_BLOCK and nothing on the never-block
+    list: a resolver of the provider's own, among a reflection attack's "amplifiers", must keep answering."""
+    refusals = []
+    widest = WIDEST_SOURCE_BLOCK[source.version]
+    if source.prefixlen < widest:
+        refusals.append(Refusal(FLOWSPEC_SOURCE_TOO_BROAD, f"FlowSpec source {source} is wider than /{widest}"))
+    for text in never_block:
+        blocked = network(text)
+        if blocked.version == source.version and source.overlaps(blocked):
+            refusals.append(Refusal(NEVER_BLOCK, f"source {source} overlaps {blocked}, which must never be blocked"))
+    return refusals
+
+
 def _cap_refusals(targets: Sequence[str], limits: SafetyLimits) -> list[Refusal]:
     in_use, caps, default = limits.rules_in_use, limits.target_caps, limits.default_cap
     full = [t for t in targets if in_use.get(t, 0) >= caps.get(t, default)]
@@ -180,6 +196,8 @@ def validate_action(
         prefix = network(route.destination)
         refusals += _space_refusals(prefix, tenant, never_block)
         refusals += _flowspec_refusals(route, prefix, limits)
+        if route.source is not None:
+            refusals += _source_refusals(network(route.source), never_block)
         return refusals + _cap_refusals(action.targets, limits)
     if not isinstance(route, UnicastRoute):
         return [*refusals, Refusal(WRONG_ROUTE_TYPE, f"a {action.kind} action must carry a unicast route")]

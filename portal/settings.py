@@ -84,9 +84,18 @@ SLUICE_DATA_DIR = Path(os.environ.get("SLUICE_DATA_DIR", BASE_DIR / "var"))
 # An attack whose detector falls silent without an end signal is treated as ended after this long.
 SLUICE_SIGNAL_EXPIRY_MINUTES = int(os.environ.get("SLUICE_SIGNAL_EXPIRY_MINUTES", "30"))
 # Detection (the flow collector): a prefix-wide (carpet-bombing) threshold is the host threshold times the square
-# root of the prefix's size, at most this; a prefix also alarms at this factor of its learned baseline (0: off).
+# root of the prefix's size, at most this; a prefix also alarms at this factor of its learned baseline (0: off),
+# once each hour of week (or, until then, all hours together) has learned this many seconds.
 SLUICE_CARPET_MULTIPLIER_MAX = float(os.environ.get("SLUICE_CARPET_MULTIPLIER_MAX", "64"))
 SLUICE_BASELINE_FACTOR = float(os.environ.get("SLUICE_BASELINE_FACTOR", "4"))
+SLUICE_BASELINE_WARMUP_SECONDS = int(os.environ.get("SLUICE_BASELINE_WARMUP_SECONDS", "900"))
+# The bounds within which customers may set their per-prefix detection thresholds, unless the provider sets a
+# tenant's own (Tenant.threshold_min_bps and the like). Prefix-wide thresholds may go up to the maximum times the
+# prefix's carpet multiplier.
+SLUICE_THRESHOLD_MIN_BPS = int(os.environ.get("SLUICE_THRESHOLD_MIN_BPS", "10000000"))
+SLUICE_THRESHOLD_MAX_BPS = int(os.environ.get("SLUICE_THRESHOLD_MAX_BPS", "100000000000"))
+SLUICE_THRESHOLD_MIN_PPS = int(os.environ.get("SLUICE_THRESHOLD_MIN_PPS", "1000"))
+SLUICE_THRESHOLD_MAX_PPS = int(os.environ.get("SLUICE_THRESHOLD_MAX_PPS", "50000000"))
 SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5"))
 # A network element that failed its push is retried after RETRY_BASE * 2^(failures-1) seconds, at most RETRY_MAX.
 # The longest one convergence waits for a router's push; a router slower than that (hung mid-RPC) is marked timed

@@ -29,6 +29,9 @@ from core.permissions import has_role, request_actor
 from mitigation.models import Mitigation
 from mitigation.services import lifecycle
 from portal.accounts.forms import ThrottledAuthenticationForm, attempt_for
+from portal.customer.forms import PrefixThresholdsForm
+from tenants.models import Tenant
+from tenants.services import PrefixThresholds, set_prefix_thresholds
 
 View = Callable[..., HttpResponse]
 
@@ -140,3 +143,25 @@ def act_on_mitigation(request: HttpRequest, mitigation: Mitigation, verb: str) -
         messages.error(request, f"Could not {verb}: {problem.message}")
     else:
         messages.success(request, f"Mitigation {mitigation.pk} ({mitigation.tenant.slug}): {verb} recorded.")
+
+
+def form_problems(form: forms.Form) -> str:
+    """A form's errors in one line, for a page that shows them as a message."""
+    return "; ".join(f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items())
+
+
+def save_prefix_thresholds(request: HttpRequest, tenant: Tenant, prefix_id: int) -> None:
+    """Set a prefix's thresholds from a posted PrefixThresholdsForm (customer and SOC pages alike): the service
+    decides what this person may set; its refusal, or the form's, is a message, never an error page."""
+    form = PrefixThresholdsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Thresholds not changed: {form_problems(form)}")
+        return
+    try:
+        prefix = set_prefix_thresholds(tenant, prefix_id, PrefixThresholds(**form.cleaned_data),
+                                       acting_user=request_actor(request))
+    except ValidationProblem as problem:
+        messages.error(request, f"Thresholds not changed: {problem.field}: {problem.message}")
+    else:
+        messages.success(request, f"{prefix.prefix}: detection thresholds saved; the collector applies them "
+                                  "within seconds.")

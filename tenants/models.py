@@ -24,6 +24,12 @@ class Tenant(TenantMixin):
     created_at: models.DateTimeField[datetime.datetime, datetime.datetime] = models.DateTimeField(auto_now_add=True)
     # Switched on by the tenant's admin: every user of the tenant must sign in with a code, as provider staff do.
     require_two_factor: models.BooleanField[bool, bool] = models.BooleanField(default=False, db_default=False)
+    # Bounds the provider sets on the detection thresholds this tenant's users may choose (None: the defaults in
+    # settings, SLUICE_THRESHOLD_MIN_BPS and the like). Operators themselves may set any positive threshold.
+    threshold_min_bps: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True, blank=True)
+    threshold_max_bps: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True, blank=True)
+    threshold_min_pps: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True, blank=True)
+    threshold_max_pps: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True, blank=True)
 
     auto_create_schema = True
     auto_drop_schema = True
@@ -52,7 +58,9 @@ class Domain(DomainMixin):
 class VerifiedPrefix(models.Model):
     """The registry of verified prefixes: the only address space Sluice will ever announce or filter.
 
-    Each row mirrors a verified `ProtectedPrefix` of one tenant. PostgreSQL itself refuses two tenants holding
+    Each row mirrors a verified `ProtectedPrefix` of one tenant, with its detection thresholds: `threshold_*` for
+    each host, `prefix_threshold_*` for the prefix as a whole (empty ones fall back on the tenant's policy and on
+    `collector.prefixes.carpet_multiplier`). PostgreSQL itself refuses two tenants holding
     overlapping prefixes: the migration adds `EXCLUDE USING gist (prefix inet_ops WITH &&, tenant_id WITH <>)`
     (Django's ExclusionConstraint cannot express the inet_ops operator class for this field).
     """
@@ -64,6 +72,10 @@ class VerifiedPrefix(models.Model):
     verified_by = models.CharField(max_length=200)
     threshold_bps = models.BigIntegerField(null=True, blank=True, help_text="Per-prefix detection threshold")
     threshold_pps = models.BigIntegerField(null=True, blank=True, help_text="Per-prefix detection threshold")
+    prefix_threshold_bps = models.BigIntegerField(
+        null=True, blank=True, help_text="Prefix-wide (carpet-bombing) threshold; empty: scaled from the host's")
+    prefix_threshold_pps = models.BigIntegerField(
+        null=True, blank=True, help_text="Prefix-wide (carpet-bombing) threshold; empty: scaled from the host's")
 
     objects = NetManager()  # type: ignore[django-manager-missing]  # netfields' manager is untyped
 

@@ -6,6 +6,7 @@ routing policy) are always written together, so routing never sees a half-made c
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import secrets
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
+from collector.prefixes import carpet_multiplier
 from core.accounts.choices import UserRoleChoices
 from core.accounts.models import User
 from core.actors import Actor
@@ -263,6 +265,7 @@ def _mark_verified(tenant: Tenant, prefix: ProtectedPrefix, *, acting_user: Acto
     VerifiedPrefix.objects.create(
         tenant=tenant, prefix=network, tenant_prefix_id=prefix.pk, verified_by=str(acting_user),
         threshold_bps=prefix.threshold_bps, threshold_pps=prefix.threshold_pps,
+        prefix_threshold_bps=prefix.prefix_threshold_bps, prefix_threshold_pps=prefix.prefix_threshold_pps,
     )
     record_audit(acting_user, "prefix.verify", tenant_slug=tenant.slug, obj=prefix, diff={"prefix": str(network)})
     publish("prefix.verified", {"prefix": str(network)}, tenant_schema=tenant.schema_name)
@@ -312,3 +315,111 @@ def set_two_factor_requirement(tenant: Tenant, required: bool, *, acting_user: A
         tenant.require_two_factor = required
         record_audit(acting_user, "tenant.two_factor_requirement", tenant_slug=tenant.slug, obj=tenant,
                      diff={"require_two_factor": required})
+
+
+@dataclass(frozen=True)
+class ThresholdBounds:
+    """The range within which a tenant's users may set host thresholds (operators are not bound by it)."""
+
+    min_bps: int
+    max_bps: int
+    min_pps: int
+    max_pps: int
+
+
+@dataclass(frozen=True)
+class PrefixThresholds:
+    """A prefix's detection thresholds, named as its columns: `threshold_*` for each host, `prefix_threshold_*` for
+    the prefix as a whole. None leaves one to its default (the profile's, or scaled from the host's)."""
+
+    threshold_bps: int | None = None
+    threshold_pps: int | None = None
+    prefix_threshold_bps: int | None = None
+    prefix_threshold_pps: int | None = None
+
+
+def threshold_bounds(tenant: Tenant) -> ThresholdBounds:
+    """The bounds the provider set for this tenant, the settings' defaults where it set none."""
+    return ThresholdBounds(
+        min_bps=tenant.threshold_min_bps or int(settings.SLUICE_THRESHOLD_MIN_BPS),
+        max_bps=tenant.threshold_max_bps or int(settings.SLUICE_THRESHOLD_MAX_BPS),
+        min_pps=tenant.threshold_min_pps or int(settings.SLUICE_THRESHOLD_MIN_PPS),
+        max_pps=tenant.threshold_max_pps or int(settings.SLUICE_THRESHOLD_MAX_PPS),
+    )
+
+
+def _check_thresholds(values: PrefixThresholds, bounds: ThresholdBounds | None, network: IPNetwork) -> None:
+    """Refuse thresholds that are not positive, a prefix-wide one below the host's, or (for `bounds`) outside them.
+
+    A prefix-wide threshold may reach the host maximum times the prefix's carpet multiplier: it stands for many
+    hosts' worth of traffic.
+    """
+    scale = carpet_multiplier(str(network), float(settings.SLUICE_CARPET_MULTIPLIER_MAX))
+    for name, value in dataclasses.asdict(values).items():
+        if value is not None and value < 1:
+            raise ValidationProblem(name, "a threshold must be a positive number")
+    for unit in ("bps", "pps"):
+        host, whole = getattr(values, f"threshold_{unit}"), getattr(values, f"prefix_threshold_{unit}")
+        if host is not None and whole is not None and whole < host:
+            raise ValidationProblem(f"prefix_threshold_{unit}", f"the prefix-wide threshold ({whole} {unit}) cannot "
+                                                                f"be below the per-host one ({host} {unit})")
+        if bounds is None:
+            continue
+        low, high = getattr(bounds, f"min_{unit}"), getattr(bounds, f"max_{unit}")
+        for name, value, most in ((f"threshold_{unit}", host, high), (f"prefix_threshold_{unit}", whole,
+                                                                      int(high * scale))):
+            if value is not None and not low <= value <= most:
+                raise ValidationProblem(name, f"must be between {low} and {most} {unit} (the bounds your provider "
+                                              f"set); ask your provider for a threshold outside them")
+
+
+def set_prefix_thresholds(
+    tenant: Tenant, prefix_id: int, values: PrefixThresholds, *, acting_user: Actor
+) -> ProtectedPrefix:
+    """Set a prefix's detection thresholds: a customer within its provider's bounds, an operator freely.
+
+    The tenant's row and its public mirror (which the collector reads within seconds) change together; audited,
+    with an event to the tenant. Raises ProtectedPrefix.DoesNotExist for a prefix this tenant does not have.
+    """
+    with transaction.atomic(), schema_context(tenant.schema_name):
+        prefix = ProtectedPrefix.objects.select_for_update().get(pk=prefix_id)
+        network = ipaddress.ip_network(prefix.prefix)
+        _check_thresholds(values, None if acting_user.is_operator else threshold_bounds(tenant), network)
+        columns = dataclasses.asdict(values)
+        changes = {name: [getattr(prefix, name), value] for name, value in columns.items()
+                   if getattr(prefix, name) != value}
+        if not changes:
+            return prefix
+        for name, value in columns.items():
+            setattr(prefix, name, value)
+        prefix.save(update_fields=list(columns))
+        VerifiedPrefix.objects.filter(tenant=tenant, tenant_prefix_id=prefix.pk).update(**columns)
+        record_audit(acting_user, "prefix.thresholds", tenant_slug=tenant.slug, obj=prefix, diff=changes)
+        publish("prefix.thresholds", {"prefix": str(network), **columns}, tenant_schema=tenant.schema_name)
+    return prefix
+
+
+def set_threshold_bounds(tenant: Tenant, bounds: ThresholdBounds, *, acting_user: Actor) -> ThresholdBounds:
+    """A provider operator sets the range within which the tenant's users may set thresholds; audited.
+
+    Thresholds already set outside the new bounds stay as they are (the provider may have set them); the bounds
+    apply to the next change a customer makes.
+    """
+    if not acting_user.is_operator:
+        raise ValidationProblem("acting_user", "only a provider operator can set threshold bounds")
+    for unit in ("bps", "pps"):
+        low, high = getattr(bounds, f"min_{unit}"), getattr(bounds, f"max_{unit}")
+        if low < 1:
+            raise ValidationProblem(f"min_{unit}", "a bound must be a positive number")
+        if high < low:
+            raise ValidationProblem(f"max_{unit}", f"the maximum ({high} {unit}) is below the minimum ({low} {unit})")
+    columns = {f"threshold_{name}": value for name, value in dataclasses.asdict(bounds).items()}
+    with transaction.atomic():
+        before = threshold_bounds(tenant)
+        Tenant.objects.filter(pk=tenant.pk).update(**columns)
+        for name, value in columns.items():
+            setattr(tenant, name, value)
+        changes = {name: [getattr(before, name), value] for name, value in dataclasses.asdict(bounds).items()
+                   if getattr(before, name) != value}
+        record_audit(acting_user, "tenant.threshold_bounds", tenant_slug=tenant.slug, obj=tenant, diff=changes)
+    return bounds

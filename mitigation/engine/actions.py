@@ -6,9 +6,12 @@ Each action names its receivers and says why, so the SOC can read what will be a
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from collector.sources import WIDEST_SOURCE_BLOCK, addresses_covered, aggregate_sources, collapse_networks
 from devices.drivers.base import BLACKHOLE_COMMUNITY, FlowSpecRule, UnicastRoute
 from mitigation.engine.filters import PORTS_BUT_BGP, TCP, amplification_filters, attack_filters
 from mitigation.engine.problem import AttackContext
@@ -83,6 +86,35 @@ def flowspec_actions(
         where = "edge routers" + _upstream_names([label for _, label in receivers])
         actions.append(PlannedAction(ActionKind.FLOWSPEC, rule, targets, f"{why}: {rule.action} on {where}"))
     return actions
+
+
+def match_sources(
+    rules: Sequence[FlowSpecRule], ctx: AttackContext, budget: RuleBudget, settings: EngineSettings, notes: list[str]
+) -> tuple[FlowSpecRule, ...]:
+    """The rules restricted to the attack's sources when a few carry it (reflection from a handful of amplifiers),
+    each rule once per source block; the rest of the target's traffic of that kind then passes.
+
+    Blocks are the sources aggregated as narrowly as the edge routers' rule budget allows (at most
+    `settings.source_blocks_max` per rule); sources that would need a block wider than a /16 (IPv6: /32) keep the
+    rules on the destination alone. Either way the reason says so.
+    """
+    sources = [ipaddress.ip_network(s, strict=False) for s in ctx.attack.source_blocks]
+    sources = [s for s in sources if s.version == ctx.family]
+    if not rules or not sources:
+        return tuple(rules)
+    room = min(settings.source_blocks_max, budget.left(EDGE_TARGET) // len(rules))
+    blocks = aggregate_sources(sources, room) if room >= 1 else None
+    if blocks is None:
+        notes.append(f"the attack comes from {len(sources)} sources, but they cannot be matched within the FlowSpec "
+                     f"rule budget ({room} source blocks per rule, none wider than /{WIDEST_SOURCE_BLOCK[ctx.family]}):"
+                     " rules match the destination only")
+        return tuple(rules)
+    shown = ", ".join(str(b) for b in blocks[:4]) + (f" and {len(blocks) - 4} more" if len(blocks) > 4 else "")
+    how = "exactly" if addresses_covered(blocks) == addresses_covered(collapse_networks(sources)) else "aggregated"
+    notes.append(f"the attack comes from few sources ({len(sources)}): FlowSpec rules match them, {how} into "
+                 f"{len(blocks)} block{'s' if len(blocks) > 1 else ''} ({shown}) within the rule budget "
+                 f"(at most {room} per rule)")
+    return tuple(dataclasses.replace(rule, source=str(block)) for rule in rules for block in blocks)
 
 
 def redirect_rules(destination: str, center: ScrubbingCenterState) -> tuple[FlowSpecRule, ...]:
@@ -162,7 +194,7 @@ def build_actions(
     """The actions for one attack at the chosen level (and center, for a diversion)."""
     if level == Level.FLOWSPEC and ctx.policy is not None:
         rules = attack_filters(ctx.attack.vectors, ctx.policy.profile, ctx.target_text, ctx.family, settings)
-        return flowspec_actions(rules, budget, "filter at the edge", notes)
+        return flowspec_actions(match_sources(rules, ctx, budget, settings, notes), budget, "filter at the edge", notes)
     if level == Level.RTBH:
         return rtbh_actions(ctx, all_peers, settings)
     if level != Level.DIVERSION or center is None or ctx.policy is None:
@@ -175,5 +207,6 @@ def build_actions(
         actions += diversion_actions(ctx, center, peers_by_center.get(center.id, ()), settings, notes)
     if ctx.policy.profile == AppProfile.DNS and ctx.policy.allows(ActionKind.FLOWSPEC):
         rules = amplification_filters(ctx.attack.vectors, ctx.policy.profile, ctx.target_text, ctx.family, settings)
-        actions += flowspec_actions(rules, budget, "drop reflected traffic before the DNS service", notes)
+        actions += flowspec_actions(match_sources(rules, ctx, budget, settings, notes), budget,
+                                    "drop reflected traffic before the DNS service", notes)
     return actions

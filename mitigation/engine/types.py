@@ -165,6 +165,15 @@ class LiveAttack:
     top_sources: tuple[str, ...] = ()
 
     @property
+    def source_blocks(self) -> tuple[str, ...]:
+        """Every source of the attack, when its detector named them all as blocks ("192.0.2.7/32"): what a detector
+        does when a few sources carry the attack (see collector.detect). Plain addresses are only the heaviest of
+        many sources, and give nothing to match on."""
+        if not self.top_sources or not all("/" in source for source in self.top_sources):
+            return ()
+        return self.top_sources
+
+    @property
     def gbps(self) -> float:
         return self.bps / 1e9
 
@@ -216,6 +225,8 @@ class EngineSettings:
     unmitigated_cost: float = 100000.0
     prepend_count: int = 3
     edge_rule_cap: int = 3000
+    # An attack from few sources gets each of its rules once per source block, at most this many blocks per rule.
+    source_blocks_max: int = 8
     dns_response_rate_bps: int = 50_000_000
     icmp_rate_bps: int = 10_000_000
     realtime_udp_rate_bps: int = 1_000_000_000

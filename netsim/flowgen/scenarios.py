@@ -1,5 +1,10 @@
 """Traffic scenarios: background traffic to a customer prefix plus the onset and end of one attack vector.
 
+Beyond steady attacks: pulse waves (on for `pulse_on` seconds, off for `pulse_off`), slow ramps (from nothing at
+`attack_start` to the full rate at `attack_end`), reflection from a handful of amplifiers (`sources`), carpet
+bombing over the whole prefix, and the flash crowd: many new legitimate clients whose traffic looks like the
+background's (same protocols, ports, sizes and per-client rate), which is not an attack.
+
 Records are generated as numpy arrays (not objects) so the generator keeps up with hundreds of thousands of
 records per second; `to_records` turns them into `FlowRecord`s for tests that want to read them.
 """
@@ -30,7 +35,13 @@ SCENARIOS: dict[str, AttackVector | None] = {
     "fragments": AttackVector.FRAGMENTS,
     "udp_flood": AttackVector.UDP_FLOOD,
     "carpet_bombing": AttackVector.CARPET_BOMBING,
+    "flash_crowd": None,
 }
+SHAPES = ("steady", "pulse", "ramp")
+BACKGROUND_SOURCES = 50_000
+FLASH_CROWD_SOURCES = 1_000_000
+ATTACK_SOURCES_FIRST = BACKGROUND_SOURCES + FLASH_CROWD_SOURCES
+ATTACK_SOURCE_SPREAD = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,9 @@ class Scenario:
     """One attack on `target` (a host of `prefix`) between `attack_start` and `attack_end` seconds, over background.
 
     `records(t, count)` counts at the attack's peak: background traffic is `1 - attack_share` of `count` all the
-    time, and the attack adds `attack_share` of it while it runs.
+    time, and the attack adds `attack_share` of it while it runs (times its `shape`'s level at `t`). The attack
+    comes from `sources` addresses (thousands when spoofed, a handful when reflected). A flash crowd adds the same
+    share of background-like traffic from new clients instead.
     """
 
     name: str
@@ -48,10 +61,23 @@ class Scenario:
     attack_end: float = 8.0
     attack_share: float = 0.9
     seed: int = 1
+    sources: int = 5_000
+    shape: str = "steady"
+    pulse_on: float = 3.0
+    pulse_off: float = 3.0
 
     def __post_init__(self) -> None:
         if self.name not in SCENARIOS:
             raise ValueError(f"unknown scenario {self.name!r}; choose one of {sorted(SCENARIOS)}")
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; choose one of {SHAPES}")
+        if self.sources < 1:
+            raise ValueError("an attack needs at least one source")
+
+    @property
+    def is_attack(self) -> bool:
+        """Whether the scenario holds an attack (background and flash crowds do not)."""
+        return self.vector is not None
 
     @property
     def vector(self) -> AttackVector | None:
@@ -65,21 +91,36 @@ class Scenario:
 
     @property
     def target_address(self) -> str:
-        """The attacked host (the prefix itself for carpet bombing)."""
-        if self.name == "carpet_bombing":
+        """The attacked host (the prefix itself for carpet bombing and flash crowds)."""
+        if self.name in ("carpet_bombing", "flash_crowd"):
             return str(self.network)
         return self.target or str(self.network.network_address + 10)
 
+    def level(self, t: float) -> float:
+        """The attack's (or flash crowd's) rate at `t` seconds, as a fraction of its peak."""
+        if self.name == "background" or not self.attack_start <= t < self.attack_end:
+            return 0.0
+        if self.shape == "pulse":
+            return 1.0 if (t - self.attack_start) % (self.pulse_on + self.pulse_off) < self.pulse_on else 0.0
+        if self.shape == "ramp":
+            return (t - self.attack_start) / (self.attack_end - self.attack_start)
+        return 1.0
+
     def attacking(self, t: float) -> bool:
-        """Whether the attack runs at `t` seconds into the scenario."""
-        return self.name != "background" and self.attack_start <= t < self.attack_end
+        """Whether the attack (or flash crowd) sends at `t` seconds into the scenario."""
+        return self.level(t) > 0
 
     def records(self, t: float, count: int, rng: np.random.Generator | None = None) -> npt.NDArray[np.void]:
         """`count` records as an exporter would see them at `t` seconds into the scenario."""
         rng = rng or np.random.default_rng(self.seed)
-        attack = round(count * self.attack_share)
-        background = count - attack
-        out = np.concatenate([self._background(background, rng), self._attack(attack if self.attacking(t) else 0, rng)])
+        peak = round(count * self.attack_share)
+        background = count - peak
+        extra = round(peak * self.level(t))
+        if self.name == "flash_crowd":
+            crowd = self._background(extra, rng, sources=FLASH_CROWD_SOURCES, first_source=BACKGROUND_SOURCES)
+            out = np.concatenate([self._background(background, rng), crowd])
+        else:
+            out = np.concatenate([self._background(background, rng), self._attack(extra, rng)])
         return out[rng.permutation(out.size)]
 
     def _hosts(self, count: int, rng: np.random.Generator, spread: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,17 +131,19 @@ class Scenario:
             return np.zeros(count, dtype=np.uint64), (np.uint64(base | V4_MAPPED) + offsets)
         return np.full(count, base >> 64, dtype=np.uint64), np.uint64(base & (2**64 - 1)) + offsets
 
-    def _sources(self, count: int, rng: np.random.Generator, pool: int) -> tuple[np.ndarray, np.ndarray]:
-        """(hi, lo) of sources drawn from a pool of `pool` internet addresses."""
-        picks = rng.integers(0, pool, count, dtype=np.uint64)
+    def _sources(self, count: int, rng: np.random.Generator, pool: int, first: int = 0,
+                 stride: int = 1) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """(hi, lo) of sources drawn from a pool of `pool` internet addresses, `stride` apart from the `first`."""
+        picks = np.uint64(first) + rng.integers(0, pool, count, dtype=np.uint64) * np.uint64(stride)
         if self.network.version == 4:
             return np.zeros(count, dtype=np.uint64), np.uint64(0x6440_0000 | V4_MAPPED) + picks
         return np.full(count, 0x2001_0DB8_00AA_0000, dtype=np.uint64), picks + np.uint64(1)
 
-    def _background(self, count: int, rng: np.random.Generator) -> npt.NDArray[np.void]:
+    def _background(self, count: int, rng: np.random.Generator, sources: int = BACKGROUND_SOURCES,
+                    first_source: int = 0) -> npt.NDArray[np.void]:  # fmt: skip
         out = np.zeros(count, dtype=RECORD_ARRAY_DTYPE)
         out["dst_hi"], out["dst_lo"] = self._hosts(count, rng, 256)
-        out["src_hi"], out["src_lo"] = self._sources(count, rng, 50_000)
+        out["src_hi"], out["src_lo"] = self._sources(count, rng, sources, first_source)
         tcp = rng.random(count) < 0.8
         out["proto"] = np.where(tcp, 6, 17)
         out["tcp_flags"] = np.where(tcp, 0x18, 0)
@@ -118,7 +161,9 @@ class Scenario:
         out["dst_hi"], out["dst_lo"] = value >> 64, value & (2**64 - 1)
         if self.name == "carpet_bombing":
             out["dst_hi"], out["dst_lo"] = self._hosts(count, rng, 256)
-        out["src_hi"], out["src_lo"] = self._sources(count, rng, 5_000)
+        # Attackers are scattered over a million addresses: a handful of amplifiers sit in different networks.
+        stride = max(1, ATTACK_SOURCE_SPREAD // self.sources)
+        out["src_hi"], out["src_lo"] = self._sources(count, rng, self.sources, ATTACK_SOURCES_FIRST, stride)
         out["packets"] = 1
         out["ipv6"] = self.network.version == 6
         vector = self.vector

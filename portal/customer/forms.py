@@ -29,8 +29,8 @@ class ServiceProfileForm(forms.Form):
         choices=MitigationActionChoices.choices, widget=forms.CheckboxSelectMultiple
     )
     hold_down_minutes = forms.IntegerField(label="Hold-down (minutes)", min_value=0, max_value=1440)
-    detection_threshold_bps = forms.IntegerField(label="Detection threshold (bit/s)", min_value=1)
-    detection_threshold_pps = forms.IntegerField(label="Detection threshold (packets/s)", min_value=1)
+    detection_threshold_bps = forms.IntegerField(label="Detection threshold per host (bit/s)", min_value=1)
+    detection_threshold_pps = forms.IntegerField(label="Detection threshold per host (packets/s)", min_value=1)
     latency_overrides = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "center:fra=30\nregion:eu=40"}),
@@ -88,3 +88,21 @@ class ApiTokenForm(forms.Form):
     def __init__(self, *args: object, users: list[str], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         cast(forms.ChoiceField, self.fields["user"]).choices = [(name, name) for name in users]
+
+
+class PrefixThresholdsForm(forms.Form):
+    """A prefix's detection thresholds (SOC and customer pages alike); empty fields go back to their defaults."""
+
+    threshold_bps = forms.IntegerField(label="Per host (bit/s)", min_value=1, required=False)
+    threshold_pps = forms.IntegerField(label="Per host (packets/s)", min_value=1, required=False)
+    prefix_threshold_bps = forms.IntegerField(label="Whole prefix (bit/s)", min_value=1, required=False)
+    prefix_threshold_pps = forms.IntegerField(label="Whole prefix (packets/s)", min_value=1, required=False)
+
+
+class ThresholdBoundsForm(forms.Form):
+    """The range within which a tenant's users may set host thresholds (SOC only)."""
+
+    min_bps = forms.IntegerField(label="Lowest (bit/s)", min_value=1)
+    max_bps = forms.IntegerField(label="Highest (bit/s)", min_value=1)
+    min_pps = forms.IntegerField(label="Lowest (packets/s)", min_value=1)
+    max_pps = forms.IntegerField(label="Highest (packets/s)", min_value=1)

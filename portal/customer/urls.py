@@ -17,6 +17,7 @@ urlpatterns = [
     path("mitigations/<int:pk>/reject/", views.mitigation_reject, name="mitigation-reject"),
     path("mitigations/<int:pk>/withdraw/", views.mitigation_withdraw, name="mitigation-withdraw"),
     path("prefixes/", views.prefixes, name="prefixes"),
+    path("prefixes/<int:pk>/thresholds/", views.prefix_thresholds, name="prefix-thresholds"),
     path("profile/", views.profile, name="profile"),
     path("users/", views.users, name="users"),
     path("users/two-factor/", views.two_factor_requirement, name="two-factor-requirement"),

@@ -41,11 +41,18 @@ from portal.views import (
     request_actor,
     require_role,
     role_required,
+    save_prefix_thresholds,
     viewer_required,
 )
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
 from tenants.models import Tenant
-from tenants.services import ProfileInput, request_prefix, set_two_factor_requirement, update_service_profile
+from tenants.services import (
+    ProfileInput,
+    request_prefix,
+    set_two_factor_requirement,
+    threshold_bounds,
+    update_service_profile,
+)
 
 # States a customer wants on the dashboard: everything that is or may soon be on the network.
 BOARD_STATES = (*states.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
@@ -192,8 +199,19 @@ def prefixes(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, f"{created.prefix} requested; it is pending until the provider verifies it.")
                 return redirect("customer:prefixes")
-    context = {"tenant": tenant, "prefixes": ProtectedPrefix.objects.all(), "form": form, "is_admin": is_admin}
+    context = {"tenant": tenant, "prefixes": ProtectedPrefix.objects.all(), "form": form, "is_admin": is_admin,
+               "bounds": threshold_bounds(tenant)}
     return render(request, "customer/prefixes.html", context)
+
+
+@require_POST
+@viewer_required
+def prefix_thresholds(request: HttpRequest, pk: int) -> HttpResponse:
+    """An admin sets a prefix's detection thresholds, within the bounds the provider set."""
+    require_role(request, UserRoleChoices.ADMIN)
+    get_object_or_404(ProtectedPrefix, pk=pk)
+    save_prefix_thresholds(request, _tenant(request), pk)
+    return redirect("customer:prefixes")
 
 
 def _profile_initial(profile: ServiceProfile | None) -> dict[str, Any]:

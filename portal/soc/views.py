@@ -6,6 +6,7 @@ queries whatever the number of tenants (aggregates in the database, related rows
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,12 +32,26 @@ from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import ControlSwitch, Mitigation, SignalRecord
 from mitigation.services import lifecycle, states
 from mitigation.services.panic import clear_panic, panic
+from portal.customer.forms import ThresholdBoundsForm
 from portal.soc.forms import AuditFilterForm, ClearPanicForm, PanicForm
-from portal.views import ReasonForm, act_on_mitigation, role_required, viewer_required
+from portal.views import (
+    ReasonForm,
+    act_on_mitigation,
+    form_problems,
+    role_required,
+    save_prefix_thresholds,
+    viewer_required,
+)
 from tenants.customer.choices import ProtectedPrefixStatusChoices
 from tenants.customer.models import ProtectedPrefix
 from tenants.models import Tenant
-from tenants.services import reject_prefix, verify_prefix
+from tenants.services import (
+    ThresholdBounds,
+    reject_prefix,
+    set_threshold_bounds,
+    threshold_bounds,
+    verify_prefix,
+)
 
 BOARD_STATES = (*states.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
 BOARD_ROWS = 100  # the board shows the newest; counts cover all, the API lists the rest
@@ -261,8 +276,51 @@ def prefix_queue(request: HttpRequest) -> HttpResponse:
         "pending": _pending_prefixes(),
         "can_verify": has_role(request.user, UserRoleChoices.ADMIN),
         "form": ReasonForm(),
+        "tenants": Tenant.objects.exclude(schema_name="public").order_by("name"),
     }
     return render(request, "soc/prefix_queue.html", context)
+
+
+@viewer_required
+def tenant_thresholds(request: HttpRequest, slug: str) -> HttpResponse:
+    """A tenant's detection thresholds per prefix, and the bounds within which its own users may set them."""
+    tenant = _tenant_by_slug(slug)
+    bounds = threshold_bounds(tenant)
+    with schema_context(tenant.schema_name):
+        prefixes = list(ProtectedPrefix.objects.all())
+    context = {
+        "tenant": tenant, "prefixes": prefixes, "bounds_form": ThresholdBoundsForm(initial=dataclasses.asdict(bounds)),
+        "can_edit": has_role(request.user, UserRoleChoices.ADMIN),
+    }
+    return render(request, "soc/thresholds.html", context)
+
+
+@require_POST
+@admin_required
+def tenant_threshold_bounds(request: HttpRequest, slug: str) -> HttpResponse:
+    tenant = _tenant_by_slug(slug)
+    form = ThresholdBoundsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Bounds not changed: {form_problems(form)}")
+        return redirect("soc:tenant-thresholds", slug=tenant.slug)
+    try:
+        set_threshold_bounds(tenant, ThresholdBounds(**form.cleaned_data), acting_user=request_actor(request))
+    except ValidationProblem as problem:
+        messages.error(request, f"Bounds not changed: {problem.field}: {problem.message}")
+    else:
+        messages.success(request, f"{tenant.slug}: threshold bounds saved.")
+    return redirect("soc:tenant-thresholds", slug=tenant.slug)
+
+
+@require_POST
+@admin_required
+def tenant_prefix_thresholds(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    tenant = _tenant_by_slug(slug)
+    with schema_context(tenant.schema_name):
+        if not ProtectedPrefix.objects.filter(pk=pk).exists():
+            raise Http404("no such prefix")
+    save_prefix_thresholds(request, tenant, pk)
+    return redirect("soc:tenant-thresholds", slug=tenant.slug)
 
 
 def _tenant_by_slug(slug: str) -> Tenant:

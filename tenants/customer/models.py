@@ -32,8 +32,12 @@ class ProtectedPrefix(models.Model):
         max_length=20, choices=ProtectedPrefixStatusChoices.choices, default=ProtectedPrefixStatusChoices.PENDING
     )
     status_reason = models.CharField(max_length=300, blank=True)
+    # Detection thresholds of this prefix: per host, and for the prefix as a whole (carpet bombing). Empty: the
+    # service profile's host thresholds, and the prefix-wide ones scaled from the host's by the prefix's size.
     threshold_bps = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     threshold_pps = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    prefix_threshold_bps = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    prefix_threshold_pps = models.BigIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -26,7 +26,8 @@ def metric_lines(output: str) -> list[str]:
 
 
 def test_every_benchmark_is_found() -> None:
-    assert {path.stem for path in BENCHMARKS} >= {"time_to_mitigate", "engine_scale", "soc_page", "flow_ingest"}
+    assert {path.stem for path in BENCHMARKS} >= {"time_to_mitigate", "engine_scale", "soc_page", "flow_ingest",
+                                                  "detection_quality"}
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS, ids=lambda path: path.stem)

@@ -104,15 +104,17 @@ def test_prefixes_are_refreshed_without_restart() -> None:
 def test_baselines_flag_growth_and_survive_a_restart() -> None:
     store = MemoryStore()
     prefix = customer_prefix(host_bps=None, host_pps=None, prefix_bps=None, prefix_pps=None, baseline_factor=3.0,
-                             baseline_min_bps=1_000)  # fmt: skip
+                             baseline_min_bps=1_000, baseline_warmup=60)  # fmt: skip
     learner = Harness([prefix], store=store)
     learner.play(Scenario("background"), "ipfix", rate=2000, duration=70)
     assert learner.signals == []
     restarted = Harness([prefix], store=store, clock=learner.clock)
     assert restarted.collector.detector.baselines["203.0.113.0/24"][2] >= 60
     restarted.play(Scenario("udp_flood", attack_start=1, attack_end=3), "ipfix", rate=2000, duration=4)
-    assert restarted.signals[0].target == "203.0.113.0/24"
-    assert restarted.signals[0].vectors == (AttackVector.UDP_FLOOD,)
+    start = restarted.signals[0]
+    assert start.target == "203.0.113.10/32", "the host that outgrew its prefix's busiest host, not the prefix"
+    assert start.vectors == (AttackVector.UDP_FLOOD,)
+    assert start.details["detected_by"] == "baseline"
 
 
 def test_prefix_series_for_graphs() -> None:
@@ -150,3 +152,10 @@ def test_the_partial_pass_reads_host_fields_only_when_a_threshold_is_within_reac
     attacked.play(Scenario("syn_flood", attack_start=2, attack_end=4), "sflow", rate=4000, duration=5)
     assert attacked.store.partial_reads > 0  # type: ignore[attr-defined]
     assert attacked.signals[0].details["partial_second"] is True
+
+
+def test_carpet_bombing_over_every_host_threshold_is_one_attack_on_the_prefix() -> None:
+    harness = Harness([customer_prefix(host_pps=100, host_bps=None)])
+    harness.play(Scenario("carpet_bombing", attack_start=2, attack_end=5), "ipfix", rate=4000, duration=7)
+    assert {s.target for s in harness.signals} == {"203.0.113.0/24"}, "not one attack per address"
+    assert harness.signals[0].vectors[0] is AttackVector.CARPET_BOMBING

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from django.db import DatabaseError, connections
 
+from collector.prefixes import carpet_multiplier
 from collector.signals import AttackSignal, AttackVector, SignalPhase
 from devices.models import Router
 from mitigation.management.commands.run_collector import (
     SignalRecorder,
-    carpet_multiplier,
     collect,
     default_listen,
     load_prefixes,

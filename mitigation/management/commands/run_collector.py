@@ -13,9 +13,7 @@ the one holding the detection lease emits signals, so N processes detect exactly
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import math
 import os
 import signal as signals
 import subprocess
@@ -80,26 +78,14 @@ def refresh_connection() -> None:
         close_old_connections()
 
 
-def carpet_multiplier(prefix: str) -> float:
-    """How many hosts' worth of traffic the whole prefix may carry before it counts as carpet bombing.
-
-    The square root of its size, between 4 and SLUICE_CARPET_MULTIPLIER_MAX (a /24: 16 hosts' worth; a /32: the
-    host alone). One host's limit for a whole /24 turned its ordinary background into "carpet bombing" beside any
-    single-host attack.
-    """
-    hosts = ipaddress.ip_network(prefix).num_addresses
-    if hosts == 1:
-        return 1.0
-    return float(min(settings.SLUICE_CARPET_MULTIPLIER_MAX, max(4.0, math.sqrt(hosts)), hosts))
-
-
 def load_prefixes() -> list[MonitoredPrefix]:
     """Every verified prefix with its thresholds: the prefix's own where set, else its tenant's policy.
 
-    Host thresholds apply to each address; the prefix-wide (carpet-bombing) thresholds are the host's scaled by
-    `carpet_multiplier`. Learned baselines are on: a prefix also alarms at SLUICE_BASELINE_FACTOR times its learned
-    normal, once that is warm and the traffic is at least a quarter of the host threshold (a slow ramp is caught
-    before the fixed threshold; an ordinary rise is not an attack).
+    Host thresholds apply to each address; prefix-wide (carpet-bombing) thresholds left unset are the host's scaled
+    by `carpet_multiplier` (at most SLUICE_CARPET_MULTIPLIER_MAX). Learned baselines are on: a prefix also alarms at
+    SLUICE_BASELINE_FACTOR times its learned normal for the hour of week, once that is warm
+    (SLUICE_BASELINE_WARMUP_SECONDS) and the traffic is at least a quarter of the host threshold (a slow ramp is
+    caught before the fixed threshold; a rise that is ordinary for that hour is not an attack).
     """
     refresh_connection()
     policies = {p.tenant_id: p for p in TenantPolicy.objects.all()}
@@ -107,13 +93,13 @@ def load_prefixes() -> list[MonitoredPrefix]:
     factor = float(settings.SLUICE_BASELINE_FACTOR) or None
     for row in VerifiedPrefix.objects.select_related("tenant").order_by("prefix"):
         policy = policies.get(row.tenant_id)
-        bps = row.threshold_bps or (policy.detection_threshold_bps if policy else None)
-        pps = row.threshold_pps or (policy.detection_threshold_pps if policy else None)
-        scale = carpet_multiplier(str(row.prefix))
-        prefixes.append(MonitoredPrefix(
-            str(row.prefix), row.tenant.slug, host_bps=bps, host_pps=pps,
-            prefix_bps=int(bps * scale) if bps else None, prefix_pps=int(pps * scale) if pps else None,
-            baseline_factor=factor, baseline_min_bps=max(1_000_000, (bps or 0) // 4),
+        prefixes.append(MonitoredPrefix.from_thresholds(
+            str(row.prefix), row.tenant.slug,
+            host_bps=row.threshold_bps or (policy.detection_threshold_bps if policy else None),
+            host_pps=row.threshold_pps or (policy.detection_threshold_pps if policy else None),
+            prefix_bps=row.prefix_threshold_bps, prefix_pps=row.prefix_threshold_pps, baseline_factor=factor,
+            baseline_warmup=int(settings.SLUICE_BASELINE_WARMUP_SECONDS),
+            carpet_max=float(settings.SLUICE_CARPET_MULTIPLIER_MAX),
         ))
     return prefixes
 

@@ -5,16 +5,30 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from core.permissions import AdminWrites, request_actor
-from tenants.customer.api.serializers import ProtectedPrefixSerializer, ServiceProfileSerializer
+from tenants.customer.api.serializers import (
+    PrefixThresholdsSerializer,
+    ProtectedPrefixSerializer,
+    ServiceProfileSerializer,
+    ThresholdBoundsSerializer,
+)
 from tenants.customer.models import ProtectedPrefix, ServiceProfile
-from tenants.services import ProfileInput, request_prefix, update_service_profile
+from tenants.services import (
+    PrefixThresholds,
+    ProfileInput,
+    request_prefix,
+    set_prefix_thresholds,
+    threshold_bounds,
+    update_service_profile,
+)
 
 
 class ProtectedPrefixViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
@@ -33,6 +47,21 @@ class ProtectedPrefixViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, m
             description=serializer.validated_data.get("description", ""),
             acting_user=request_actor(self.request),
         )
+
+    @extend_schema(request=PrefixThresholdsSerializer, responses=ProtectedPrefixSerializer)
+    @action(detail=True, methods=["get", "put"])
+    def thresholds(self, request: Request, pk: str | None = None) -> Response:
+        """GET: the prefix with its thresholds and the provider's bounds. PUT: set its thresholds (admins), within
+        those bounds; a field left out or null goes back to its default. A refusal is a 400 naming the field."""
+        prefix = self.get_object()
+        tenant = request.tenant  # type: ignore[attr-defined]  # set by django-tenants' middleware
+        if request.method == "PUT":
+            serializer = PrefixThresholdsSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            prefix = set_prefix_thresholds(tenant, prefix.pk, PrefixThresholds(**serializer.validated_data),
+                                           acting_user=request_actor(request))
+        bounds = ThresholdBoundsSerializer(dataclasses.asdict(threshold_bounds(tenant))).data
+        return Response({**ProtectedPrefixSerializer(prefix).data, "bounds": bounds})
 
 
 class ServiceProfileView(APIView):
