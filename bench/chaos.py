@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,10 @@ from _common import size
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from netsim.fastnetmon import free_port  # noqa: E402  (the project is on the path from here on)
+from netsim.polling import wait_for  # noqa: E402
+
 BASE = Path(tempfile.mkdtemp(prefix="sluice-chaos-"))
 TENANTS = size(50, 4)
 ATTACKS = size(100, 8)
@@ -46,15 +51,7 @@ RECONCILE_S = 5.0
 CONVERGE_LIMIT_S = size(180, 60)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-PG_PORT, REDIS_PORT = free_port(), free_port()
+PG_PORT, REDIS_PORT = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
 os.environ.update(
     DJANGO_SETTINGS_MODULE="portal.settings",
     DATABASE_URL=f"postgres://postgres@127.0.0.1:{PG_PORT}/sluice_chaos",
@@ -127,22 +124,16 @@ class Redis:
 
 
 def _port_open(port: int) -> bool:
-    import socket
-
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
         return True
     return False
 
 
 def wait(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> float:
-    """Seconds until `predicate` held; raises after `timeout`."""
+    """Seconds until `predicate` held (netsim.polling.wait_for); TimeoutError after `timeout`."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        with contextlib.suppress(Exception):
-            if predicate():
-                return time.monotonic() - started
-        time.sleep(step)
-    raise TimeoutError(f"{what} not within {timeout:g} s")
+    wait_for(predicate, timeout=timeout, interval=step, what=what, error=TimeoutError)
+    return time.monotonic() - started
 
 
 def setup_world() -> str:

@@ -96,12 +96,11 @@ class Transitions:
         ))
         self.moved.append(mitigation)
 
-    def record(self, event_data: Iterable[tuple[Mitigation, dict[str, object]]] = ()) -> None:
+    def record(self) -> None:
         """Write the audit rows and publish one event per change (after commit)."""
         AuditEvent.objects.bulk_create(self.audits)
-        extra = {m.pk: data for m, data in event_data}
         for mitigation in self.moved:
-            publish(f"mitigation.{mitigation.state}", {**mitigation_event(mitigation), **extra.get(mitigation.pk, {})},
+            publish(f"mitigation.{mitigation.state}", mitigation_event(mitigation),
                     tenant_schema=mitigation.tenant.schema_name)
         self.audits, self.moved = [], []
 
