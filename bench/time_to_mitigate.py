@@ -37,7 +37,7 @@ os.environ.update(
     SLUICE_DB_POOL_MAX="24",
 )
 TENANTS = size(50, 2)
-BATCHES = size((1, 10, 100, 1000), (1, 2))
+BATCHES = tuple(int(b) for b in os.environ["SLUICE_TTM_BATCHES"].split(",")) if os.environ.get("SLUICE_TTM_BATCHES") else size((1, 10, 100, 1000), (1, 2))
 
 
 def fresh_database() -> None:

@@ -65,9 +65,39 @@ def mark_started(name: str) -> None:
         logger.warning("could not clear the waiting mark of %s: %s", name, error)
 
 
-def plan_after_commit() -> None:
-    """Replan every live attack once the caller's transaction commits."""
+def plan_after_commit(*, full: bool = False) -> None:
+    """Plan once the caller's transaction commits: the mitigations that asked for it, or (`full`) every live one."""
+    if full:
+        transaction.on_commit(request_full_plan)
     transaction.on_commit(lambda: enqueue(PLAN_NETWORK))
+
+
+_FULL_PLAN_KEY = "sluice:plan:full"
+_LAST_FULL_PLAN_KEY = "sluice:plan:last-full"
+
+
+def request_full_plan() -> None:
+    """Ask the next planning run to plan every live mitigation together (a change that concerns them all)."""
+    try:
+        redis_client().set(_FULL_PLAN_KEY, "1", ex=600)
+    except (redis.RedisError, OSError) as error:
+        logger.warning("could not ask for a full planning run (%s); the reconcile loop's periodic one will do", error)
+
+
+def take_full_plan_request() -> bool:
+    """Whether a full planning run was asked for (and the request is taken); True when Redis cannot say."""
+    try:
+        return redis_client().getdel(_FULL_PLAN_KEY) is not None
+    except (redis.RedisError, OSError):
+        return True
+
+
+def full_plan_due(every_s: float) -> bool:
+    """Whether the periodic full planning run is due (at most one per `every_s` across all workers)."""
+    try:
+        return bool(redis_client().set(_LAST_FULL_PLAN_KEY, "1", nx=True, ex=max(1, int(every_s))))
+    except (redis.RedisError, OSError):
+        return True
 
 
 def lifecycle_tick_after_commit() -> None:

@@ -146,6 +146,11 @@ class Mitigation(models.Model):
         "devices.ScrubbingCenter", null=True, blank=True, on_delete=models.SET_NULL, related_name="mitigations"
     )
     reason = models.TextField(blank=True)
+    replan = models.BooleanField(
+        default=False, db_default=False,
+        help_text="Something changed that this plan depends on (the attack, an override, a retired action): the "
+                  "next planning run plans it again, with the attacks it shares a diversion prefix with.",
+    )
     approval_deadline = models.DateTimeField(null=True, blank=True)
     approved_by = models.CharField(max_length=200, blank=True)
     withdraw_requested_by = models.CharField(max_length=200, blank=True)

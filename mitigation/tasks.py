@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
+from django.conf import settings
 
 from core.tasks import SluiceTask
 from mitigation import jobs
@@ -15,7 +16,7 @@ from mitigation.services.retention import prune_history
 @shared_task(base=SluiceTask, name=jobs.PLAN_NETWORK)
 def plan_network_task() -> dict[str, int]:
     jobs.mark_started(jobs.PLAN_NETWORK)
-    summary = plan_attacks()
+    summary = plan_attacks(full=jobs.take_full_plan_request())
     return {"planned": summary.planned, "changed": summary.changed, "refused": summary.refused}
 
 
@@ -41,11 +42,14 @@ def lifecycle_tick_task() -> dict[str, int]:
 
 @shared_task(base=SluiceTask, name=jobs.RECONCILE)
 def reconcile_task() -> dict[str, object]:
-    """Every few seconds: the timers, planning for anything a lost job left waiting, then the network back to the
-    desired state (repairs any drift)."""
+    """Every few seconds: the timers, planning for anything a lost job left waiting (and every live attack together
+    once per SLUICE_FULL_PLAN_SECONDS, which takes in drifting loads), then the network back to the desired state
+    (repairs any drift)."""
     moved = lifecycle_tick()
-    if stuck_in_planning():
-        plan_attacks()
+    if jobs.full_plan_due(settings.SLUICE_FULL_PLAN_SECONDS):
+        plan_attacks(full=True)
+    elif stuck_in_planning():
+        plan_attacks(full=False)
     try:
         report = converge_network()
     except ConvergeError as error:

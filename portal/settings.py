@@ -97,6 +97,10 @@ SLUICE_THRESHOLD_MAX_BPS = int(os.environ.get("SLUICE_THRESHOLD_MAX_BPS", "10000
 SLUICE_THRESHOLD_MIN_PPS = int(os.environ.get("SLUICE_THRESHOLD_MIN_PPS", "1000"))
 SLUICE_THRESHOLD_MAX_PPS = int(os.environ.get("SLUICE_THRESHOLD_MAX_PPS", "50000000"))
 SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5"))
+# A signal plans only its own attack (and those sharing its diversion prefix) around the others; the reconcile loop
+# plans every live attack together this often, which takes in drifting center loads. A change of the network's
+# health or capacities makes the next planning run a full one at once.
+SLUICE_FULL_PLAN_SECONDS = float(os.environ.get("SLUICE_FULL_PLAN_SECONDS", "60"))
 # A network element that failed its push is retried after RETRY_BASE * 2^(failures-1) seconds, at most RETRY_MAX.
 # The longest one convergence waits for a router's push; a router slower than that (hung mid-RPC) is marked timed
 # out and retried with backoff, and the other elements are not held up.

@@ -163,15 +163,18 @@ def plan_mitigations(
     never_block: Sequence[str] = (),
     settings: EngineSettings | None = None,
     rules_in_use: Mapping[str, int] | None = None,
+    committed: Mapping[int, tuple[float, float]] | None = None,
 ) -> PlanResult:
     """Plan every live attack at once and return explained, validated mitigations.
 
     `policies` and `previous` may be mappings by tenant id / attack id or plain iterables. `rules_in_use` counts
-    FlowSpec rules receivers already hold outside this plan. Pure: no I/O, no clock (time comes from the
-    snapshot), so the same inputs always give the same plan.
+    FlowSpec rules receivers already hold outside this plan, and `committed` the load (gbps, mpps by center id)
+    that diversions outside this plan hold: a plan of some attacks fits them around the others, which keep their
+    places. Pure: no I/O, no clock (time comes from the snapshot), so the same inputs always give the same plan.
     """
     with _collection_paused():
-        return _plan(snapshot, attacks, policies, previous, never_block, settings or EngineSettings(), rules_in_use)
+        return _plan(snapshot, attacks, policies, previous, never_block, settings or EngineSettings(), rules_in_use,
+                     committed)
 
 
 @contextmanager
@@ -196,10 +199,11 @@ def _plan(
     policies: Mapping[int, PolicyInput] | Iterable[PolicyInput],
     previous: Mapping[int, PreviousPlan] | Iterable[PreviousPlan] | None, never_block: Sequence[str],
     settings: EngineSettings, rules_in_use: Mapping[str, int] | None,
+    committed: Mapping[int, tuple[float, float]] | None,
 ) -> PlanResult:
     policy_map: dict[int, PolicyInput] = _as_mapping(policies, "tenant_id")  # type: ignore[assignment]
     previous_map: dict[int, PreviousPlan] = _as_mapping(previous, "attack_id")  # type: ignore[assignment]
-    problem = build_problem(snapshot, attacks, policy_map, previous_map, never_block, settings)
+    problem = build_problem(snapshot, attacks, policy_map, previous_map, never_block, settings, committed)
     groups = group_by_diversion_prefix(problem)
     assignment = groups.expand(solve(groups.problem))
 

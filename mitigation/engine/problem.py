@@ -137,12 +137,14 @@ class Problem:
 
 def _center_facts(
     snapshot: NetworkSnapshot, attacks: Sequence[LiveAttack], previous: Mapping[int, PreviousPlan],
-    settings: EngineSettings,
+    settings: EngineSettings, committed: Mapping[int, tuple[float, float]] | None = None,
 ) -> CenterFacts:
     """Headroom each center really offers: reserve kept, stale figures discounted, upstream capacity counted.
 
     The reported load already contains attacks the previous plan diverted there, so they are taken out first:
-    otherwise keeping an attack where it is would count it twice.
+    otherwise keeping an attack where it is would count it twice. `committed` is what diversions planned outside
+    this plan hold at each center (gbps, mpps by center id): a report may or may not include them yet, so they
+    are taken out with the others and added back whole.
     """
     centers = snapshot.centers
     index = {c.id: i for i, c in enumerate(centers)}
@@ -155,8 +157,13 @@ def _center_facts(
         if prev is not None and prev.level == Level.DIVERSION and prev.center_id in index:
             base_g[index[prev.center_id]] -= attack.gbps
             base_p[index[prev.center_id]] -= attack.mpps
-    base_g = np.maximum(base_g, 0.0)
-    base_p = np.maximum(base_p, 0.0)
+    held_g, held_p = np.zeros(len(centers)), np.zeros(len(centers))
+    for center_id, (gbps, mpps) in (committed or {}).items():
+        if center_id in index:
+            held_g[index[center_id]] += gbps
+            held_p[index[center_id]] += mpps
+    base_g = np.maximum(base_g - held_g, 0.0) + held_g
+    base_p = np.maximum(base_p - held_p, 0.0) + held_p
     trust = np.array([settings.stale_headroom_factor if c.stale else 1.0 for c in centers])
     head_g = np.maximum(cap_g * (1 - settings.headroom_reserve) - base_g, 0.0) * trust
     head_p = np.maximum(cap_p * (1 - settings.headroom_reserve) - base_p, 0.0) * trust
@@ -240,11 +247,12 @@ def _other_costs(ctx: AttackContext, settings: EngineSettings) -> tuple[float, f
 def build_problem(
     snapshot: NetworkSnapshot, attacks: Sequence[LiveAttack], policies: Mapping[int, PolicyInput],
     previous: Mapping[int, PreviousPlan], never_block: Sequence[str], settings: EngineSettings,
+    committed: Mapping[int, tuple[float, float]] | None = None,
 ) -> Problem:
     """Price every option of every attack; infeasible options cost inf and carry a status saying why."""
     centers = snapshot.centers
     n_c, n_a = len(centers), len(attacks)
-    facts = _center_facts(snapshot, attacks, previous, settings)
+    facts = _center_facts(snapshot, attacks, previous, settings, committed)
     contexts = [_context(a, policies.get(a.tenant_id), never_block, previous.get(a.id), snapshot, settings)
                 for a in attacks]
     tenant_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}

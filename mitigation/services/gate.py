@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from core.actors import ENGINE
@@ -22,7 +23,7 @@ from devices.models import Router
 from mitigation import jobs, safety
 from mitigation.choices import ActionKindChoices, ActionStatusChoices
 from mitigation.engine.types import ActionKind, PlannedAction
-from mitigation.models import Action
+from mitigation.models import Action, Mitigation
 from mitigation.routes import route_from_spec
 from mitigation.services.planning import never_block_list
 from tenants.choices import TenantStatusChoices
@@ -44,12 +45,13 @@ def edge_rule_limit() -> int | None:
     return min(limits, default=None)
 
 
-def retire_unsafe(actions: Sequence[Action]) -> list[Action]:
+def retire_unsafe(actions: Sequence[Action], *, among_others: bool = False) -> list[Action]:
     """The actions still safe to apply, oldest first; the others are retired with their reason.
 
     Checked: the tenant is active; the route is inside a prefix verified for that tenant now and outside the
     never-block list, with the validators' every other rule; the edge routers' FlowSpec rule limit; the tenant's
-    quota per kind. Side effects for refused ones: Action rows retired, audit, events, a planning job.
+    quota per kind. `among_others`: these are the newest of the carried actions, so the rules and quotas the
+    others use are counted first. Side effects for refused ones: Action rows retired, audit, events, a planning job.
     """
     if not actions:
         return []
@@ -61,8 +63,7 @@ def retire_unsafe(actions: Sequence[Action]) -> list[Action]:
     never_block = never_block_list()
     limit = edge_rule_limit()
     caps = {safety.EDGE_TARGET: limit} if limit is not None else {}
-    edge_rules = 0
-    per_tenant: Counter[tuple[int, str]] = Counter()
+    edge_rules, per_tenant = _in_use_besides(ordered, tenant_ids) if among_others else (0, Counter())
     caps_per_kind = quotas()
     safe: list[Action] = []
     refused: list[tuple[Action, str, str]] = []
@@ -92,6 +93,20 @@ def retire_unsafe(actions: Sequence[Action]) -> list[Action]:
     return safe
 
 
+def _in_use_besides(actions: Sequence[Action], tenant_ids: set[int]) -> tuple[int, Counter[tuple[int, str]]]:
+    """Edge FlowSpec rules, and these tenants' actions per kind, that the other carried actions use."""
+    from mitigation.services.network import CARRIED_STATES
+
+    others = Action.objects.filter(status=ActionStatusChoices.DESIRED, mitigation__state__in=CARRIED_STATES).exclude(
+        pk__in=[a.pk for a in actions])
+    edge_rules = others.filter(kind=ActionKindChoices.FLOWSPEC, targets__contains=[safety.EDGE_TARGET]).count()
+    per_tenant: Counter[tuple[int, str]] = Counter()
+    for row in others.filter(mitigation__tenant_id__in=tenant_ids).values("mitigation__tenant_id", "kind").annotate(
+            n=Count("pk")):
+        per_tenant[(row["mitigation__tenant_id"], row["kind"])] = row["n"]
+    return edge_rules, per_tenant
+
+
 def _retire(refused: list[tuple[Action, str, str]]) -> None:
     now = timezone.now()
     with transaction.atomic():
@@ -103,6 +118,7 @@ def _retire(refused: list[tuple[Action, str, str]]) -> None:
             if not updated:
                 continue
             mitigation = action.mitigation
+            Mitigation.objects.filter(pk=mitigation.pk).update(replan=True)
             record_audit(ENGINE, "action.retired", tenant_slug=mitigation.tenant.slug, obj=action,
                          reason=f"no longer safe to apply: {message}", diff={"code": code})
             publish("action.retired", {"mitigation": mitigation.pk, "action": action.pk, "code": code,

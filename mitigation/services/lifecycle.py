@@ -141,6 +141,7 @@ def move_mitigation(mitigation_id: int, *, center_id: int, acting_user: Actor, r
         if center is None:
             raise ValidationProblem("center", "no such scrubbing center")
         mitigation.override_center, mitigation.override_by = center, str(acting_user)
+        mitigation.replan = True
         _changed(mitigation, "mitigation.move", acting_user, reason or f"moved to {center.name}")
         _replan_after_commit()
     return mitigation
@@ -157,6 +158,7 @@ def escalate_mitigation(mitigation_id: int, *, acting_user: Actor, reason: str =
             raise ValidationProblem("level", "the mitigation is already at the top of the ladder (RTBH)")
         mitigation.override_level = ESCALATION[MitigationLevelChoices(current)]
         mitigation.override_by = str(acting_user)
+        mitigation.replan = True
         _changed(mitigation, "mitigation.escalate", acting_user, reason or f"escalated to {mitigation.override_level}")
         _replan_after_commit()
     return mitigation

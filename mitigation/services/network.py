@@ -125,11 +125,15 @@ def _neighbors_for(
     return tuple(sorted(chosen))
 
 
-def desired_state() -> DesiredState:
-    """Read the desired network from the database in a handful of queries."""
+def desired_state(*, actions: list[int] | None = None, routers: bool = True) -> DesiredState:
+    """Read the desired network from the database in a handful of queries.
+
+    `actions` narrows it to those actions (what a planning run just added: their routes, checked by the same gate
+    against everything else in use); `routers=False` leaves the routers' intents out (a speakers-only read).
+    """
     state = DesiredState()
     speakers = list(BgpSpeaker.objects.filter(enabled=True).prefetch_related("neighbors"))
-    routers = list(Router.objects.filter(enabled=True, role="edge").order_by("name"))
+    edge_routers = list(Router.objects.filter(enabled=True, role="edge").order_by("name")) if routers else []
     flow_by_bgp = {
         n.router_id for s in speakers for n in s.neighbors.all() if n.router_id and any("flow" in f for f in n.families)
     }
@@ -138,19 +142,19 @@ def desired_state() -> DesiredState:
         target = state.withdrawing if mitigation_state == MitigationStateChoices.WITHDRAWING else state.applying
         if mitigation_state != MitigationStateChoices.ACTIVE:
             target.append(mitigation_id)
-    actions: list[Action] = []
+    carried: list[Action] = []
     if not ControlSwitch.current().panic:
+        wanted = Action.objects.filter(status=ActionStatusChoices.DESIRED, mitigation__state__in=CARRIED_STATES)
+        if actions is not None:
+            wanted = wanted.filter(pk__in=actions)
         # Safety once more, now: what no longer passes is retired here and so withdrawn by this very push.
-        actions = retire_unsafe(list(
-            Action.objects.filter(status=ActionStatusChoices.DESIRED, mitigation__state__in=CARRIED_STATES)
-            .select_related("mitigation__tenant")
-        ))
+        carried = retire_unsafe(list(wanted.select_related("mitigation__tenant")), among_others=actions is not None)
     peer_routers = dict(UpstreamPeer.objects.values_list("id", "router_id"))
     for speaker in speakers:
         state.speakers[speaker.pk] = (speaker, set())
     flow_rules: list[tuple[Action, FlowSpecRule]] = []
     diversions: list[tuple[Action, UnicastRoute]] = []
-    for action in actions:
+    for action in carried:
         route = route_from_spec(action.spec)
         for speaker in speakers:
             placed = _speaker_route(action, route, speaker, peer_routers)
@@ -161,7 +165,7 @@ def desired_state() -> DesiredState:
             flow_rules.append((action, route))
         elif isinstance(route, UnicastRoute) and action.kind == ActionKindChoices.DIVERSION:
             diversions.append((action, route))
-    for router in routers:
+    for router in edge_routers:
         rules = [] if router.pk in flow_by_bgp else flow_rules
         intent = DeviceIntent(
             flow_rules=tuple(sorted({without_neighbors(r) for _, r in rules}, key=lambda r: r.name)),  # type: ignore[misc]
@@ -281,16 +285,22 @@ def converge_network(*, acting_user: Actor = ENGINE, require_locks: bool = True)
     return _record(desired, outcome, acting_user)
 
 
-def announce_ahead() -> None:
-    """Announce new desired routes on every speaker now; called by planning as soon as its plan commits."""
+def announce_ahead(actions: list[int] | None = None) -> None:
+    """Announce new desired routes on every speaker now; called by planning as soon as its plan commits.
+
+    `actions`: only these actions' routes (the ones a plan just added), so the cost follows the change, not the
+    number of live mitigations.
+    """
+    if actions is not None and not actions:
+        return
     speakers = [f"speaker:{n}" for n in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
     try:
-        _announce_ahead(speakers, required=True)
+        _announce_ahead(speakers, required=True, actions=actions)
     except (ConvergeError, DriverError) as error:
         logger.warning("announcing ahead skipped: %s", error)
 
 
-def _announce_ahead(speakers: list[str], *, required: bool) -> None:
+def _announce_ahead(speakers: list[str], *, required: bool, actions: list[int] | None = None) -> None:
     """Announce new desired routes on the speakers at once, without waiting for the routers' slower commits.
 
     Only additions: withdrawals wait for the full convergence, so a move between centers never leaves a gap. What
@@ -299,7 +309,7 @@ def _announce_ahead(speakers: list[str], *, required: bool) -> None:
     job still commits the routers.
     """
     with element_locks(speakers, required=required, wait_s=2) as held:
-        for speaker, routes in desired_state().speakers.values():
+        for speaker, routes in desired_state(actions=actions, routers=False).speakers.values():
             if f"speaker:{speaker.name}" not in held:
                 continue
             try:
@@ -339,7 +349,7 @@ def _push(desired: DesiredState, speakers: list[str], due: set[str], *, required
             # The speakers' routes are read again under their locks: a plan committed since this run read the
             # desired state has already been announced ahead (under the same locks), and syncing to the older
             # reading would withdraw it and announce it again a moment later (a flap, found by bench/chaos.py).
-            for speaker, routes in (desired_state().speakers if held else desired.speakers).values():
+            for speaker, routes in (desired_state(routers=False).speakers if held else desired.speakers).values():
                 name = f"speaker:{speaker.name}"
                 if name not in held:
                     outcome.busy.add(name)

@@ -8,26 +8,33 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections import defaultdict
+import hashlib
+import ipaddress
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import redis
 from django.db import connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from collector.signals import AttackVector
 from core.actors import ENGINE, Actor
 from core.events import publish
+from core.redis import redis_client
 from devices.models import ScrubbingCenter
 from devices.selectors import tenant_latencies
 from mitigation import jobs, safety
 from mitigation.choices import ActionStatusChoices, MitigationStateChoices
 from mitigation.engine import plan_mitigations
+from mitigation.engine.prefixes import MAX_DIVERSION_LENGTH
 from mitigation.engine.types import (
     ActionKind,
     AppProfile,
     Level,
     LiveAttack,
+    NetworkSnapshot,
     PlannedAction,
     PlannedMitigation,
     PolicyInput,
@@ -138,9 +145,14 @@ def stuck_in_planning(now: datetime.datetime | None = None) -> bool:
     return waiting.exists()
 
 
-def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = ENGINE) -> PlanningSummary:
-    """Plan every live mitigation and store what changed. Serialised across workers by an advisory lock.
+def plan_attacks(*, full: bool = True, now: datetime.datetime | None = None,
+                 acting_user: Actor = ENGINE) -> PlanningSummary:
+    """Plan live mitigations and store what changed. Serialised across workers by an advisory lock.
 
+    `full` plans every live mitigation together. Otherwise only those that asked for it (new ones, and those
+    marked `replan`) are planned, with every mitigation they may share a diversion prefix with; the others keep
+    their places, and the load and FlowSpec rules they hold are counted. A change of the network (a center's or
+    upstream's health, an element out of service, capacities) since the last run makes it a full run.
     Side effects after commit: live events per changed mitigation, and a network convergence job.
     """
     now = now or timezone.now()
@@ -153,11 +165,17 @@ def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = E
             cursor.execute("SET LOCAL lock_timeout = 0")
         if ControlSwitch.current().panic:
             return PlanningSummary(0, 0, 0)
+        snapshot = network_snapshot(now=now)
+        full = _network_changed(snapshot) or full
+        scope = None if full else _incremental_scope()
+        if scope is not None and not scope:
+            return PlanningSummary(0, 0, 0)
         # Locked while planned: a withdraw, rejection or panic committed meanwhile waits for this run, then finds
         # its mitigation as this run left it (and this run never writes over what it did not read).
-        mitigations = states.locked(state__in=PLANNABLE_STATES)
+        mitigations = states.locked(scope, state__in=PLANNABLE_STATES)
         if not mitigations:
             return PlanningSummary(0, 0, 0)
+        held = _held_elsewhere(mitigations) if scope is not None else _Held({}, {})
         policies = load_policies(m.tenant_id for m in mitigations)
         engine_policies = {**policies, **_override_policies(mitigations, policies)}
         attacks = [
@@ -174,8 +192,8 @@ def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = E
             if m.level != Level.NONE
         ]
         never_block = never_block_list()
-        result = plan_mitigations(network_snapshot(now=now), attacks, engine_policies, previous,
-                                  never_block=never_block)
+        result = plan_mitigations(snapshot, attacks, engine_policies, previous, never_block=never_block,
+                                  rules_in_use=held.rules, committed=held.load)
         by_attack = {m.attack_id: m for m in mitigations}
         rows = PolicyRow.objects.filter(tenant_id__in=policies)
         modes = {tenant: (mode, window) for tenant, mode, window
@@ -192,9 +210,87 @@ def plan_attacks(*, now: datetime.datetime | None = None, acting_user: Actor = E
             changed += delta[0]
             refused += delta[1]
         writes.flush(now)
+        Mitigation.objects.filter(pk__in=[m.pk for m in mitigations], replan=True).update(replan=False)
         if changed:
-            _schedule_convergence()
+            _schedule_convergence([a.pk for a in writes.actions if a.status == ActionStatusChoices.DESIRED])
         return PlanningSummary(len(result.mitigations), changed, refused)
+
+
+# How many rounds of "who shares a diversion prefix with these" an incremental run follows before it plans
+# everything instead (each round is one query; chains of overlapping prefixes are short in practice).
+SCOPE_ROUNDS = 4
+
+
+def _incremental_scope() -> list[int] | None:
+    """The mitigations an incremental run plans: those that asked, and every live one whose diversion prefix may
+    overlap one of theirs (planned together, since such prefixes can lead to one center only). None: plan all."""
+    live = Mitigation.objects.filter(state__in=PLANNABLE_STATES)
+    found = dict(live.filter(Q(state=MitigationStateChoices.DETECTED) | Q(replan=True))
+                 .values_list("pk", "attack__target"))
+    scope = set(found)
+    for _ in range(SCOPE_ROUNDS):
+        spans = {_diversion_span(target) for target in found.values()}
+        if not spans:
+            return sorted(scope)
+        overlap = Q()
+        for span in spans:
+            overlap |= Q(attack__target__net_overlaps=span)
+        found = dict(live.filter(overlap).exclude(pk__in=scope).values_list("pk", "attack__target"))
+        scope.update(found)
+    return None
+
+
+def _diversion_span(target: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """The widest prefix a diversion for `target` can announce (see engine.prefixes.diversion_prefix)."""
+    limit = MAX_DIVERSION_LENGTH[target.version]
+    return str(target.supernet(new_prefix=limit) if target.prefixlen > limit else target)
+
+
+@dataclass(frozen=True)
+class _Held:
+    load: dict[int, tuple[float, float]]
+    rules: dict[str, int]
+
+
+def _held_elsewhere(planned: list[Mitigation]) -> _Held:
+    """What the live mitigations outside this run hold: diverted load per center (Gbps, Mpps) and FlowSpec rules
+    per receiver, so that the planned ones are fitted around them."""
+    others = Mitigation.objects.filter(state__in=PLANNABLE_STATES).exclude(pk__in=[m.pk for m in planned])
+    load = {
+        row["center_id"]: (row["bps"] / 1e9, row["pps"] / 1e6)
+        for row in others.filter(level=Level.DIVERSION, center__isnull=False).values("center_id")
+        .annotate(bps=Sum("attack__bps"), pps=Sum("attack__pps"))
+    }
+    rules: Counter[str] = Counter()
+    flowspec = Action.objects.filter(status=ActionStatusChoices.DESIRED, kind=ActionKind.FLOWSPEC,
+                                     mitigation__in=others)
+    for targets in flowspec.values_list("targets", flat=True):
+        rules.update(targets)
+    return _Held(load, dict(rules))
+
+
+_NETWORK_KEY = "sluice:plan:network"
+
+
+def _network_changed(snapshot: NetworkSnapshot) -> bool:
+    """Whether what the plan depends on in the network (not the load figures) changed since the last run.
+
+    Health, staleness, capacity, next hops of centers; session, staleness, capacity and FlowSpec limits of
+    upstreams (an element out of service shows here as a down upstream or an unhealthy center). Loads drift all
+    the time: the reconcile loop's periodic full run takes them in. When Redis cannot say, the run is full.
+    """
+    facts = repr((
+        [(c.id, c.healthy, c.stale, c.capacity_gbps, c.capacity_mpps, c.next_hop_v4, c.next_hop_v6, c.redirect_target,
+          c.vrf) for c in snapshot.centers],
+        [(p.id, p.center_id, p.session_up, p.stale, p.capacity_gbps, p.flowspec_accepted, p.flowspec_rule_limit)
+         for p in snapshot.peers],
+    ))
+    digest = hashlib.sha1(facts.encode()).hexdigest()
+    try:
+        before = redis_client().set(_NETWORK_KEY, digest, get=True)
+    except (redis.RedisError, OSError):
+        return True
+    return (before.decode() if isinstance(before, bytes) else before) != digest
 
 
 def _validated(
@@ -314,9 +410,9 @@ def _advance_after_plan(
                      mitigation.approval_deadline, "target": str(mitigation.attack.target)})
 
 
-def _schedule_convergence() -> None:
+def _schedule_convergence(new_actions: list[int]) -> None:
     """After commit: the speakers announce the new routes at once, then a convergence job does the rest."""
     from mitigation.services.network import announce_ahead
 
-    jobs.converge_after_commit(announce_first=announce_ahead)
+    jobs.converge_after_commit(announce_first=lambda: announce_ahead(new_actions))
 

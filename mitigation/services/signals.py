@@ -109,6 +109,8 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
     if replan or mitigation.state == MitigationStateChoices.DETECTED:
         attack.planned_bps, attack.planned_pps = attack.bps, attack.pps
         attack.save(update_fields=["planned_bps", "planned_pps"])
+        if mitigation.state != MitigationStateChoices.DETECTED:
+            Mitigation.objects.filter(pk=mitigation.pk).update(replan=True)
         _schedule_planning()
     return attack
 
