@@ -2,8 +2,8 @@
 
 A fresh database `sluice_bench` with 50 tenants (one /16 each), the lab network (an emulated Junos edge router, a
 BIRD receiver, a supervised ExaBGP speaker), real Celery workers and beat (its reconcile loop every 5 s, as in
-production) and the API in process. For 1, 10, 100 and 1,000 concurrent attacks spread across the tenants, each signal is posted at once (threads) and BIRD is polled until each
-attack's diversion appears. Prints METRIC lines; asserts nothing.
+production) and the API in process. For 1, 10, 100 and 1,000 concurrent attacks spread across the tenants, each signal is posted at once (threads), and each
+attack's latency runs from its signal's acceptance to the arrival BIRD stamps on its diversion. Prints METRIC lines; asserts nothing.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def post_signal(token: str, target: str, phase: str) -> float:
          "detector": "bench"},
         content_type="application/json", HTTP_AUTHORIZATION=f"Token {token}",
     )
-    accepted = time.perf_counter()
+    accepted = time.time()  # wall clock, as BIRD stamps each route's arrival
     if response.status_code not in (200, 202):
         raise RuntimeError(f"signal refused: {response.status_code} {response.content[:200]!r}")
     from django.db import connection
@@ -110,15 +110,16 @@ def measure(token: str, bird: object, count: int, round_index: int) -> list[floa
     done = threading.Event()
 
     def poll() -> None:
+        # BIRD stamps each route with its arrival (to the millisecond), so a rare poll measures as exactly as a
+        # tight one and does not starve the system it measures (reading 1,000 routes every 10 ms did).
         while not done.is_set():
-            routes = bird.unicast(4)  # type: ignore[attr-defined]
-            now = time.perf_counter()
+            arrived = bird.arrivals(4)  # type: ignore[attr-defined]
             for _, prefix in targets:
-                if prefix in routes and prefix not in seen:
-                    seen[prefix] = now
+                if prefix in arrived and prefix not in seen:
+                    seen[prefix] = arrived[prefix]
             if len(seen) == count:
                 return
-            time.sleep(0.01)  # 10 ms resolution; a tighter poll would starve the system it measures
+            time.sleep(0.25)
 
     poller = threading.Thread(target=poll)
     poller.start()
@@ -135,8 +136,8 @@ def measure(token: str, bird: object, count: int, round_index: int) -> list[floa
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda t: post_signal(token, t[0], "end"), targets))
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and any(p in bird.unicast(4) for _, p in targets):  # type: ignore[attr-defined]
-        time.sleep(0.05)
+    while time.monotonic() < deadline and any(p in bird.arrivals(4) for _, p in targets):  # type: ignore[attr-defined]
+        time.sleep(0.25)
     return latencies
 
 

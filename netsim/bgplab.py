@@ -22,6 +22,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,8 @@ def decode_flow_actions(ext_communities: Iterable[str]) -> tuple[tuple[str, obje
     return tuple(actions)
 
 
+_ARRIVAL = re.compile(r"^(?P<net>[0-9a-fA-F.:]+/\d+)\s+\S+\s+\[\S+ (?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\.(?P<ms>\d{3})",
+                      re.MULTILINE)
 _ROUTE_HEAD = re.compile(r"^(?P<net>flow[46] \{.*\}|\S+)?\s+(?P<state>\S+)?\s*\[(?P<proto>\S+)")
 
 
@@ -360,6 +363,8 @@ class BirdRouter:
         lines = [
             f"router id {self.router_id};",
             f'log "{self.log_path}" all;',
+            # Each route shows when it arrived, to the millisecond (`arrivals`): a benchmark can then poll rarely.
+            "timeformat route iso long ms;",
             *(f"{c} table {FLOW_TABLES[c]};" for c in ("flow4", "flow6") if c in channels),
             "",
         ]
@@ -460,6 +465,15 @@ class BirdRouter:
     def unicast_routes(self, family: int = 4) -> list[BirdRoute]:
         text = self.cli(f"show route all table master{family}")
         return [to_unicast(net, state, proto, attrs) for net, state, proto, attrs in parse_routes(text)]
+
+    def arrivals(self, family: int = 4) -> dict[str, float]:
+        """Prefix -> when BIRD took the route in (epoch seconds, millisecond precision), from `show route`'s time
+        column: the moment it was received, however late it is read."""
+        arrived: dict[str, float] = {}
+        for match in _ARRIVAL.finditer(self.cli(f"show route table master{family}")):
+            stamp = time.mktime(time.strptime(match["time"], "%Y-%m-%d %H:%M:%S"))
+            arrived.setdefault(match["net"], stamp + int(match["ms"]) / 1000)
+        return arrived
 
     def unicast(self, family: int = 4) -> dict[str, BirdRoute]:
         """Prefix -> route (the first, i.e. best, when several sessions sent the same prefix)."""
