@@ -58,7 +58,8 @@ def record_signal(signal: AttackSignal, *, acting_user: Actor) -> Attack | None:
 def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
     now = timezone.now()
     target = ipaddress.ip_network(signal.target)
-    attack = Attack.objects.select_for_update().filter(target=target, status=AttackStatusChoices.ACTIVE).first()
+    attack = (Attack.objects.select_for_update(of=("self",)).select_related("tenant")
+              .filter(target=target, status=AttackStatusChoices.ACTIVE).first())
     if signal.phase == SignalPhase.END:
         if attack is None:
             return None
@@ -94,9 +95,11 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
         return attack
     if created:
         notify_on_commit(tenant, "attack_started", attack_event(attack))
-    if not Mitigation.objects.filter(attack=attack).exists() and _held_back(attack, tenant, acting_user, created):
-        return attack
-    mitigation, _ = Mitigation.objects.get_or_create(attack=attack, defaults={"tenant": tenant})
+    mitigation = None if created else Mitigation.objects.filter(attack=attack).first()
+    if mitigation is None:
+        if _held_back(attack, tenant, acting_user, created):
+            return attack
+        mitigation, _ = Mitigation.objects.get_or_create(attack=attack, defaults={"tenant": tenant})
     if mitigation.hold_down_until is not None:
         mitigation.hold_down_until = None
         mitigation.save(update_fields=["hold_down_until", "updated_at"])
@@ -170,15 +173,19 @@ def _held_back(attack: Attack, tenant: Tenant, acting_user: Actor, created: bool
 
 def _report(attack: Attack, signal: AttackSignal, now: datetime.datetime) -> DetectorReport:
     """Keep this detector's latest word on the attack (its sources stay when a signal carries none)."""
-    report, _ = DetectorReport.objects.get_or_create(attack=attack, detector=signal.detector,
-                                                     defaults={"first_seen": now})
-    report.phase, report.last_seen = str(signal.phase), now
+    report = DetectorReport(attack=attack, detector=signal.detector, phase=str(signal.phase), first_seen=now,
+                            last_seen=now)
+    updated = ["phase", "last_seen"]
     if signal.phase != SignalPhase.END:
         report.vectors = [str(v) for v in signal.vectors]
         report.bps, report.pps = signal.bps, signal.pps
+        updated += ["vectors", "bps", "pps"]
         if signal.top_sources:
             report.top_sources = list(signal.top_sources[:MAX_TOP_SOURCES])
-    report.save()
+            updated.append("top_sources")
+    # One statement: the first report of this detector on the attack, or its latest word over the one before.
+    DetectorReport.objects.bulk_create([report], update_conflicts=True, unique_fields=["attack", "detector"],
+                                       update_fields=updated)
     return report
 
 
