@@ -43,7 +43,8 @@ os.environ.update(
     # One detector token posts for the whole network here: its rate is set for that, as a provider would.
     SLUICE_SIGNAL_RATE="60000/min",
 )
-DURATION_S = size(600, 25)
+# SLUICE_SOAK_SECONDS shortens a run while exploring; the figures an issue asks for come from the full ten minutes.
+DURATION_S = int(os.environ.get("SLUICE_SOAK_SECONDS", "0")) or size(600, 25)
 WARMUP_S = size(60, 8)
 CLIENTS = 8
 TARGETS = [f"203.0.113.{i}" for i in range(1, 51)] + [f"198.51.100.{i}" for i in range(1, 51)]
