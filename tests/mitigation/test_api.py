@@ -149,3 +149,25 @@ def test_an_update_before_any_start_starts_the_attack(world: World) -> None:
     attack = Attack.objects.get(target="203.0.113.199/32", status="active")
     again = post("localhost", token, {**GOOD, "target": "203.0.113.199", "phase": "start", "detector": "fastnetmon"})
     assert again.status_code == 202 and again.json()["id"] == attack.pk
+
+
+def test_the_signal_rate_is_one_count_shared_by_concurrent_requests(settings: Any) -> None:
+    """Many web threads and processes count into one Redis counter: under a burst exactly the rate gets in."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from core.accounts.models import ApiToken
+    from mitigation.api.throttling import SignalRateThrottle
+
+    settings.SLUICE_SIGNAL_RATE = "25/min"
+    request = SimpleNamespace(auth=ApiToken(pk=987_654), user=None, META={})
+    from core.redis import redis_client
+
+    for key in redis_client().scan_iter("sluice-throttle:signals:token:987654:*"):
+        redis_client().delete(key)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda _: SignalRateThrottle().allow_request(request, None), range(80)))  # type: ignore[arg-type]
+    assert answers.count(True) == 25
+    refused = SignalRateThrottle()
+    assert not refused.allow_request(request, None)  # type: ignore[arg-type]
+    assert refused.wait() is not None and 0 < refused.wait() <= 60  # type: ignore[operator]
