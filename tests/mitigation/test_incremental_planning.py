@@ -4,6 +4,7 @@ which keep their places and whose load and rules are counted; a change of the ne
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -12,7 +13,8 @@ from django.utils import timezone
 from collector.signals import AttackSignal
 from core.actors import Actor
 from devices.models import ScrubbingCenter, UpstreamPeer
-from mitigation.models import Decision, Mitigation
+from mitigation.models import Action, Decision, Mitigation
+from mitigation.services.gate import retire_unsafe
 from mitigation.services.planning import _incremental_scope, plan_attacks
 from mitigation.services.signals import record_signal
 from tenants.models import Tenant
@@ -110,3 +112,24 @@ def test_a_change_of_the_network_makes_the_run_full(network: World) -> None:
     mitigation.refresh_from_db()
     assert mitigation.center.slug == "ams", "the unhealthy center is planned around at once, not at the next full run"
     assert Tenant.objects.filter(pk=mitigation.tenant_id).exists()
+
+
+def test_routes_announced_ahead_are_gated_against_what_every_other_action_uses(network: World, settings: Any) -> None:
+    """A plan's new actions are read and checked alone when announced ahead; the tenant's quota still counts the
+    actions it already carries, so a route over the quota is never announced (and withdrawn a moment later)."""
+    settings.SLUICE_TENANT_QUOTAS = {"diversion": 1}
+    first = attack("203.0.113.10", 10)
+    plan_attacks(full=True)
+    second = attack("2001:db8:100::10", 10)
+    plan_attacks(full=False)
+    first_action = Action.objects.get(mitigation=first, kind="diversion")
+    newest = list(Action.objects.filter(mitigation=second, kind="diversion").select_related("mitigation__tenant"))
+    assert [a.status for a in newest] == ["desired"], "planning does not count quotas: the gate does"
+
+    assert retire_unsafe(newest, among_others=True) == []
+    newest[0].refresh_from_db()
+    first_action.refresh_from_db()
+    assert newest[0].status == "retired" and newest[0].refusal_code == "tenant_quota"
+    assert first_action.status == "desired", "the action the tenant had first keeps its place"
+    second.refresh_from_db()
+    assert second.replan, "the mitigation whose action was retired asks for a new plan"
