@@ -67,7 +67,7 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
         _report(attack, signal, now)
         if merge_reports(attack, now):
             # Another detector still sees it: this one's word ends its own report, not the attack.
-            attack.save()
+            attack.save(update_fields=_MERGED_FIELDS)
             publish("attack.updated", attack_event(attack), tenant_schema=_schema(attack))
             return attack
         _end_signalled(attack, now)
@@ -86,7 +86,7 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
         attack.detectors = [*attack.detectors, signal.detector]
     attack.last_signal_at = now
     attack.end_signalled_at = None
-    attack.save()
+    attack.save(update_fields=[*_MERGED_FIELDS, "detectors", "last_signal_at", "end_signalled_at"])
     replan = created or _changes_the_plan(attack, before)
     _log(attack, signal, acting_user)
     publish("attack.started" if created else "attack.updated", attack_event(attack),
@@ -187,6 +187,10 @@ def _report(attack: Attack, signal: AttackSignal, now: datetime.datetime) -> Det
     DetectorReport.objects.bulk_create([report], update_conflicts=True, unique_fields=["attack", "detector"],
                                        update_fields=updated)
     return report
+
+
+# What merge_reports sets on the attack.
+_MERGED_FIELDS = ["bps", "pps", "peak_bps", "peak_pps", "vectors", "top_sources"]
 
 
 def merge_reports(attack: Attack, now: datetime.datetime) -> list[DetectorReport]:
