@@ -9,7 +9,7 @@ from core.tasks import SluiceTask
 from mitigation import jobs
 from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import ConvergeError, converge_network, record_convergence_failure
-from mitigation.services.planning import plan_attacks, stuck_in_planning
+from mitigation.services.planning import plan_attacks
 from mitigation.services.retention import prune_history
 
 
@@ -42,14 +42,13 @@ def lifecycle_tick_task() -> dict[str, int]:
 
 @shared_task(base=SluiceTask, name=jobs.RECONCILE)
 def reconcile_task() -> dict[str, object]:
-    """Every few seconds: the timers, planning for anything a lost job left waiting (and every live attack together
-    once per SLUICE_FULL_PLAN_SECONDS, which takes in drifting loads), then the network back to the desired state
-    (repairs any drift)."""
+    """Every few seconds: the timers, planning for anything that asked for it (a job lost with a killed worker or
+    a restarting broker leaves nothing waiting beyond one cycle; every live attack is planned together once per
+    SLUICE_FULL_PLAN_SECONDS, which takes in drifting loads), then the network back to the desired state (repairs
+    any drift)."""
     moved = lifecycle_tick()
-    if jobs.full_plan_due(settings.SLUICE_FULL_PLAN_SECONDS):
-        plan_attacks(full=True)
-    elif stuck_in_planning():
-        plan_attacks(full=False)
+    # An incremental run with nothing waiting costs two queries: no age threshold is needed to make it cheap.
+    plan_attacks(full=jobs.full_plan_due(settings.SLUICE_FULL_PLAN_SECONDS))
     try:
         report = converge_network()
     except ConvergeError as error:

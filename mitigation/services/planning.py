@@ -132,19 +132,6 @@ def never_block_list() -> tuple[str, ...]:
     return tuple(str(p) for p in NeverBlockPrefix.objects.values_list("prefix", flat=True))
 
 
-STUCK_AFTER_S = 5
-
-
-def stuck_in_planning(now: datetime.datetime | None = None) -> bool:
-    """Whether a mitigation has waited in detected or planned longer than any planning job takes (a lost job)."""
-    now = now or timezone.now()
-    waiting = Mitigation.objects.filter(
-        state__in=(MitigationStateChoices.DETECTED, MitigationStateChoices.PLANNED),
-        updated_at__lt=now - datetime.timedelta(seconds=STUCK_AFTER_S),
-    )
-    return waiting.exists()
-
-
 def plan_attacks(*, full: bool = True, now: datetime.datetime | None = None,
                  acting_user: Actor = ENGINE) -> PlanningSummary:
     """Plan live mitigations and store what changed. Serialised across workers by an advisory lock.

@@ -12,7 +12,6 @@ from collector.signals import AttackSignal
 from core.actors import Actor
 from core.models import AuditEvent
 from mitigation.models import Attack, Mitigation, SignalRecord
-from mitigation.services.planning import stuck_in_planning
 from mitigation.services.signals import record_signal
 from mitigation.tasks import reconcile_task
 from tenants.models import Tenant
@@ -26,15 +25,10 @@ def test_the_reconcile_loop_plans_what_a_lost_job_left_waiting(world: World) -> 
                                         pps=900_000, detector="tests"), acting_user=Actor("detector", "tests"))
     assert attack is not None
     mitigation = Mitigation.objects.get(attack=attack)
-    assert mitigation.state == "detected"
-    assert not stuck_in_planning(), "a fresh mitigation is the planning job's, not yet the loop's"
-    later = timezone.now() + datetime.timedelta(minutes=1)
-    Mitigation.objects.filter(pk=mitigation.pk).update(updated_at=timezone.now() - datetime.timedelta(minutes=1))
-    assert stuck_in_planning(later)
+    assert mitigation.state == "detected", "its planning job is lost: no worker ran it"
     reconcile_task()
     mitigation.refresh_from_db()
-    assert mitigation.state != "detected"
-    assert not stuck_in_planning()
+    assert mitigation.state != "detected", "the next reconcile cycle planned it, however fresh it was"
 
 
 def test_old_history_of_finished_mitigations_is_pruned_and_live_history_kept(world: World) -> None:
