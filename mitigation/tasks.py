@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.db import DatabaseError
 
 from core.tasks import SluiceTask
 from mitigation import jobs
@@ -13,10 +14,16 @@ from mitigation.services.planning import plan_attacks
 from mitigation.services.retention import prune_history
 
 
-@shared_task(base=SluiceTask, name=jobs.PLAN_NETWORK)
-def plan_network_task() -> dict[str, int]:
+@shared_task(base=SluiceTask, bind=True, max_retries=5, name=jobs.PLAN_NETWORK)
+def plan_network_task(self: Task) -> dict[str, int]:
     jobs.mark_started(jobs.PLAN_NETWORK)
-    summary = plan_attacks(full=jobs.take_full_plan_request())
+    full = jobs.take_full_plan_request()
+    try:
+        summary = plan_attacks(full=full)
+    except DatabaseError as error:
+        if full:
+            jobs.request_full_plan()
+        raise self.retry(exc=error, countdown=1) from error
     return {"planned": summary.planned, "changed": summary.changed, "refused": summary.refused}
 
 
@@ -31,6 +38,9 @@ def converge_network_task(self: Task) -> dict[str, object]:
         if final:
             return {"error": str(error)}
         raise self.retry(exc=error, countdown=min(2 ** self.request.retries, 30)) from error
+    except DatabaseError as error:
+        # PostgreSQL went away under the job (a restart): again in a second, not at the next reconcile cycle.
+        raise self.retry(exc=error, countdown=1) from error
     return {"changed": list(report.changed_elements), "activated": report.activated, "ended": report.ended}
 
 

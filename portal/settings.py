@@ -53,6 +53,10 @@ def database_from_url(url: str) -> dict[str, object]:
             "min_size": 1,
             "max_size": int(os.environ.get("SLUICE_DB_POOL_MAX", "8")),
             "timeout": float(os.environ.get("SLUICE_DB_POOL_TIMEOUT_S", "5")),
+            # A connection attempt that failed (PostgreSQL restarting) is retried with backoff (1, 2, 4 s ...) for
+            # this long, then given up, so the next request starts a fresh attempt at once: a pool that tried while
+            # the server was down waited up to 4 s more after it was back (bench/chaos.py, postgres_restart).
+            "reconnect_timeout": float(os.environ.get("SLUICE_DB_RECONNECT_SECONDS", "2")),
         }} if os.environ.get("SLUICE_DB_POOL", "1") == "1" else {},
         "TEST": {"NAME": os.environ.get("DATABASE_TEST_NAME", "test_sluice")},
     }
