@@ -174,8 +174,11 @@ def _center_facts(
         if i is None:
             continue
         up_total[i] += peer.capacity_gbps
-        if peer.session_up and not peer.stale and peer.utilisation < settings.upstream_saturation:
-            up_head[i] += peer.capacity_gbps * (settings.upstream_saturation - peer.utilisation)
+        # Stale figures are discounted as a center's are, not taken for zero: a poll that comes late under load
+        # must not make every diversion through that upstream look impossible (and replan them all at once).
+        if peer.session_up and peer.utilisation < settings.upstream_saturation:
+            trust_peer = settings.stale_headroom_factor if peer.stale else 1.0
+            up_head[i] += peer.capacity_gbps * (settings.upstream_saturation - peer.utilisation) * trust_peer
     head_g = np.minimum(head_g, up_head)
     usable = np.array([c.healthy and c.data_age_s <= settings.max_data_age_s for c in centers], dtype=bool)
     health = np.divide(up_head, up_total * settings.upstream_saturation, out=np.zeros(len(centers)),

@@ -262,14 +262,16 @@ _NETWORK_KEY = "sluice:plan:network"
 def _network_changed(snapshot: NetworkSnapshot) -> bool:
     """Whether what the plan depends on in the network (not the load figures) changed since the last run.
 
-    Health, staleness, capacity, next hops of centers; session, staleness, capacity and FlowSpec limits of
-    upstreams (an element out of service shows here as a down upstream or an unhealthy center). Loads drift all
-    the time: the reconcile loop's periodic full run takes them in. When Redis cannot say, the run is full.
+    Health, capacity, next hops of centers; session, capacity and FlowSpec limits of upstreams (an element out
+    of service shows here as a down upstream or an unhealthy center). Loads drift all the time, and figures go
+    stale and fresh again whenever a poll comes late: the reconcile loop's periodic full run takes them in (a
+    stale flag in here made a late telemetry poll under load replan 1,000 mitigations at once, twice).
+    When Redis cannot say, the run is full.
     """
     facts = repr((
-        [(c.id, c.healthy, c.stale, c.capacity_gbps, c.capacity_mpps, c.next_hop_v4, c.next_hop_v6, c.redirect_target,
-          c.vrf) for c in snapshot.centers],
-        [(p.id, p.center_id, p.session_up, p.stale, p.capacity_gbps, p.flowspec_accepted, p.flowspec_rule_limit)
+        [(c.id, c.healthy, c.capacity_gbps, c.capacity_mpps, c.next_hop_v4, c.next_hop_v6, c.redirect_target, c.vrf)
+         for c in snapshot.centers],
+        [(p.id, p.center_id, p.session_up, p.capacity_gbps, p.flowspec_accepted, p.flowspec_rule_limit)
          for p in snapshot.peers],
     ))
     digest = hashlib.sha1(facts.encode()).hexdigest()

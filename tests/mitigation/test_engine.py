@@ -117,6 +117,14 @@ class TestCapacity:
         assert "Frankfurt: over capacity" in reason and "Amsterdam: unhealthy" in reason
         assert plan_mitigations(net, [attack(1, gbps=30)], [tenant(latency={1: 5.0})]).for_attack(1).center_id == 1
 
+    def test_an_upstream_with_stale_figures_is_discounted_not_taken_for_down(self) -> None:
+        """A telemetry poll that comes late under load makes figures stale; the upstream is still there."""
+        net = snapshot(center(1, "Frankfurt"), peers=(peer(11, 1, util=0.0, cap=100.0, stale=True),))
+        small = plan_mitigations(net, [attack(1, gbps=30)], [tenant(latency={1: 5.0})]).for_attack(1)
+        assert small.level == Level.DIVERSION and small.center_id == 1
+        big = plan_mitigations(net, [attack(1, gbps=60)], [tenant(latency={1: 5.0})]).for_attack(1)
+        assert big.center_id is None, "half of what a fresh poll would promise, not all of it"
+
     def test_a_center_whose_upstreams_are_all_saturated_or_down_is_not_used(self) -> None:
         peers = (peer(11, 1, util=0.97), peer(12, 1, session_up=False), peer(21, 2))
         net = snapshot(center(1, "Frankfurt"), center(2, "Amsterdam"), peers=peers)
