@@ -6,10 +6,12 @@ from tenant_schemas_celery.task import TenantTask
 
 
 class SluiceTask(TenantTask):
-    """Runs in the schema of whoever sent it (tenant-schemas-celery) and is acknowledged only once it has run.
+    """Runs in the schema of whoever sent it (tenant-schemas-celery), acknowledged as it starts.
 
-    A worker killed mid-task leaves the message to another (`acks_late`), so every task must be idempotent.
+    Acknowledgement follows CELERY_TASK_ACKS_LATE (off, see the settings): every job brings the network to a
+    desired state held in PostgreSQL and the reconcile loop runs that again within one cycle, so a job lost with a
+    killed worker costs nothing. Every task must be idempotent. (This class used to set `acks_late = True`, which
+    silently overrode the setting.)
     """
 
     abstract = True
-    acks_late = True

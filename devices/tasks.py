@@ -1,6 +1,6 @@
 """Celery tasks of the inventory: thin wrappers that take ids, call one service and return a small dict.
 
-Telemetry polls are read-only and idempotent, so a redelivery after `acks_late` does no harm.
+Telemetry polls are read-only and idempotent: a poll lost with a killed worker is simply the next one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Celery tasks of the control plane: thin, idempotent (desired-state), acks_late, retried only when it may help."""
+"""Celery tasks of the control plane: thin, idempotent (desired-state), acknowledged as they start, retried only when it may help."""
 
 from __future__ import annotations
 

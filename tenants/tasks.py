@@ -14,7 +14,8 @@ from tenants.notifications import notify_tenant
 MAX_RETRIES = 3
 
 
-@shared_task(base=SluiceTask, bind=True, max_retries=MAX_RETRIES, name=jobs.NOTIFY_TENANT)
+# Acknowledged once sent, unlike the desired-state jobs: nothing else would send a notification lost with its worker.
+@shared_task(base=SluiceTask, bind=True, max_retries=MAX_RETRIES, name=jobs.NOTIFY_TENANT, acks_late=True)
 def notify_tenant_task(
     self: Task, tenant_id: int, event_kind: str, payload: dict[str, Any], channel_ids: list[int] | None = None
 ) -> dict[str, object]:
