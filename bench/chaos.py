@@ -268,7 +268,12 @@ def run(postgres: Postgres, redis_server: Redis) -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import connection
+
+    from core.dbpool import watch_pool
+
+    watch_pool(settings.SLUICE_DB_POOL_CHECK_SECONDS)  # this process serves the API, as a web process does
 
     from tests.support.lab import refresh_telemetry, running_lab
 

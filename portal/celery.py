@@ -20,6 +20,16 @@ app.autodiscover_tasks()
 CONSUMER_STUCK_S = float(os.environ.get("SLUICE_WORKER_STUCK_SECONDS", "30"))
 
 
+@signals.worker_process_init.connect
+def _watch_database_pool(**kwargs: object) -> None:
+    """Each pool process finds connections a PostgreSQL restart broke within seconds (core.dbpool)."""
+    from django.conf import settings
+
+    from core.dbpool import watch_pool
+
+    watch_pool(settings.SLUICE_DB_POOL_CHECK_SECONDS)
+
+
 @signals.worker_ready.connect
 def _watch_consumer(sender: object, **kwargs: object) -> None:
     import logging

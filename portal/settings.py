@@ -100,6 +100,8 @@ SLUICE_THRESHOLD_MIN_BPS = int(os.environ.get("SLUICE_THRESHOLD_MIN_BPS", "10000
 SLUICE_THRESHOLD_MAX_BPS = int(os.environ.get("SLUICE_THRESHOLD_MAX_BPS", "100000000000"))
 SLUICE_THRESHOLD_MIN_PPS = int(os.environ.get("SLUICE_THRESHOLD_MIN_PPS", "1000"))
 SLUICE_THRESHOLD_MAX_PPS = int(os.environ.get("SLUICE_THRESHOLD_MAX_PPS", "50000000"))
+# Web and worker processes check their idle pooled database connections this often (core.dbpool); 0 turns it off.
+SLUICE_DB_POOL_CHECK_SECONDS = float(os.environ.get("SLUICE_DB_POOL_CHECK_SECONDS", "2"))
 SLUICE_RECONCILE_SECONDS = float(os.environ.get("SLUICE_RECONCILE_SECONDS", "5"))
 # A signal plans only its own attack (and those sharing its diversion prefix) around the others; the reconcile loop
 # plans every live attack together this often, which takes in drifting center loads. A change of the network's
