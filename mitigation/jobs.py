@@ -113,3 +113,23 @@ def converge_after_commit(*, announce_first: Callable[[], None] | None = None) -
     if announce_first is not None:
         transaction.on_commit(announce_first)
     transaction.on_commit(lambda: enqueue(CONVERGE_NETWORK))
+
+
+def _rerun_key(name: str) -> str:
+    return f"sluice:rerun:{name}"
+
+
+def request_rerun(name: str) -> None:
+    """Ask the run of `name` under way to run once more when it ends (a change came in while it ran)."""
+    try:
+        redis_client().set(_rerun_key(name), "1", ex=60)
+    except (redis.RedisError, OSError) as error:
+        logger.warning("could not ask %s to run again (%s); the reconcile loop will catch up", name, error)
+
+
+def take_rerun(name: str) -> bool:
+    """Whether another run of `name` was asked for meanwhile (and the request is taken)."""
+    try:
+        return redis_client().getdel(_rerun_key(name)) is not None
+    except (redis.RedisError, OSError):
+        return False

@@ -9,7 +9,7 @@ from django.db import DatabaseError
 from core.tasks import SluiceTask
 from mitigation import jobs
 from mitigation.services.lifecycle import lifecycle_tick
-from mitigation.services.network import ConvergeError, converge_network, record_convergence_failure
+from mitigation.services.network import ConvergeError, converge_network, element_locks, record_convergence_failure
 from mitigation.services.planning import plan_attacks
 from mitigation.services.retention import prune_history
 
@@ -27,11 +27,27 @@ def plan_network_task(self: Task) -> dict[str, int]:
     return {"planned": summary.planned, "changed": summary.changed, "refused": summary.refused}
 
 
+SINGLE_FLIGHT = "job:converge"
+
+
 @shared_task(base=SluiceTask, bind=True, max_retries=5, name=jobs.CONVERGE_NETWORK)
 def converge_network_task(self: Task) -> dict[str, object]:
+    """One convergence job at a time: a job that finds another running asks it to run once more and ends.
+
+    Several at once (a burst of plans starts one per device worker) only queue on the element locks, each having
+    read and gated the whole desired state, and take the CPU the planning of the next attacks needs.
+    """
     jobs.mark_started(jobs.CONVERGE_NETWORK)
     try:
-        report = converge_network()
+        with element_locks([SINGLE_FLIGHT], required=False, wait_s=0.01) as running:
+            if not running:
+                jobs.request_rerun(jobs.CONVERGE_NETWORK)
+                return {"deferred": True}
+            report = converge_network()
+            while jobs.take_rerun(jobs.CONVERGE_NETWORK):
+                report = converge_network()
+        if jobs.take_rerun(jobs.CONVERGE_NETWORK):  # asked for while this run was letting go
+            jobs.enqueue(jobs.CONVERGE_NETWORK)
     except ConvergeError as error:
         final = not error.transient or self.request.retries >= self.max_retries
         record_convergence_failure(error, final=final)

@@ -76,3 +76,17 @@ def test_past_its_cap_a_tenants_attacks_are_recorded_and_held_back(world: World,
     assert Attack.objects.filter(tenant=world.acme, status="active").count() == 3, "nothing dropped"
     held = attacks[2]
     assert held is not None and AuditEvent.objects.filter(action="attack.held_back", object_id=str(held.pk)).exists()
+
+
+def test_one_convergence_job_runs_at_a_time_and_a_second_asks_it_to_run_again(world: World) -> None:
+    from mitigation import jobs
+    from mitigation.services.network import element_locks
+    from mitigation.tasks import SINGLE_FLIGHT, converge_network_task
+
+    jobs.take_rerun(jobs.CONVERGE_NETWORK)
+    with element_locks([SINGLE_FLIGHT], required=True, wait_s=0.01) as held:
+        assert held == {SINGLE_FLIGHT}
+        assert converge_network_task() == {"deferred": True}, "another job is converging: this one only asks"
+    assert jobs.take_rerun(jobs.CONVERGE_NETWORK), "the running job is asked to run once more"
+    assert "changed" in converge_network_task(), "with none running, a job converges"
+    assert not jobs.take_rerun(jobs.CONVERGE_NETWORK)
