@@ -32,7 +32,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        if two_factor_required(user, tenant.schema_name, tenant_requires=tenant.require_two_factor) and not \
+        if two_factor_required(tenant.schema_name, tenant_requires=tenant.require_two_factor) and not \
                 has_two_factor(user):
             await self.close(code=4403)  # staff who can change the network must enroll first, here too
             return

@@ -28,9 +28,9 @@ ISSUER = "Sluice"
 VALID_STEPS = 1  # accept the previous and next 30 s step too: phone clocks drift
 
 
-def two_factor_required(user: User, schema_name: str, *, tenant_requires: bool = False) -> bool:
-    """Whether `user` may not use the site without TOTP: all provider staff, and a tenant's users when it says so."""
-    del user  # every user of the schema alike; kept so callers say whose requirement they ask about
+def two_factor_required(schema_name: str, *, tenant_requires: bool = False) -> bool:
+    """Whether the site's users may not use it without TOTP: all provider staff, and a tenant's users when it
+    says so (every user of a schema alike)."""
     return schema_name == "public" or tenant_requires
 
 
@@ -82,13 +82,12 @@ def code_matches(secret: str, code: str) -> bool:
     return _matching_step(secret, code, time.time()) is not None
 
 
-def verify_code(user: User, code: str, *, schema_name: str) -> bool:
+def verify_code(user: User, code: str) -> bool:
     """Whether `code` is the user's current code, of a later time step than any code accepted before.
 
     The check and the record are one conditional UPDATE in the user's schema: two requests with the same code
-    cannot both pass it.
+    cannot both pass it. The caller's connection is already in the user's schema.
     """
-    del schema_name  # the caller's connection is already in the user's schema
     if not user.totp_secret:
         return False
     step = _matching_step(user.totp_secret, code, time.time())
@@ -100,9 +99,8 @@ def verify_code(user: User, code: str, *, schema_name: str) -> bool:
     return bool(first_use)
 
 
-def forget_used_codes(user: User, *, schema_name: str) -> None:
+def forget_used_codes(user: User) -> None:
     """Let a code be used again (tests log the same user in several times within one 30 s step)."""
-    del schema_name
     User.objects.filter(pk=user.pk).update(totp_last_step=0)
 
 

@@ -9,7 +9,6 @@ answers 403. Token-authenticated API calls carry no session user here and are un
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -69,11 +68,11 @@ class IdleSessionMiddleware:
         return self.get_response(request)
 
 
-def required_here(user: Any) -> bool:
-    """Whether `user` must use TOTP at this request's domain: provider staff, or the tenant says so."""
+def required_here() -> bool:
+    """Whether users must use TOTP at this request's domain: provider staff, or the tenant says so."""
     tenant = getattr(connection, "tenant", None)
     return two_factor.two_factor_required(
-        user, connection.schema_name,  # type: ignore[attr-defined]  # django-tenants adds it to the connection
+        connection.schema_name,  # type: ignore[attr-defined]  # django-tenants adds it to the connection
         tenant_requires=bool(getattr(tenant, "require_two_factor", False)))
 
 
@@ -90,7 +89,7 @@ class TwoFactorMiddleware:
             return self._refuse_unverified(request)
         if (
             user is not None and user.is_authenticated
-            and required_here(user)
+            and required_here()
             and not two_factor.has_two_factor(user)
         ):
             refusal = self._hold_for_enrollment(request)

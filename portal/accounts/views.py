@@ -12,7 +12,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -70,7 +69,7 @@ def verify(request: HttpRequest) -> HttpResponse:
             request.session.pop(PENDING_LOGIN_KEY, None)
             messages.error(request, throttling.LOCKED_MESSAGE)
             return redirect("login")
-        if two_factor.verify_code(user, form.cleaned_data["code"], schema_name=connection.schema_name):  # type: ignore[attr-defined]  # django-tenants adds it to the connection
+        if two_factor.verify_code(user, form.cleaned_data["code"]):
             throttling.record_success(attempt)
             del request.session[PENDING_LOGIN_KEY]
             login(request, user, backend=pending["backend"] or None)
@@ -104,7 +103,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     context: dict[str, Any] = {
         "tenant": getattr(request, "tenant", None), "enrolled": two_factor.has_two_factor(user),
-        "required": required_here(user),
+        "required": required_here(),
     }
     if context["enrolled"]:
         return render(request, "accounts/two_factor.html", context)
@@ -127,7 +126,7 @@ def enroll(request: HttpRequest) -> HttpResponse:
 def disable(request: HttpRequest) -> HttpResponse:
     """Turn TOTP off for oneself, allowed only to users who are not required to have it."""
     user: User = request.user  # type: ignore[assignment]
-    if required_here(user):
+    if required_here():
         messages.error(request, "Two-factor sign-in is required here; it cannot be turned off.")
     elif two_factor.has_two_factor(user):
         two_factor.disable_two_factor(user, acting_user=request_actor(request))

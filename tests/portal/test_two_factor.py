@@ -70,7 +70,7 @@ def test_login_takes_a_code_once_totp_is_on(world: World) -> None:
 def test_a_code_works_only_once(world: World) -> None:
     code = pyotp.TOTP(OPERATOR_TOTP_SECRET).now()
     with schema_context("public"):
-        forget_used_codes(User.objects.get(username="soc"), schema_name="public")
+        forget_used_codes(User.objects.get(username="soc"))
     first, second = Client(HTTP_HOST="localhost"), Client(HTTP_HOST="localhost")
     for client in (first, second):
         client.post("/login/", {"username": "soc", "password": OPERATOR_PASSWORD})
@@ -171,7 +171,7 @@ def test_only_a_tenant_admin_may_change_the_requirement(world: World) -> None:
 def test_a_code_older_than_the_last_one_used_is_refused(world: World) -> None:
     totp = pyotp.TOTP(OPERATOR_TOTP_SECRET)
     with schema_context("public"):
-        forget_used_codes(User.objects.get(username="soc"), schema_name="public")
+        forget_used_codes(User.objects.get(username="soc"))
     first, second = Client(HTTP_HOST="localhost"), Client(HTTP_HOST="localhost")
     for client in (first, second):
         client.post("/login/", {"username": "soc", "password": OPERATOR_PASSWORD})

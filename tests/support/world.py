@@ -96,7 +96,7 @@ def login_with_code(client: Client, username: str, password: str, secret: str = 
     assert first.status_code == 302 and first["Location"] == "/login/verify/", first
     schema = Domain.objects.get(domain=client.defaults["HTTP_HOST"]).tenant.schema_name
     with schema_context(schema):
-        forget_used_codes(User.objects.get(username=username), schema_name=schema)
+        forget_used_codes(User.objects.get(username=username))
     return client.post("/login/verify/", {"code": pyotp.TOTP(secret).now()})
 
 
