@@ -45,3 +45,12 @@ class DeploymentStateChoices(models.TextChoices):
     PRESENT = "present", "Present"
     ABSENT = "absent", "Absent"
     FAILED = "failed", "Failed"
+
+
+class VerdictChoices(models.TextChoices):
+    """Whether a mitigation works, judged from the network's own figures (see mitigation.services.verdicts)."""
+
+    EFFECTIVE = "effective", "Effective"
+    PARTIAL = "partial", "Partial"
+    INEFFECTIVE = "ineffective", "Ineffective"
+    UNKNOWN = "unknown", "Unknown"

@@ -14,6 +14,7 @@ from mitigation.choices import (
     DeploymentStateChoices,
     MitigationLevelChoices,
     MitigationStateChoices,
+    VerdictChoices,
 )
 
 
@@ -171,6 +172,10 @@ class Mitigation(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # The latest verdict (the history is in Verdict), kept here for boards and lists.
+    verdict = models.CharField(max_length=12, choices=VerdictChoices.choices, blank=True, db_default="")
+    verdict_summary = models.TextField(blank=True, db_default="")
+    verdict_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -232,3 +237,67 @@ class Deployment(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["action", "element"], name="deployment_one_per_element")]
+
+
+class RuleCounterSample(models.Model):
+    """One reading of a FlowSpec action's counters on one router, cumulative as the router shows them.
+
+    A router that could not be read has no sample for that moment: a gap, never a zero. Rates are the
+    differences between consecutive samples of the same action and element (a drop in a cumulative figure means
+    the rule was installed anew, and starts a new run).
+    """
+
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="counter_samples")
+    element = models.CharField(max_length=120, help_text="router:<name>")
+    at = models.DateTimeField(default=timezone.now)
+    packets = models.BigIntegerField(help_text="matched packets since the rule was installed")
+    bytes = models.BigIntegerField(help_text="matched bytes since the rule was installed")
+    dropped_packets = models.BigIntegerField(default=0)
+    dropped_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["action", "element", "at"], name="counter_action_element_at")]
+
+
+class CenterPrefixSample(models.Model):
+    """A scrubbing center's report on one prefix diverted to it: what arrived, what it dropped, what it returned."""
+
+    center = models.ForeignKey("devices.ScrubbingCenter", on_delete=models.CASCADE, related_name="prefix_samples")
+    mitigation = models.ForeignKey(Mitigation, on_delete=models.CASCADE, related_name="center_samples")
+    prefix = CidrAddressField()
+    at = models.DateTimeField(default=timezone.now)
+    received_bps = models.BigIntegerField()
+    dropped_bps = models.BigIntegerField()
+    clean_bps = models.BigIntegerField()
+    received_pps = models.BigIntegerField(default=0)
+    dropped_pps = models.BigIntegerField(default=0)
+    clean_pps = models.BigIntegerField(default=0)
+
+    objects = NetManager()  # type: ignore[django-manager-missing]  # netfields' manager is untyped
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["mitigation", "at"], name="center_sample_mitigation_at")]
+
+
+class Verdict(models.Model):
+    """One judgement of whether a mitigation works, with the figures it rests on and a sentence a person reads."""
+
+    mitigation = models.ForeignKey(Mitigation, on_delete=models.CASCADE, related_name="verdicts")
+    at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=12, choices=VerdictChoices.choices)
+    level = models.CharField(max_length=10, choices=MitigationLevelChoices.choices)
+    attack_bps = models.BigIntegerField(help_text="attack traffic the collector still sees reaching the target")
+    dropped_bps = models.BigIntegerField(help_text="dropped by the mitigation's FlowSpec rules on the routers")
+    scrubbed_bps = models.BigIntegerField(help_text="dropped by the scrubbing center for the diverted prefix")
+    threshold_bps = models.BigIntegerField()
+    summary = models.TextField()
+    evidence = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["mitigation", "at"], name="verdict_mitigation_at")]
+
+    def __str__(self) -> str:
+        return f"{self.outcome}: {self.summary}"
