@@ -24,6 +24,7 @@ CONVERGE_NETWORK = "mitigation.tasks.converge_network_task"
 LIFECYCLE_TICK = "mitigation.tasks.lifecycle_tick_task"
 RECONCILE = "mitigation.tasks.reconcile_task"
 PRUNE_HISTORY = "mitigation.tasks.prune_history_task"
+CLOSED_LOOP = "mitigation.tasks.closed_loop_task"
 
 # A job's "already queued" mark lives this long at most: a job lost with a killed worker must not hold back the
 # next one for longer (found by bench/chaos.py: with 30 s, attacks sent after a worker was killed waited for the

@@ -274,8 +274,6 @@ class CenterPrefixSample(models.Model):
     dropped_pps = models.BigIntegerField(default=0)
     clean_pps = models.BigIntegerField(default=0)
 
-    objects = NetManager()  # type: ignore[django-manager-missing]  # netfields' manager is untyped
-
     class Meta:
         ordering = ["at", "id"]
         indexes = [models.Index(fields=["mitigation", "at"], name="center_sample_mitigation_at")]

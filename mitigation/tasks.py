@@ -12,6 +12,7 @@ from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import ConvergeError, converge_network, element_locks, record_convergence_failure
 from mitigation.services.planning import plan_attacks
 from mitigation.services.retention import prune_history
+from mitigation.services.verdicts import closed_loop_tick
 
 
 @shared_task(base=SluiceTask, bind=True, max_retries=5, name=jobs.PLAN_NETWORK)
@@ -86,3 +87,10 @@ def reconcile_task() -> dict[str, object]:
 @shared_task(base=SluiceTask, name=jobs.PRUNE_HISTORY)
 def prune_history_task() -> dict[str, int]:
     return prune_history()
+
+
+@shared_task(base=SluiceTask, name=jobs.CLOSED_LOOP)
+def closed_loop_task() -> dict[str, object]:
+    """Every SLUICE_COUNTER_POLL_SECONDS: read the FlowSpec counters, judge each mitigation, escalate on evidence."""
+    jobs.mark_started(jobs.CLOSED_LOOP)
+    return closed_loop_tick()

@@ -117,6 +117,16 @@ SLUICE_RETRY_MAX_SECONDS = float(os.environ.get("SLUICE_RETRY_MAX_SECONDS", "300
 # Signal records and decisions of finished mitigations older than this are pruned daily.
 SLUICE_RETENTION_DAYS = float(os.environ.get("SLUICE_RETENTION_DAYS", "180"))
 # Live mitigations one tenant may have at once; attacks past it are recorded and shown, and mitigated once under.
+# The closed loop (mitigation/services/verdicts.py): FlowSpec counters are read this often, a mitigation is judged
+# once it has been in place this long, escalated when non-effective verdicts held this long, and not withdrawn while
+# what it drops is this share of the target's detection threshold. A returning attack remembers an escalation
+# that proved effective this long.
+SLUICE_COUNTER_POLL_SECONDS = float(os.environ.get("SLUICE_COUNTER_POLL_SECONDS", "2"))
+SLUICE_VERDICT_SETTLE_SECONDS = float(os.environ.get("SLUICE_VERDICT_SETTLE_SECONDS", "10"))
+SLUICE_ESCALATE_CONFIRM_SECONDS = float(os.environ.get("SLUICE_ESCALATE_CONFIRM_SECONDS", "4"))
+SLUICE_HOLDING_SHARE = float(os.environ.get("SLUICE_HOLDING_SHARE", "0.5"))
+SLUICE_CENTER_REPORT_FRESH_SECONDS = float(os.environ.get("SLUICE_CENTER_REPORT_FRESH_SECONDS", "30"))
+SLUICE_EFFECTIVE_MEMORY_HOURS = float(os.environ.get("SLUICE_EFFECTIVE_MEMORY_HOURS", "24"))
 SLUICE_TENANT_MAX_ATTACKS = int(os.environ.get("SLUICE_TENANT_MAX_ATTACKS", "500"))
 SLUICE_TENANT_QUOTAS = {"flowspec": 200, "diversion": 50, "rtbh": 50}
 # Outbound requests on a tenant's behalf (webhooks, Slack; tenants/outbound.py). The deny list adds the provider's
@@ -309,6 +319,11 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "mitigation.prune_history": {"task": "mitigation.tasks.prune_history_task", "schedule": 24 * 3600.0},
+    "mitigation.closed_loop": {
+        "task": "mitigation.tasks.closed_loop_task",
+        "schedule": SLUICE_COUNTER_POLL_SECONDS,
+        "options": {"queue": "telemetry", "expires": SLUICE_COUNTER_POLL_SECONDS * 2},
+    },
     "mitigation.reconcile": {
         "task": "mitigation.tasks.reconcile_task",
         "schedule": SLUICE_RECONCILE_SECONDS,

@@ -19,8 +19,9 @@ from core.events import publish
 from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationLevelChoices, MitigationStateChoices
 from mitigation.models import Mitigation
-from mitigation.services import states
+from mitigation.services import states, verdicts
 from mitigation.services.states import LIVE_STATES, mitigation_event
+from tenants.models import TenantPolicy
 
 
 def _locked(mitigation_id: int) -> Mitigation:
@@ -86,7 +87,7 @@ def lifecycle_tick(*, now: datetime.datetime | None = None) -> dict[str, int]:
     Returns counts of what moved; schedules a convergence when anything did.
     """
     now = now or timezone.now()
-    moved = {"approved": 0, "withdrawing": 0, "expired": 0}
+    moved = {"approved": 0, "withdrawing": 0, "expired": 0, "held": 0}
     expiry = datetime.timedelta(minutes=settings.SLUICE_SIGNAL_EXPIRY_MINUTES)
     with transaction.atomic():
         for mitigation in states.locked(state=MitigationStateChoices.AWAITING_APPROVAL, approval_deadline__lte=now):
@@ -100,7 +101,15 @@ def lifecycle_tick(*, now: datetime.datetime | None = None) -> dict[str, int]:
             mitigation.hold_down_until = now
             mitigation.save(update_fields=["hold_down_until", "updated_at"])
             moved["expired"] += 1
-        for mitigation in states.locked(state__in=LIVE_STATES, hold_down_until__lte=now):
+        due = states.locked(state__in=LIVE_STATES, hold_down_until__lte=now)
+        # The end is judged by all the evidence: rules or a center still dropping the attack mean it is still
+        # there, behind the filter, whatever the detectors see; the hold-down starts again from now.
+        held = verdicts.holding_back([m for m in due if m.state in verdicts.CARRIED], now=now)
+        for mitigation in due:
+            if mitigation.pk in held:
+                _hold_on(mitigation, held[mitigation.pk], now)
+                moved["held"] += 1
+                continue
             if mitigation.state in {MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE}:
                 target = MitigationStateChoices.WITHDRAWING
             else:
@@ -113,6 +122,20 @@ def lifecycle_tick(*, now: datetime.datetime | None = None) -> dict[str, int]:
         if moved["approved"] or moved["withdrawing"]:
             _converge_after_commit()
     return moved
+
+
+def _hold_on(mitigation: Mitigation, evidence: str, now: datetime.datetime) -> None:
+    """Keep a mitigation whose hold-down passed but which still holds the attack back: the hold-down again."""
+    policy = TenantPolicy.objects.filter(tenant_id=mitigation.tenant_id).first()
+    hold = datetime.timedelta(minutes=policy.hold_down_minutes if policy else 10)
+    mitigation.hold_down_until = now + hold
+    mitigation.save(update_fields=["hold_down_until", "updated_at"])
+    why = f"not withdrawn: {evidence}, so the attack is still there behind the filter"
+    record_audit(verdicts.CLOSED_LOOP, "mitigation.hold_extended", tenant_slug=mitigation.tenant.slug,
+                 obj=mitigation, reason=why, diff={"hold_down_until": mitigation.hold_down_until.isoformat()})
+    publish("mitigation.hold_extended", {**mitigation_event(mitigation), "why": why,
+                                         "hold_down_until": mitigation.hold_down_until.isoformat()},
+            tenant_schema=mitigation.tenant.schema_name)
 
 
 ESCALATION = {

@@ -16,7 +16,7 @@ from core.events import publish
 from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import Attack, DetectorReport, Mitigation, SignalRecord
-from mitigation.services import states
+from mitigation.services import states, verdicts
 from tenants.choices import TenantStatusChoices
 from tenants.models import Tenant, TenantPolicy, VerifiedPrefix
 from tenants.notifications import notify_on_commit
@@ -99,7 +99,9 @@ def _record(signal: AttackSignal, acting_user: Actor) -> Attack | None:
     if mitigation is None:
         if _held_back(attack, tenant, acting_user, created):
             return attack
-        mitigation, _ = Mitigation.objects.get_or_create(attack=attack, defaults={"tenant": tenant})
+        mitigation, new = Mitigation.objects.get_or_create(attack=attack, defaults={"tenant": tenant})
+        if new:
+            verdicts.start_from_last_effective(mitigation)
     if mitigation.hold_down_until is not None:
         mitigation.hold_down_until = None
         mitigation.save(update_fields=["hold_down_until", "updated_at"])

@@ -1,0 +1,450 @@
+"""The closed loop: what the network drops, whether each mitigation works, and what to do when it does not.
+
+Three sources of evidence, each kept as a time series:
+- FlowSpec counters read from the routers (`read_rule_counters`: one `RuleCounterSample` per action and router per
+  read; a router that cannot be read leaves a gap, never a zero);
+- scrubbing centers' per-prefix reports (`CenterPrefixSample`, written by `center_reports`);
+- the detectors' view of the attack (the Attack's figures: what still reaches the target after the filters).
+
+`judge` turns them into a verdict a person can read ("FlowSpec dropped 38.2 of 40.0 Gbps; 1.8 Gbps still reaches
+203.0.113.10"). An ineffective or partial mitigation is escalated one step, on evidence that held for
+`SLUICE_ESCALATE_CONFIRM_SECONDS` after the settle time, never back down while the attack lasts, so plans never
+flap (`_escalate`). And the end of an attack is judged by all the evidence: a mitigation whose rules or center still
+drop attack traffic is not withdrawn whatever the collector sees behind the filter (`holding_back`, used by the
+lifecycle's hold-down). A returning attack starts from the level that last proved effective
+(`start_from_last_effective`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection as db_connection
+from django.db import transaction
+from django.utils import timezone
+
+from core.actors import Actor
+from core.audit import record_audit
+from core.events import publish
+from devices.drivers.base import DriverError, FlowSpecRule
+from devices.health import due
+from devices.models import Router
+from devices.services import driver_for
+from mitigation import jobs
+from mitigation.choices import (
+    ActionKindChoices,
+    ActionStatusChoices,
+    MitigationLevelChoices,
+    MitigationStateChoices,
+    VerdictChoices,
+)
+from mitigation.models import Action, CenterPrefixSample, Mitigation, RuleCounterSample, Verdict
+from mitigation.routes import route_from_spec, without_neighbors
+from mitigation.services import states
+from mitigation.services.states import mitigation_event
+from tenants.models import TenantPolicy, VerifiedPrefix
+
+logger = logging.getLogger(__name__)
+
+CLOSED_LOOP = Actor("engine", "engine (closed loop)")
+CARRIED = (MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE)
+LADDER = {
+    MitigationLevelChoices.FLOWSPEC: MitigationLevelChoices.DIVERSION,
+    MitigationLevelChoices.DIVERSION: MitigationLevelChoices.RTBH,
+}
+# Dropped traffic that makes a mitigation "partial" rather than "ineffective": this share of what arrives.
+PARTIAL_SHARE = 0.10
+
+
+def _seconds(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+def poll_interval() -> float:
+    return _seconds("SLUICE_COUNTER_POLL_SECONDS", 2.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Counters from the routers
+
+
+def _edge_rules() -> dict[str, tuple[Action, FlowSpecRule]]:
+    """FlowSpec rules the edge routers should carry now, by the name routers know them by (neighbors aside)."""
+    rules: dict[str, tuple[Action, FlowSpecRule]] = {}
+    actions = Action.objects.filter(kind=ActionKindChoices.FLOWSPEC, status=ActionStatusChoices.DESIRED,
+                                    mitigation__state__in=[*CARRIED, MitigationStateChoices.WITHDRAWING])
+    for action in actions:
+        if "edge" not in action.targets:
+            continue
+        rule = without_neighbors(route_from_spec(action.spec))
+        if isinstance(rule, FlowSpecRule):
+            rules[rule.name] = (action, rule)
+    return rules
+
+
+def _read(router: Router, rules: list[FlowSpecRule]) -> dict[str, tuple[int, int, int, int]]:
+    try:
+        with driver_for(router, timeout=max(2, int(poll_interval() * 2))) as driver:
+            counters = driver.flowspec_counters(rules)
+        return {name: (c.packets, c.bytes, c.dropped_packets, c.dropped_bytes) for name, c in counters.items()}
+    finally:
+        db_connection.close()  # a pool thread gives back the connection host-key checks may have taken
+
+
+def read_rule_counters(*, now: datetime.datetime | None = None) -> dict[str, str]:
+    """Read every carried FlowSpec rule's counters on every edge router that may be read; store one sample per
+    rule shown. Returns the routers that could not be read, with why (their series get a gap)."""
+    now = now or timezone.now()
+    rules = _edge_rules()
+    if not rules:
+        return {}
+    routers = {f"router:{r.name}": r for r in Router.objects.filter(enabled=True, role="edge")}
+    readable = due(routers)
+    failed = {name: "not read: in maintenance or waiting for its retry" for name in set(routers) - readable}
+    wanted = [rule for _, rule in rules.values()]
+    samples: list[RuleCounterSample] = []
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(readable)))) as pool:
+        futures = {pool.submit(_read, routers[name], wanted): name for name in sorted(readable)}
+        done, late = wait(futures, timeout=poll_interval() * 3)
+        for future in late:
+            failed[futures[future]] = "no answer in time"
+        for future in done:
+            name = futures[future]
+            try:
+                shown = future.result()
+            except DriverError as error:
+                failed[name] = str(error)
+                continue
+            except NotImplementedError as error:
+                failed[name] = str(error) or "no counters on this platform"
+                continue
+            for rule_name, (packets, octets, dropped_packets, dropped_bytes) in shown.items():
+                action = rules[rule_name][0] if rule_name in rules else None
+                if action is not None:
+                    samples.append(RuleCounterSample(
+                        action=action, element=name, at=now, packets=packets, bytes=octets,
+                        dropped_packets=dropped_packets, dropped_bytes=dropped_bytes))
+    RuleCounterSample.objects.bulk_create(samples)
+    for name, why in failed.items():
+        logger.info("FlowSpec counters of %s not read: %s", name, why)
+    return failed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Evidence and verdicts
+
+
+@dataclass
+class Evidence:
+    """What the network says about one mitigation now; rates in bits (packets) per second."""
+
+    attack_bps: int = 0
+    matched_bps: int = 0
+    dropped_bps: int = 0
+    scrubbed_bps: int = 0
+    clean_bps: int = 0
+    threshold_bps: int = 0
+    counters_read: bool = False
+    center_reported: bool = False
+    collector_ended: bool = False
+    per_rule: dict[int, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "attack_bps": self.attack_bps, "matched_bps": self.matched_bps, "dropped_bps": self.dropped_bps,
+            "scrubbed_bps": self.scrubbed_bps, "clean_bps": self.clean_bps, "threshold_bps": self.threshold_bps,
+            "counters_read": self.counters_read, "center_reported": self.center_reported,
+            "collector_ended": self.collector_ended,
+            "dropped_bps_per_action": {str(k): v for k, v in self.per_rule.items()},
+        }
+
+
+def _counter_rates(action_ids: Iterable[int], now: datetime.datetime) -> dict[int, tuple[int, int]]:
+    """Per action: (matched, dropped) bits per second, summed over the routers, from each router's last two samples
+    in the window. A router whose cumulative figures went down reinstalled the rule: that pair is skipped."""
+    since = now - datetime.timedelta(seconds=poll_interval() * 3 + 1)
+    samples = (RuleCounterSample.objects.filter(action_id__in=list(action_ids), at__gte=since, at__lte=now)
+               .order_by("action_id", "element", "at").values_list("action_id", "element", "at", "bytes",
+                                                                   "dropped_bytes"))
+    last_two: dict[tuple[int, str], list[tuple[datetime.datetime, int, int]]] = defaultdict(list)
+    for action_id, element, at, octets, dropped in samples:
+        pair = last_two[(action_id, element)]
+        pair.append((at, octets, dropped))
+        del pair[:-2]
+    rates: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for (action_id, _), pair in last_two.items():
+        if len(pair) < 2:
+            continue
+        (t0, b0, d0), (t1, b1, d1) = pair
+        seconds = (t1 - t0).total_seconds()
+        if seconds <= 0 or b1 < b0 or d1 < d0:
+            continue
+        matched, dropped = rates[action_id]
+        rates[action_id] = (matched + round((b1 - b0) * 8 / seconds), dropped + round((d1 - d0) * 8 / seconds))
+    return dict(rates)
+
+
+def _center_figures(mitigation_ids: Iterable[int], now: datetime.datetime) -> dict[int, tuple[int, int]]:
+    """Per mitigation: (dropped, clean) bits per second from each reported prefix's latest fresh sample."""
+    since = now - datetime.timedelta(seconds=_seconds("SLUICE_CENTER_REPORT_FRESH_SECONDS", 30.0))
+    latest: dict[tuple[int, str], tuple[int, int]] = {}
+    rows = (CenterPrefixSample.objects.filter(mitigation_id__in=list(mitigation_ids), at__gte=since, at__lte=now)
+            .order_by("at", "id").values_list("mitigation_id", "prefix", "dropped_bps", "clean_bps"))
+    for mitigation_id, prefix, dropped, clean in rows:
+        latest[(mitigation_id, str(prefix))] = (dropped, clean)
+    figures: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for (mitigation_id, _), (dropped, clean) in latest.items():
+        total_dropped, total_clean = figures[mitigation_id]
+        figures[mitigation_id] = (total_dropped + dropped, total_clean + clean)
+    return dict(figures)
+
+
+def _threshold(mitigation: Mitigation, policies: dict[int, TenantPolicy]) -> int:
+    """The per-host detection threshold of the target: its verified prefix's own, else the tenant's."""
+    target = ipaddress.ip_network(str(mitigation.attack.target))
+    for prefix in VerifiedPrefix.objects.filter(tenant_id=mitigation.tenant_id, threshold_bps__isnull=False):
+        if target.subnet_of(ipaddress.ip_network(str(prefix.prefix))):  # type: ignore[arg-type]
+            return int(prefix.threshold_bps or 0)
+    policy = policies.get(mitigation.tenant_id)
+    return int(policy.detection_threshold_bps) if policy else int(settings.SLUICE_THRESHOLD_MIN_BPS)
+
+
+def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int, Evidence]:
+    """The evidence about each mitigation, in a handful of queries."""
+    actions: dict[int, list[int]] = defaultdict(list)
+    for action_id, mitigation_id in Action.objects.filter(
+            mitigation__in=mitigations, kind=ActionKindChoices.FLOWSPEC,
+            status=ActionStatusChoices.DESIRED).values_list("id", "mitigation_id"):
+        actions[mitigation_id].append(action_id)
+    rates = _counter_rates([a for ids in actions.values() for a in ids], now)
+    centers = _center_figures([m.pk for m in mitigations], now)
+    policies = {p.tenant_id: p for p in TenantPolicy.objects.filter(tenant_id__in={m.tenant_id for m in mitigations})}
+    evidence = {}
+    for mitigation in mitigations:
+        attack = mitigation.attack
+        ended = attack.end_signalled_at is not None or mitigation.hold_down_until is not None
+        found = Evidence(attack_bps=0 if ended else int(attack.bps), threshold_bps=_threshold(mitigation, policies),
+                         collector_ended=ended)
+        for action_id in actions.get(mitigation.pk, []):
+            if action_id in rates:
+                matched, dropped = rates[action_id]
+                found.counters_read = True
+                found.matched_bps += matched
+                found.dropped_bps += dropped
+                found.per_rule[action_id] = dropped
+        if mitigation.pk in centers:
+            found.center_reported = True
+            found.scrubbed_bps, found.clean_bps = centers[mitigation.pk]
+        evidence[mitigation.pk] = found
+    return evidence
+
+
+def _rate(bps: float) -> str:
+    for unit, scale in (("Tbps", 1e12), ("Gbps", 1e9), ("Mbps", 1e6), ("kbps", 1e3)):
+        if bps >= scale:
+            return f"{bps / scale:.1f} {unit}"
+    return f"{bps:.0f} bps"
+
+
+def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
+    target = str(mitigation.attack.target).removesuffix("/32").removesuffix("/128")
+    parts = []
+    arriving = found.dropped_bps + found.scrubbed_bps + found.attack_bps
+    if found.counters_read:
+        parts.append(f"FlowSpec dropped {_rate(found.dropped_bps)} of {_rate(arriving)}")
+    if found.center_reported:
+        parts.append(f"the scrubbing center dropped {_rate(found.scrubbed_bps)} and returned "
+                     f"{_rate(found.clean_bps)} clean")
+    if found.collector_ended:
+        parts.append(f"the detectors no longer see the attack reach {target}")
+    elif found.attack_bps >= found.threshold_bps:
+        parts.append(f"{_rate(found.attack_bps)} still reaches {target} (threshold {_rate(found.threshold_bps)})")
+    else:
+        parts.append(f"{_rate(found.attack_bps)} reaches {target}, under its threshold of "
+                     f"{_rate(found.threshold_bps)}")
+    if outcome == VerdictChoices.UNKNOWN:
+        parts.append("no counters, center reports or detector figures to judge by yet")
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
+def outcome_of(found: Evidence) -> str:
+    """Effective: what reaches the target is under its threshold. Partial: it is not, but a real share is being
+    dropped. Ineffective: it is not, and next to nothing is dropped. Unknown: nothing to judge by."""
+    if not (found.collector_ended or found.attack_bps or found.counters_read or found.center_reported):
+        return VerdictChoices.UNKNOWN
+    if found.attack_bps < found.threshold_bps:
+        return VerdictChoices.EFFECTIVE
+    dropped = found.dropped_bps + found.scrubbed_bps
+    if dropped >= PARTIAL_SHARE * (dropped + found.attack_bps):
+        return VerdictChoices.PARTIAL
+    return VerdictChoices.INEFFECTIVE
+
+
+def _settled(mitigation: Mitigation, now: datetime.datetime) -> bool:
+    start = max(filter(None, [mitigation.activated_at, mitigation.level_since]))
+    return (now - start).total_seconds() >= _seconds("SLUICE_VERDICT_SETTLE_SECONDS", 10.0)
+
+
+def _worth_storing(previous: Verdict | None, outcome: str, found: Evidence, now: datetime.datetime) -> bool:
+    """A verdict row when the outcome changes, when a figure moves by a fifth, or once a minute otherwise."""
+    if previous is None or previous.outcome != outcome:
+        return True
+    if (now - previous.at).total_seconds() >= 60:
+        return True
+    for before, after in ((previous.attack_bps, found.attack_bps), (previous.dropped_bps, found.dropped_bps),
+                          (previous.scrubbed_bps, found.scrubbed_bps)):
+        if abs(after - before) > 0.2 * max(before, after, 1):
+            return True
+    return False
+
+
+def judge_mitigations(*, now: datetime.datetime | None = None) -> dict[str, int]:
+    """Judge every carried mitigation past its settle time; store and publish what changed; escalate on evidence."""
+    now = now or timezone.now()
+    candidates = [m for m in Mitigation.objects.filter(state__in=CARRIED).select_related("attack", "tenant")
+                  if _settled(m, now)]
+    counts: dict[str, int] = defaultdict(int)
+    if not candidates:
+        return dict(counts)
+    evidence = gather(candidates, now=now)
+    latest = {v.mitigation_id: v for v in Verdict.objects.filter(mitigation__in=candidates).order_by("at", "id")}
+    for mitigation in candidates:
+        found = evidence[mitigation.pk]
+        outcome = outcome_of(found)
+        counts[outcome] += 1
+        previous = latest.get(mitigation.pk)
+        if _worth_storing(previous, outcome, found, now):
+            _store(mitigation, outcome, found, now)
+        if outcome in {VerdictChoices.PARTIAL, VerdictChoices.INEFFECTIVE} and _escalate(mitigation, found, now):
+            counts["escalated"] += 1
+    return dict(counts)
+
+
+def _store(mitigation: Mitigation, outcome: str, found: Evidence, now: datetime.datetime) -> Verdict:
+    summary = _summary(mitigation, outcome, found)
+    with transaction.atomic():
+        verdict = Verdict.objects.create(
+            mitigation=mitigation, at=now, outcome=outcome, level=mitigation.level, attack_bps=found.attack_bps,
+            dropped_bps=found.dropped_bps, scrubbed_bps=found.scrubbed_bps, threshold_bps=found.threshold_bps,
+            summary=summary, evidence=found.as_json())
+        Mitigation.objects.filter(pk=mitigation.pk).update(verdict=outcome, verdict_summary=summary, verdict_at=now)
+        mitigation.verdict, mitigation.verdict_summary, mitigation.verdict_at = outcome, summary, now
+        publish("mitigation.verdict", {**mitigation_event(mitigation), "verdict": outcome, "summary": summary,
+                                       "at": now.isoformat(), "evidence": found.as_json()},
+                tenant_schema=mitigation.tenant.schema_name)
+    return verdict
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Escalation by evidence
+
+
+def _next_level(mitigation: Mitigation) -> str | None:
+    current = mitigation.override_level or mitigation.level
+    step = LADDER.get(MitigationLevelChoices(current)) if current in LADDER else None
+    if step is None:
+        return None
+    policy = TenantPolicy.objects.filter(tenant_id=mitigation.tenant_id).first()
+    allowed = set(policy.allowed_actions) if policy else set()
+    while step is not None and step not in allowed:
+        step = LADDER.get(step)
+    return step
+
+
+def _evidence_held(mitigation: Mitigation, now: datetime.datetime) -> bool:
+    """Non-effective verdicts, and nothing else, since at least SLUICE_ESCALATE_CONFIRM_SECONDS ago (counted from
+    the current plan: a refined plan, a new level or activation start the clock again)."""
+    confirm = datetime.timedelta(seconds=_seconds("SLUICE_ESCALATE_CONFIRM_SECONDS", 4.0))
+    plan_since = mitigation.decisions.order_by("-created_at").values_list("created_at", flat=True).first()
+    start = max(filter(None, [mitigation.activated_at, mitigation.level_since, plan_since]))
+    verdicts = list(mitigation.verdicts.filter(at__gte=start).order_by("at").values_list("at", "outcome"))
+    if not verdicts or any(outcome == VerdictChoices.EFFECTIVE for _, outcome in verdicts):
+        return False
+    return now - verdicts[0][0] >= confirm
+
+
+def _escalate(mitigation: Mitigation, found: Evidence, now: datetime.datetime) -> bool:
+    """One step up the ladder, stated with its evidence, once the evidence held; never down while the attack lasts."""
+    if not _evidence_held(mitigation, now):
+        return False
+    step = _next_level(mitigation)
+    if step is None:
+        return False
+    with transaction.atomic():
+        rows = states.locked([mitigation.pk])
+        if not rows or rows[0].state not in CARRIED:
+            return False
+        locked = rows[0]
+        if (locked.override_level or locked.level) == step:
+            return False
+        locked.override_level, locked.override_by, locked.replan = step, str(CLOSED_LOOP), True
+        locked.save(update_fields=["override_level", "override_by", "replan", "updated_at"])
+        why = (f"escalated from {locked.level} to {step}: {mitigation.verdict_summary or _summary(locked, '', found)}")
+        record_audit(CLOSED_LOOP, "mitigation.escalate_by_evidence", tenant_slug=locked.tenant.slug, obj=locked,
+                     reason=why, diff={"level": [locked.level, step], "evidence": found.as_json()})
+        publish("mitigation.escalated", {**mitigation_event(locked), "to": step, "why": why},
+                tenant_schema=locked.tenant.schema_name)
+        jobs.plan_after_commit()
+    logger.info("mitigation %s: %s", mitigation.pk, why)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The end of an attack, and its return
+
+
+def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None = None) -> dict[int, str]:
+    """The mitigations among these whose rules or center still drop attack traffic (so the attack is still there,
+    behind the filter), with the evidence in a sentence. Without the mitigation, the dropped traffic would reach
+    the target: it holds the attack back when what it drops is SLUICE_HOLDING_SHARE of the threshold or more."""
+    now = now or timezone.now()
+    if not mitigations:
+        return {}
+    share = _seconds("SLUICE_HOLDING_SHARE", 0.5)
+    held = {}
+    for mitigation_id, found in gather(mitigations, now=now).items():
+        dropped = found.dropped_bps + found.scrubbed_bps
+        if found.threshold_bps and dropped >= share * found.threshold_bps:
+            sources = [f"its FlowSpec rules drop {_rate(found.dropped_bps)}"] if found.dropped_bps else []
+            if found.scrubbed_bps:
+                sources.append(f"its scrubbing center drops {_rate(found.scrubbed_bps)}")
+            held[mitigation_id] = " and ".join(sources)
+    return held
+
+
+def start_from_last_effective(mitigation: Mitigation) -> str:
+    """A returning attack on a target whose last mitigation had to be escalated by evidence, and then worked,
+    starts at that level at once. Returns the reason, or "" when there is nothing to remember."""
+    memory = datetime.timedelta(hours=_seconds("SLUICE_EFFECTIVE_MEMORY_HOURS", 24.0))
+    last = (Mitigation.objects.filter(tenant_id=mitigation.tenant_id, attack__target=mitigation.attack.target,
+                                      state=MitigationStateChoices.ENDED, ended_at__gte=timezone.now() - memory,
+                                      override_by=str(CLOSED_LOOP))
+            .exclude(pk=mitigation.pk).order_by("-ended_at").first())
+    if last is None or not last.override_level:
+        return ""
+    proof = last.verdicts.filter(outcome=VerdictChoices.EFFECTIVE, level=last.override_level).order_by("-at").first()
+    if proof is None:
+        return ""
+    mitigation.override_level, mitigation.override_by = last.override_level, str(CLOSED_LOOP)
+    mitigation.save(update_fields=["override_level", "override_by", "updated_at"])
+    why = (f"the attack on {mitigation.attack.target} returned: starting at {last.override_level}, which proved "
+           f"effective in mitigation {last.pk} ({proof.summary})")
+    record_audit(CLOSED_LOOP, "mitigation.start_from_last_effective", tenant_slug=mitigation.tenant.slug,
+                 obj=mitigation, reason=why, diff={"level": last.override_level, "from_mitigation": last.pk})
+    return why
+
+
+def closed_loop_tick(*, now: datetime.datetime | None = None) -> dict[str, object]:
+    """Read the counters, then judge: the periodic job (every SLUICE_COUNTER_POLL_SECONDS)."""
+    now = now or timezone.now()
+    unread = read_rule_counters(now=now)
+    judged = judge_mitigations(now=now)
+    return {"unread": sorted(unread), **judged}

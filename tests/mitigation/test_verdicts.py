@@ -1,0 +1,208 @@
+"""The closed loop's judgement: verdicts from counters, center reports and the detectors' view; escalation by
+evidence with hysteresis; no withdrawal while the rules still drop the attack; a returning attack remembers.
+
+These tests write the evidence as rows (the reading of real routers is tested against the Junos emulator in
+tests/devices/test_junos_counters.py and end to end in tests/mitigation/test_closed_loop.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from core.models import AuditEvent
+from devices.drivers.base import FlowSpecRule
+from devices.models import ScrubbingCenter
+from mitigation.choices import MitigationLevelChoices as L
+from mitigation.choices import MitigationStateChoices as S
+from mitigation.choices import VerdictChoices as V
+from mitigation.models import Action, Attack, CenterPrefixSample, Mitigation, RuleCounterSample, Verdict
+from mitigation.routes import route_key, route_to_spec
+from mitigation.services import verdicts
+from mitigation.services.lifecycle import lifecycle_tick
+from tenants.models import TenantPolicy
+from tests.support.world import World
+
+GBPS = 1_000_000_000
+
+
+def _mitigation(world: World, target: str = "203.0.113.10/32", *, level: str = L.FLOWSPEC, age_s: float = 30,
+                bps: int = 0, ended: bool = False) -> Mitigation:
+    now = timezone.now()
+    attack = Attack.objects.create(tenant=world.acme, target=target, bps=bps, vectors=["dns_amplification"],
+                                   end_signalled_at=now if ended else None)
+    since = now - datetime.timedelta(seconds=age_s)
+    return Mitigation.objects.create(attack=attack, tenant=world.acme, state=S.ACTIVE, level=level,
+                                     activated_at=since, level_since=since,
+                                     hold_down_until=now + datetime.timedelta(minutes=5) if ended else None)
+
+
+def _rule(mitigation: Mitigation) -> Action:
+    rule = FlowSpecRule(destination=str(mitigation.attack.target), action="discard", protocols=((17, 17),),
+                        source_ports=((53, 53),))
+    return Action.objects.create(mitigation=mitigation, kind="flowspec", spec=route_to_spec(rule),
+                                 route_key=route_key(rule), targets=["edge"])
+
+
+def _counts(action: Action, element: str, *points: tuple[float, int]) -> None:
+    """Cumulative dropped bytes at (seconds ago, bytes) points, as a discard rule's counters read them."""
+    now = timezone.now()
+    for ago, octets in points:
+        RuleCounterSample.objects.create(action=action, element=element, at=now - datetime.timedelta(seconds=ago),
+                                         packets=octets // 1000, bytes=octets, dropped_packets=octets // 1000,
+                                         dropped_bytes=octets)
+
+
+def _threshold(world: World, bps: int) -> None:
+    TenantPolicy.objects.filter(tenant=world.acme).update(detection_threshold_bps=bps)
+
+
+@pytest.mark.django_db
+def test_a_discard_that_drops_the_attack_is_judged_effective_from_its_counters(world: World) -> None:
+    _threshold(world, GBPS)
+    mitigation = _mitigation(world, ended=True)
+    action = _rule(mitigation)
+    # Two routers each drop 2.5 Gbps: 2.5e9 / 8 bytes per second, read 2 s apart.
+    for element in ("router:edge-fra-1", "router:edge-ams-1"):
+        _counts(action, element, (2.0, 10 * GBPS), (0.0, 10 * GBPS + GBPS * 5 // 8))
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.verdict == V.EFFECTIVE
+    assert "FlowSpec dropped 5.0 Gbps of 5.0 Gbps" in mitigation.verdict_summary
+    verdict = Verdict.objects.get(mitigation=mitigation)
+    assert verdict.dropped_bps == 5 * GBPS and verdict.attack_bps == 0
+
+
+@pytest.mark.django_db
+def test_what_still_reaches_the_target_makes_it_partial_or_ineffective(world: World) -> None:
+    _threshold(world, GBPS)
+    partial = _mitigation(world, "203.0.113.11/32", bps=2 * GBPS)
+    _counts(_rule(partial), "router:edge-fra-1", (2.0, 0), (0.0, 2 * GBPS * 8 // 8))  # 8 Gbps dropped
+    ineffective = _mitigation(world, "203.0.113.12/32", bps=3 * GBPS)
+    _counts(_rule(ineffective), "router:edge-fra-1", (2.0, 0), (0.0, 1000))  # next to nothing
+    verdicts.judge_mitigations()
+    partial.refresh_from_db()
+    ineffective.refresh_from_db()
+    assert partial.verdict == V.PARTIAL
+    assert "FlowSpec dropped 8.0 Gbps of 10.0 Gbps; 2.0 Gbps still reaches 203.0.113.11" in partial.verdict_summary
+    assert ineffective.verdict == V.INEFFECTIVE
+
+
+@pytest.mark.django_db
+def test_a_gap_stays_a_gap_and_a_reinstalled_rule_starts_a_new_run(world: World) -> None:
+    _threshold(world, GBPS)
+    mitigation = _mitigation(world, bps=2 * GBPS)
+    action = _rule(mitigation)
+    _counts(action, "router:edge-fra-1", (2.0, 5 * GBPS), (0.0, 1000))  # went down: reinstalled, no rate
+    _counts(action, "router:edge-ams-1", (0.0, 5 * GBPS))  # one sample: no rate yet
+    found = verdicts.gather([Mitigation.objects.select_related("attack").get(pk=mitigation.pk)],
+                            now=timezone.now())[mitigation.pk]
+    assert not found.counters_read and found.dropped_bps == 0
+    assert verdicts.outcome_of(found) == V.INEFFECTIVE  # the detectors still see 2 Gbps over a 1 Gbps threshold
+
+
+@pytest.mark.django_db
+def test_nothing_is_judged_before_the_settle_time_or_without_evidence(world: World) -> None:
+    young = _mitigation(world, "203.0.113.13/32", age_s=1, bps=5 * GBPS)
+    blind = _mitigation(world, "203.0.113.14/32")  # no figures, no counters, no end
+    verdicts.judge_mitigations()
+    assert not Verdict.objects.filter(mitigation=young).exists()
+    blind.refresh_from_db()
+    assert blind.verdict == V.UNKNOWN
+
+
+@pytest.mark.django_db
+def test_an_ineffective_mitigation_escalates_one_step_once_the_evidence_held(world: World) -> None:
+    _threshold(world, GBPS)
+    TenantPolicy.objects.filter(tenant=world.acme).update(allowed_actions=["flowspec", "diversion"])
+    mitigation = _mitigation(world, bps=3 * GBPS)
+    _rule(mitigation)
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.verdict == V.INEFFECTIVE and not mitigation.override_level, "one verdict is not evidence yet"
+    Verdict.objects.filter(mitigation=mitigation).update(at=timezone.now() - datetime.timedelta(seconds=5))
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.override_level == L.DIVERSION and mitigation.replan
+    audit = AuditEvent.objects.get(action="mitigation.escalate_by_evidence", object_id=str(mitigation.pk))
+    assert "escalated from flowspec to diversion" in audit.reason and "still reaches 203.0.113.10" in audit.reason
+    # At diversion, the tenant allows nothing further: no second step, however long it stays ineffective.
+    Mitigation.objects.filter(pk=mitigation.pk).update(level=L.DIVERSION)
+    Verdict.objects.filter(mitigation=mitigation).update(at=timezone.now() - datetime.timedelta(seconds=5))
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.override_level == L.DIVERSION
+    assert AuditEvent.objects.filter(action="mitigation.escalate_by_evidence").count() == 1
+
+
+@pytest.mark.django_db
+def test_an_effective_verdict_in_between_resets_the_evidence(world: World) -> None:
+    _threshold(world, GBPS)
+    TenantPolicy.objects.filter(tenant=world.acme).update(allowed_actions=["flowspec", "diversion"])
+    mitigation = _mitigation(world, bps=3 * GBPS)
+    now = timezone.now()
+    for ago, outcome in ((8, V.INEFFECTIVE), (5, V.EFFECTIVE), (1, V.INEFFECTIVE)):
+        Verdict.objects.create(mitigation=mitigation, at=now - datetime.timedelta(seconds=ago), outcome=outcome,
+                               level=L.FLOWSPEC, attack_bps=0, dropped_bps=0, scrubbed_bps=0, threshold_bps=GBPS,
+                               summary="")
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert not mitigation.override_level
+
+
+@pytest.mark.django_db
+def test_the_center_reports_count_as_evidence(world: World) -> None:
+    _threshold(world, GBPS)
+    center = ScrubbingCenter.objects.create(slug="fra", name="Frankfurt", capacity_gbps=800, capacity_mpps=600,
+                                            diversion_next_hop_v4="192.0.2.10")
+    mitigation = _mitigation(world, level=L.DIVERSION, bps=200_000_000)
+    Mitigation.objects.filter(pk=mitigation.pk).update(center=center)
+    CenterPrefixSample.objects.create(center=center, mitigation=mitigation, prefix="203.0.113.0/24",
+                                      received_bps=40 * GBPS, dropped_bps=38 * GBPS, clean_bps=2 * GBPS)
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.verdict == V.EFFECTIVE
+    assert "The scrubbing center dropped 38.0 Gbps and returned 2.0 Gbps clean" in mitigation.verdict_summary
+
+
+@pytest.mark.django_db
+def test_no_withdrawal_while_the_rules_still_drop_the_attack(world: World) -> None:
+    _threshold(world, GBPS)
+    mitigation = _mitigation(world, ended=True)
+    Mitigation.objects.filter(pk=mitigation.pk).update(hold_down_until=timezone.now() - datetime.timedelta(seconds=1))
+    action = _rule(mitigation)
+    _counts(action, "router:edge-fra-1", (2.0, 0), (0.0, 2 * GBPS * 2 // 8))  # 2 Gbps still dropped
+    moved = lifecycle_tick()
+    mitigation.refresh_from_db()
+    assert moved["held"] == 1 and mitigation.state == S.ACTIVE
+    assert mitigation.hold_down_until > timezone.now()
+    assert AuditEvent.objects.filter(action="mitigation.hold_extended", object_id=str(mitigation.pk)).exists()
+    # The counters stop rising: the attack is over, and the next hold-down's end withdraws.
+    RuleCounterSample.objects.all().delete()
+    _counts(action, "router:edge-fra-1", (2.0, 10 * GBPS), (0.0, 10 * GBPS))
+    Mitigation.objects.filter(pk=mitigation.pk).update(hold_down_until=timezone.now() - datetime.timedelta(seconds=1))
+    lifecycle_tick()
+    mitigation.refresh_from_db()
+    assert mitigation.state == S.WITHDRAWING
+
+
+@pytest.mark.django_db
+def test_a_returning_attack_starts_from_the_level_that_proved_effective(world: World) -> None:
+    old = _mitigation(world)
+    Mitigation.objects.filter(pk=old.pk).update(state=S.ENDED, ended_at=timezone.now(), override_level=L.DIVERSION,
+                                                override_by=str(verdicts.CLOSED_LOOP), level=L.DIVERSION)
+    Attack.objects.filter(pk=old.attack_id).update(status="ended")
+    Verdict.objects.create(mitigation=old, outcome=V.EFFECTIVE, level=L.DIVERSION, attack_bps=0, dropped_bps=0,
+                           scrubbed_bps=9 * GBPS, threshold_bps=GBPS, summary="the scrubbing center dropped 9.0 Gbps")
+    attack = Attack.objects.create(tenant=world.acme, target="203.0.113.10/32", bps=5 * GBPS)
+    new = Mitigation.objects.create(attack=attack, tenant=world.acme)
+    why = verdicts.start_from_last_effective(new)
+    new.refresh_from_db()
+    assert new.override_level == L.DIVERSION
+    assert f"proved effective in mitigation {old.pk}" in why
+    # Another target remembers nothing.
+    other = Mitigation.objects.create(attack=Attack.objects.create(tenant=world.acme, target="203.0.113.99/32"),
+                                      tenant=world.acme)
+    assert verdicts.start_from_last_effective(other) == "" and not other.override_level
