@@ -1,7 +1,8 @@
 """The per-attack PDF report a customer hands to management or an insurer, next to the CSV export.
 
-It tells the story from the records Sluice already keeps: the signals, each decision and why, every state change
-from the audit, the actions on the network, the attack's size and vectors, and how long it took to mitigate.
+It tells the story from the records Sluice already keeps (mitigation.story): the signals, each decision and why,
+every state change from the audit, the verdicts, the actions on the network, the attack's size and vectors, how
+long it took to mitigate, and whether it works (the latest verdict).
 All rows are read through the tenant-scoped selectors, so another tenant's id is a 404 like a missing one.
 """
 
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import datetime
 import io
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from reportlab.lib import colors
@@ -22,8 +23,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from core.accounts.models import User
-from core.models import AuditEvent
-from mitigation import customer_view, selectors
+from mitigation import customer_view, selectors, story
 from mitigation.models import Attack, Mitigation
 from portal.views import viewer_required
 from tenants.models import Tenant
@@ -40,40 +40,77 @@ def _rate(value: int, unit: str) -> str:
     return f"{value} {unit}"
 
 
+def verdict_line(mitigation: Mitigation) -> str:
+    """The latest verdict as one sentence with its time, or that there is none yet."""
+    if not mitigation.verdict:
+        return "Not judged yet: a verdict needs traffic figures from the network after the mitigation is active."
+    return f"{mitigation.get_verdict_display()} at {_when(mitigation.verdict_at)}: {mitigation.verdict_summary}"
+
+
 def time_to_mitigate(attack: Attack, mitigation: Mitigation) -> datetime.timedelta | None:
     """From the first signal to the mitigation being active on the network (None if it never was)."""
     return mitigation.activated_at - attack.started_at if mitigation.activated_at else None
 
 
-def timeline(tenant: Tenant, mitigation: Mitigation) -> list[tuple[datetime.datetime, str, str]]:
-    """Signals, decisions and audited state changes of one mitigation, oldest first."""
-    attack = mitigation.attack
-    rows: list[tuple[datetime.datetime, str, str]] = [
-        (signal.received_at, "signal",
-         f"{signal.phase} from {signal.detector}: {', '.join(signal.vectors)}, {_rate(signal.bps, 'bit/s')}")
-        for signal in attack.signals.all()
-    ]
-    rows += [
-        (decision.created_at, "decision", f"{decision.level}: {customer_view.reason(decision.reason)}")
-        for decision in selectors.decisions_for(tenant).filter(mitigation=mitigation)
-    ]
-    audit = AuditEvent.objects.filter(
-        Q(object_type=Mitigation._meta.label, object_id=str(mitigation.pk))
-        | Q(object_type=Attack._meta.label, object_id=str(attack.pk))
-    )
+@dataclass(frozen=True)
+class CustomerEntry:
+    """A moment of the mitigation's story in the customer's words (mitigation.customer_view): no element names,
+    device messages or provider staff names."""
+
+    at: datetime.datetime
+    kind: str
+    title: str
+    detail: str
+
+
+_CARRIED = {"present": "carried on the provider's network", "absent": "removed from the provider's network",
+            "failed": customer_view.PENDING}
+
+
+def _shown_reason(entry: story.TimelineEntry) -> str:
+    if entry.action == "mitigation.failed" or entry.detail.startswith("degraded:"):
+        return customer_view.error(entry.detail)
+    return customer_view.reason(entry.detail)
+
+
+def customer_timeline(tenant: Tenant, mitigation: Mitigation) -> list[CustomerEntry]:
+    """The story of `mitigation.story.timeline`, oldest first, as the tenant may read it. Deployments name no
+    element: those of one kind and state within a minute are one entry that counts the elements."""
     own_users = set(User.objects.values_list("username", flat=True))  # the request is in the tenant's schema
-    rows += [(event.created_at, event.action,
-              f"{customer_view.actor(_actor_text(event, own_users), tenant.slug)}: {event.reason}".rstrip(": "))
-             for event in audit]
-    return sorted(rows, key=lambda row: row[0])
+    shown: list[CustomerEntry] = []
+    merged = 1
+    for entry in story.timeline(mitigation):
+        if entry.kind == "deployment":
+            state = entry.title.rsplit(" ", 1)[-1]
+            item = CustomerEntry(entry.at, "deployment", entry.title, _CARRIED.get(state, state))
+            last = shown[-1] if shown else None
+            if (last is not None and last.kind == "deployment" and last.title == item.title
+                    and (item.at - last.at).total_seconds() <= 60):
+                merged += 1
+                shown[-1] = CustomerEntry(last.at, last.kind, last.title,
+                                          f"{_CARRIED.get(state, state)} ({merged} elements)")
+                continue
+            merged = 1
+            shown.append(item)
+            continue
+        merged = 1
+        if entry.kind == "decision":
+            shown.append(CustomerEntry(entry.at, entry.kind, entry.title, customer_view.reason(entry.detail)))
+        elif entry.actor:
+            who = customer_view.actor(_actor_text(entry.actor, own_users, tenant.slug), tenant.slug)
+            shown.append(CustomerEntry(entry.at, entry.kind, entry.title,
+                                       f"{who}: {_shown_reason(entry)}".rstrip(": ")))
+        else:
+            shown.append(CustomerEntry(entry.at, entry.kind, entry.title, entry.detail))
+    return shown
 
 
-def _actor_text(event: AuditEvent, own_users: set[str]) -> str:
-    """The audit row's actor as Actor prints it (`kind:name@tenant` for the tenant's own users), for
+def _actor_text(actor: str, own_users: set[str], tenant_slug: str) -> str:
+    """The audit's `kind:name` as Actor prints it (`kind:name@tenant` for the tenant's own users), for
     customer_view.actor. A row keeps the object's tenant, not the actor's, so the tenant's own users are told
     apart from the provider's by name."""
-    where = f"@{event.tenant_slug}" if event.actor_kind == "user" and event.actor in own_users else ""
-    return f"{event.actor_kind}:{event.actor}{where}"
+    kind, _, name = actor.partition(":")
+    return f"{actor}@{tenant_slug}" if kind == "user" and name in own_users else actor
 
 
 def _table(data: list[list[Any]], widths: list[float]) -> Table:
@@ -99,15 +136,19 @@ def mitigation_pdf(tenant: Tenant, mitigation: Mitigation) -> bytes:
         ["Mitigation", f"{mitigation.level} ({mitigation.state})"],
         ["Active since", _when(mitigation.activated_at)],
         ["Time to mitigate", str(elapsed).split(".")[0] if elapsed is not None else "not mitigated"],
+        ["Verdict", mitigation.get_verdict_display() or "not judged yet"],
     ]
     story: list[Any] = [
         Paragraph(escape(f"{tenant.name}: attack report, mitigation {mitigation.pk}"), styles["Title"]),
         _table([["", ""], *summary], [40 * mm, 130 * mm]),
         Spacer(1, 6 * mm), Paragraph("Why", styles["Heading2"]),
         Paragraph(escape(customer_view.reason(mitigation.reason) or "—"), small),
+        Spacer(1, 4 * mm), Paragraph("Does it work", styles["Heading2"]),
+        Paragraph(escape(verdict_line(mitigation)), small),
         Spacer(1, 4 * mm), Paragraph("Timeline", styles["Heading2"]),
-        _table([["Time", "What", "Detail"]] + [[_when(at), what, Paragraph(escape(detail), small)]
-                                             for at, what, detail in timeline(tenant, mitigation)],
+        _table([["Time", "What", "Detail"]] + [[_when(e.at), Paragraph(escape(e.title), small),
+                                                Paragraph(escape(e.detail), small)]
+                                               for e in customer_timeline(tenant, mitigation)],
                [38 * mm, 32 * mm, 100 * mm]),
         Spacer(1, 4 * mm), Paragraph("Actions on the network", styles["Heading2"]),
     ]
