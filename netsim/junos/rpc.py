@@ -494,6 +494,36 @@ def get_interface_information(ctx: Context, request: etree._Element) -> str:
     return "<interface-information junos:style=\"normal\">\n" + "\n".join(parts) + "\n</interface-information>"
 
 
+def get_firewall_filter_information(ctx: Context, request: etree._Element) -> str:
+    """`show firewall filter [<name>]` for the FlowSpec filters: a counter per installed FlowSpec route, then a
+    policer per rate-limit route (named by its rate in kbit/s, `K_`, and the term name).
+
+    Junos builds a FlowSpec filter only while it holds a route of that family; a filter with no route (or a name
+    the emulator does not know) answers with no <filter-information>, never an error (an assumption: no capture
+    of that case was found).
+    """
+    wanted = child_text(request, "filtername") or None
+    counters: dict[str, list[str]] = {}
+    policers: dict[str, list[str]] = {}
+    with ctx.state.mutex:
+        installed = ctx.state.sync_flow_counters()
+        for (filter_name, term), route in sorted(installed.items()):
+            counter = ctx.state.flow_counters[(filter_name, term)]
+            counters.setdefault(filter_name, []).append(
+                f"<counter>\n<counter-name>{escape(term)}</counter-name>\n<packet-count>{counter.packets}"
+                f"</packet-count>\n<byte-count>{counter.bytes}</byte-count>\n</counter>")
+            if route.policer_name:
+                policers.setdefault(filter_name, []).append(
+                    f"<policer>\n<policer-name>{escape(route.policer_name)}</policer-name>\n<packet-count>"
+                    f"{counter.policed_packets}</packet-count>\n<byte-count>{counter.policed_bytes}</byte-count>\n"
+                    "</policer>")
+    blocks = [f"<filter-information>\n<filter-name>{name}</filter-name>\n"
+              + "\n".join(entries + policers.get(name, [])) + "\n</filter-information>"
+              for name, entries in sorted(counters.items()) if wanted in (None, name)]
+    namespace = f"http://xml.juniper.net/junos/{ctx.state.version}/junos-filter"
+    return f'<firewall-information xmlns="{namespace}">\n' + "\n".join(blocks) + "\n</firewall-information>"
+
+
 def get_instance_information(ctx: Context, request: etree._Element) -> str:
     with ctx.state.mutex:
         names = ["master", *sorted(ctx.state.committed.root.get("routing-instances", {}))]
@@ -588,6 +618,7 @@ HANDLERS: dict[str, Handler] = {
     "file-list": file_list,
     "get-interface-information": get_interface_information,
     "get-instance-information": get_instance_information,
+    "get-firewall-filter-information": get_firewall_filter_information,
     "get-bgp-neighbor-information": get_bgp_neighbor_information,
     "get-bgp-summary-information": get_bgp_summary_information,
 }

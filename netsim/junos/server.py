@@ -26,6 +26,8 @@ from netsim.junos.rpc import Context, DropSession, RpcErrorInfo, RpcFailure, dis
 from netsim.junos.state import (
     BgpNeighbor,
     EmulatorClock,
+    FilterCounter,
+    FlowRoute,
     InterfaceCounters,
     PhantomSession,
     RouterState,
@@ -111,7 +113,8 @@ class JunosEmulator:
     """A stateful Junos router speaking NETCONF over SSH on 127.0.0.1, for PyEZ and NAPALM to drive unmodified.
 
     Tests read the configuration databases (`committed_set()`, `candidate_set()`), move the clock (`advance()`),
-    set operational data (`set_bgp_neighbor()`, `set_interface_counters()`), add commit-check hooks
+    set operational data (`set_bgp_neighbor()`, `set_interface_counters()`), count traffic on FlowSpec routes
+    (`learn_flow_routes()`, `count_flow()`, `flow_counters()`; netsim.dataplane does), add commit-check hooks
     (`add_validator()`) and inject faults (`refuse_login()`, `refuse_connections()`, `hang_on()`,
     `drop_session_on_commit()`, `set_commit_delay()`, `set_commit_error()`, `hold_lock()`).
     """
@@ -385,6 +388,41 @@ class JunosEmulator:
                 if not hasattr(interface, key):
                     raise TypeError(f"unknown interface counter {key}")
                 setattr(interface, key, value)
+
+    def installed_flow_routes(self) -> dict[tuple[str, str], FlowRoute]:
+        """(filter name, term name) -> FlowSpec route, for the committed flow routes and those learned over BGP."""
+        with self.state.mutex:
+            self.state.expire_pending()
+            return self.state.installed_flow_routes()
+
+    def learn_flow_routes(self, routes: list[FlowRoute]) -> None:
+        """The FlowSpec routes the router holds from BGP now (replacing the previous set); counters follow."""
+        with self.state.mutex:
+            self.state.learn_flow_routes(routes)
+
+    def count_flow(self, route: FlowRoute, *, packets: int, octets: int, policed_packets: int = 0,
+                   policed_octets: int = 0) -> bool:
+        """Add traffic to the counter (and policer) of an installed route's term; False if it is not installed.
+
+        `packets`/`octets` go to the term's counter, `policed_*` to a rate-limit route's policer (see
+        FilterCounter for what each counts).
+        """
+        key = (route.filter_name, route.term_name)
+        with self.state.mutex:
+            counter = self.state.flow_counters.get(key)
+            if counter is None:
+                return False
+            counter.packets += packets
+            counter.bytes += octets
+            counter.policed_packets += policed_packets
+            counter.policed_bytes += policed_octets
+            return True
+
+    def flow_counters(self) -> dict[tuple[str, str], FilterCounter]:
+        """A copy of the FlowSpec filter counters: (filter name, term name) -> counts."""
+        with self.state.mutex:
+            self.state.expire_pending()
+            return {key: FilterCounter(**vars(counter)) for key, counter in self.state.flow_counters.items()}
 
     def add_validator(self, validator: Validator) -> None:
         """A commit-check hook: called with the candidate's set statements, returns an error message or None."""
