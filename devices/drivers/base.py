@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -72,6 +73,11 @@ class CommitError(DriverError):
 
 class VerifyError(DriverError):
     """The change was committed but reading it back did not show the desired state."""
+
+
+class UnsupportedError(DriverError):
+    """The element (or its driver) cannot do what was asked, e.g. read per-rule FlowSpec counters. A retry
+    meets the same answer."""
 
 
 class SpeakerError(DriverError):
@@ -186,6 +192,20 @@ class FlowSpecRule:
 
 
 @dataclass(frozen=True)
+class RuleCounters:
+    """What a router counted for one FlowSpec rule since it installed it (a reinstalled rule starts at zero).
+
+    `packets`/`bytes` are everything the rule matched; `dropped_*` how much of that the router dropped: all of
+    it for discard, what the policer took over the rate for rate-limit, nothing for redirect and mark.
+    """
+
+    packets: int
+    bytes: int
+    dropped_packets: int
+    dropped_bytes: int
+
+
+@dataclass(frozen=True)
 class DeviceIntent:
     """Everything Sluice wants configured on one router, as a whole; the driver makes the device match it.
 
@@ -255,6 +275,14 @@ class ConfigDriver(ABC):
     @abstractmethod
     def get_interfaces_counters(self) -> dict[str, dict[str, int]]:
         """Interface name -> {"rx_octets": int, "tx_octets": int, ...}."""
+
+    def flowspec_counters(self, rules: Sequence[FlowSpecRule]) -> dict[str, RuleCounters]:
+        """Rule name (`FlowSpecRule.name`) -> the router's counters for that rule. A rule the router does not
+        show (not installed, or removed) is absent, never zero. Device I/O only.
+
+        Raises UnsupportedError unless the driver can read per-rule counters.
+        """
+        raise UnsupportedError(f"{type(self).__name__} cannot read per-rule FlowSpec counters")
 
 
 class Speaker(ABC):

@@ -15,7 +15,7 @@ import dataclasses
 import ipaddress
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from devices.drivers.base import (
     FlowSpecRule,
     LockError,
     RenderError,
+    RuleCounters,
     StageResult,
     UnicastRoute,
     ValueRange,
@@ -67,6 +68,12 @@ _INSTANCE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}", re.ASCII)
 _FLAGS = frozenset(TCP_FLAGS) | frozenset(FRAGMENT_FLAGS)
 # The configuration Sluice may own; read with one filtered get-configuration.
 OWNED_FILTER = "<configuration><routing-options><flow/></routing-options><routing-instances/></configuration>"
+# The filters Junos builds from the FlowSpec routes it installs, one per address family.
+FLOWSPEC_FILTERS = {4: "__flowspec_default_inet__", 6: "__flowspec_default_inet6__"}
+# RFC 8955 bit values, as Junos prints them in term names (`tcp-flag:02`, `frag:02`).
+TCP_FLAG_BITS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "push": 0x08, "ack": 0x10, "urgent": 0x20, "ece": 0x40,
+                 "cwr": 0x80}
+FRAGMENT_BITS = {"dont-fragment": 0x01, "is-fragment": 0x02, "first-fragment": 0x04, "last-fragment": 0x08}
 
 
 def _junos_ranges(ranges: tuple[ValueRange, ...]) -> list[str]:
@@ -288,6 +295,70 @@ def same_intent(expected: DeviceIntent, found: DeviceIntent) -> bool:
     rules_expected = {normalize_rule(rule) for rule in expected.flow_rules}
     rules_found = {normalize_rule(rule) for rule in found.flow_rules}
     return rules_expected == rules_found and diversions(expected) == diversions(found)
+
+
+def _term_address(prefix: str | None) -> str:
+    if prefix is None:
+        return "*"
+    network = ipaddress.ip_network(prefix)
+    if network.version == 4 and network.prefixlen == 0:
+        return "0/0"
+    if network.version == 4 and network.prefixlen == 32:
+        return str(network.network_address)
+    return str(network)
+
+
+def _term_values(ranges: tuple[ValueRange, ...]) -> str:
+    return ",".join(f"={low}" if low == high else f">={low}&<={high}" for low, high in sorted(set(ranges)))
+
+
+def junos_term_name(rule: FlowSpecRule) -> str:
+    """The name Junos gives the FlowSpec filter term (and counter) of an installed rule.
+
+    Checked against published `show firewall filter __flowspec_default_inet__` captures: destination then source
+    (`*` for none; a v4 host without /32, `0/0` for the default route, v6 with its length), then components in
+    RFC 8955 type order: `proto=17`, `dstport>=1026&<=65499`, `srcport=53`, several values as `=40,=50,>=70&<=80`,
+    `icmp-type=8`, `tcp-flag:18`, `len=180`, `frag:02`. Assumed, not seen: `icmp-code=N`, one `:` operand per
+    TCP flag, and `>=lo&<=hi` for ranges at the ends of the value space. A rate-limit rule's policer is named
+    `<rate in kbit/s>K_<term name>`.
+    """
+    rule = normalize_rule(rule)
+    parts = [_term_address(rule.destination), _term_address(rule.source)]
+    for keyword, ranges in (("proto", rule.protocols), ("dstport", rule.destination_ports),
+                            ("srcport", rule.source_ports), ("icmp-type", rule.icmp_types),
+                            ("icmp-code", rule.icmp_codes)):
+        if ranges:
+            parts.append(keyword + _term_values(ranges))
+    if rule.tcp_flags:
+        parts.append("tcp-flag" + ",".join(f":{bits:02x}" for bits in sorted(TCP_FLAG_BITS[f] for f in rule.tcp_flags)))
+    if rule.packet_lengths:
+        parts.append("len" + _term_values(rule.packet_lengths))
+    if rule.fragments:
+        parts.append("frag" + ",".join(f":{bits:02x}" for bits in sorted(FRAGMENT_BITS[f] for f in rule.fragments)))
+    return ",".join(parts)
+
+
+def filter_counts(reply: etree._Element) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """A get-firewall-filter-information reply as (term -> (packets, bytes)) for counters and for policers, the
+    policers keyed by their term name (the rate prefix up to the first `_` dropped; term names hold no `_`)."""
+    def count(entry: etree._Element) -> tuple[int, int]:
+        return int((entry.findtext("packet-count") or "0").strip()), int((entry.findtext("byte-count") or "0").strip())
+
+    counters = {(c.findtext("counter-name") or "").strip(): count(c) for c in reply.iter("counter")}
+    policers = {(p.findtext("policer-name") or "").strip().partition("_")[2]: count(p) for p in reply.iter("policer")}
+    return counters, policers
+
+
+def rule_counters(rule: FlowSpecRule, counter: tuple[int, int], policer: tuple[int, int] | None) -> RuleCounters:
+    """What the router counted for `rule`. A rate-limit term's counter counts what its policer let through (in
+    captures the policer's count exceeds the counter's), so matched = counter + policer, dropped = policer."""
+    packets, octets = counter
+    if rule.action == "discard" or (rule.action == "rate-limit" and not rule.rate_bps):
+        return RuleCounters(packets, octets, packets, octets)
+    if rule.action == "rate-limit":
+        policed_packets, policed_octets = policer or (0, 0)
+        return RuleCounters(packets + policed_packets, octets + policed_octets, policed_packets, policed_octets)
+    return RuleCounters(packets, octets, 0, 0)
 
 
 @contextmanager
@@ -564,3 +635,19 @@ class JunosDriver(ConfigDriver):
             name = (interface.findtext("name") or "").strip()
             counters[name] = {key: int((interface.findtext(path) or "0").strip() or 0) for key, path in fields.items()}
         return counters
+
+    def flowspec_counters(self, rules: Sequence[FlowSpecRule]) -> dict[str, RuleCounters]:
+        """Rule name -> counters, read from the FlowSpec filters with one get-firewall-filter-information per
+        address family that has rules. A rule whose term the router does not show is absent. Device I/O only."""
+        by_family: dict[int, list[tuple[str, FlowSpecRule]]] = {}
+        for rule in rules:
+            by_family.setdefault(rule.family, []).append((junos_term_name(rule), rule))
+        found: dict[str, RuleCounters] = {}
+        for family, terms in sorted(by_family.items()):
+            with translate_errors(self.host):
+                reply = self._device.rpc.get_firewall_filter_information(filtername=FLOWSPEC_FILTERS[family])
+            counters, policers = filter_counts(reply)
+            for term, rule in terms:
+                if term in counters:
+                    found[rule.name] = rule_counters(rule, counters[term], policers.get(term))
+        return found

@@ -3,6 +3,11 @@
 NAPALM gives merge, compare, commit with automatic revert (`revert_in`, seconds, a multiple of 60 on Junos),
 confirm, discard and rollback. Configuration comes from the vendor's templates; Junos is the vendor with templates
 today (the same ones JunosDriver renders), which is also how this driver is tested, against the Junos emulator.
+
+Per-rule FlowSpec counters are not offered: NAPALM 5.2 has no getter for them (its one firewall getter,
+`get_firewall_policies`, reads SRX/FortiOS security policies and is not implemented by the junos or eos driver),
+so `flowspec_counters` keeps the interface's default and raises UnsupportedError. Junos routers are read with
+JunosDriver instead.
 """
 
 from __future__ import annotations
