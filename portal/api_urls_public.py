@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("tenants.api.urls")),
     path("", include("devices.api.urls")),
     path("", include("mitigation.api.urls")),
+    path("", include("mitigation.api.urls_provider")),
 ]

@@ -6,8 +6,10 @@ from typing import Any
 from rest_framework import serializers
 
 from collector.signals import AttackVector, SignalPhase
+from devices.api.serializers import CenterLoadSerializer
 from mitigation import customer_view
-from mitigation.models import Action, Attack, Decision, Deployment, Mitigation
+from mitigation.models import Action, Attack, CenterPrefixSample, Decision, Deployment, Mitigation
+from mitigation.services.center_reports import MAX_FIGURE, MAX_PREFIXES
 
 
 class SignalSerializer(serializers.Serializer):
@@ -137,3 +139,35 @@ class MoveSerializer(serializers.Serializer):
 
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class CenterPrefixFiguresSerializer(serializers.Serializer):
+    """What a center received, dropped and returned clean for one prefix diverted to it, in bits and packets/s."""
+
+    prefix = serializers.CharField(max_length=64, help_text="A prefix diverted to this center, e.g. 203.0.113.0/24")
+    received_bps = serializers.IntegerField(min_value=0, max_value=MAX_FIGURE)
+    dropped_bps = serializers.IntegerField(min_value=0, max_value=MAX_FIGURE)
+    clean_bps = serializers.IntegerField(min_value=0, max_value=MAX_FIGURE)
+    received_pps = serializers.IntegerField(min_value=0, max_value=MAX_FIGURE, default=0)
+    dropped_pps = serializers.IntegerField(min_value=0, max_value=MAX_FIGURE, default=0)
+    clean_pps = serializers.IntegerField(min_value=0, max_value=MAX_FIGURE, default=0)
+
+
+class CenterReportSerializer(CenterLoadSerializer):
+    """A center's load report, with what it did to each prefix diverted to it (dropped + clean within 1 % of
+    received); every prefix must be one now diverted to this center, or nothing of the report is stored."""
+
+    prefixes = serializers.ListField(child=CenterPrefixFiguresSerializer(), required=False, max_length=MAX_PREFIXES)
+
+
+class CenterPrefixSampleSerializer(serializers.ModelSerializer):
+    center = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]  # read-only: no queryset to infer the row type from
+    prefix = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CenterPrefixSample
+        fields = ["center", "prefix", "at", "received_bps", "dropped_bps", "clean_bps", "received_pps", "dropped_pps",
+                  "clean_pps"]
+
+    def get_prefix(self, sample: CenterPrefixSample) -> str:
+        return str(sample.prefix)

@@ -1,34 +1,39 @@
 """The control-plane API: signals in; attacks, mitigations, actions and decisions out; approvals and withdrawals.
 
 The same views serve the provider's domain (every tenant) and each tenant's domain (that tenant only), through
-the selectors in mitigation.selectors.
+the selectors in mitigation.selectors; the scrubbing centers' reports (`CenterReportView`) the provider's only.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collector.signals import AttackSignal
-from core.accounts.choices import UserRoleChoices
+from core.accounts.choices import ApiTokenScopeChoices, UserRoleChoices
 from core.accounts.models import ApiToken
 from core.errors import ValidationProblem
 from core.permissions import OperatorWrites, RolePermission, request_actor
+from devices.api.serializers import ScrubbingCenterSerializer
 from devices.models import ScrubbingCenter
 from mitigation import selectors
 from mitigation.api.serializers import (
     ActionSerializer,
     AttackSerializer,
+    CenterPrefixSampleSerializer,
+    CenterReportSerializer,
     DecisionSerializer,
     MitigationSerializer,
     MoveSerializer,
@@ -38,6 +43,7 @@ from mitigation.api.serializers import (
 from mitigation.api.throttling import SignalRateThrottle
 from mitigation.models import Action, Attack, Decision, Mitigation
 from mitigation.services import lifecycle
+from mitigation.services.center_reports import record_center_report
 from mitigation.services.signals import attribute_target, record_signal
 
 
@@ -76,6 +82,41 @@ class SignalView(APIView):
         if attack is None:
             return Response({"status": "no active attack on this target"}, status=status.HTTP_200_OK)
         return Response(AttackSerializer(attack).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TelemetryToken(BasePermission):
+    """Only an operator's API token with the telemetry scope: appliances never log in with a session.
+
+    Tokens are looked up in the schema of the request's domain, so a tenant's token is unknown here anyway.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        token = request.auth
+        return (isinstance(token, ApiToken) and ApiTokenScopeChoices.TELEMETRY in token.scopes
+                and bool(request.user and request.user.is_active))
+
+
+class CenterReportView(APIView):
+    """A scrubbing center's load report, with per diverted prefix what it received, dropped and returned clean.
+
+    Posted by the center's appliances every telemetry interval, at the provider's domain only. A report with a
+    prefix not diverted to this center, or any malformed part, is a 400 naming the field and stores nothing.
+    """
+
+    permission_classes = [TelemetryToken]
+
+    @extend_schema(request=CenterReportSerializer, responses={200: ScrubbingCenterSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        center = get_object_or_404(ScrubbingCenter, slug=slug)
+        body = CenterReportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        report = record_center_report(
+            center, load_gbps=data["load_gbps"], load_mpps=data["load_mpps"],
+            healthy=data.get("healthy", center.healthy), prefixes=data.get("prefixes", []),
+            acting_user=request_actor(request),
+        )
+        return Response(ScrubbingCenterSerializer(report.center).data, status=status.HTTP_200_OK)
 
 
 class AttackViewSet(viewsets.ReadOnlyModelViewSet):
@@ -146,6 +187,17 @@ class MitigationViewSet(viewsets.ReadOnlyModelViewSet):
         updated = lifecycle.move_mitigation(mitigation.pk, center_id=center.pk, acting_user=request_actor(request),
                                            reason=body.validated_data["reason"])
         return Response(MitigationSerializer(updated, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: CenterPrefixSampleSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="center-reports")
+    def center_reports(self, request: Request, pk: str | None = None) -> Response:
+        """What the scrubbing centers reported for this mitigation's diverted prefixes, newest first (paginated)."""
+        mitigation = self.get_object()
+        samples = mitigation.center_samples.select_related("center").order_by("-at", "-id")
+        page = self.paginate_queryset(samples)
+        if page is None:
+            return Response(CenterPrefixSampleSerializer(samples, many=True).data)
+        return self.get_paginated_response(CenterPrefixSampleSerializer(page, many=True).data)
 
     def _operators_only(self, request: Request) -> None:
         if selectors.request_tenant(request) is not None:

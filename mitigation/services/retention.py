@@ -1,6 +1,8 @@
-"""Retention: signal records and decisions older than the retention period are pruned, once a day.
+"""Retention: signal records, decisions and center reports older than the retention period are pruned, once a day.
 
-Only history of mitigations that are over is pruned: a live mitigation keeps every decision that explains it.
+Only history of mitigations that are over is pruned: a live mitigation keeps every decision that explains it. The
+scrubbing centers' per-prefix samples are the exception: telemetry, one per prefix every few seconds, they go by age
+alone (the closed loop reads only the last `SLUICE_CENTER_REPORT_FRESH_SECONDS` of them).
 Attacks, mitigations, actions and the audit are kept (the audit is append-only by design).
 """
 
@@ -15,20 +17,22 @@ from django.utils import timezone
 from core.actors import ENGINE
 from core.audit import record_audit
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
-from mitigation.models import Decision, SignalRecord
+from mitigation.models import CenterPrefixSample, Decision, SignalRecord
 
 OVER = (MitigationStateChoices.ENDED, MitigationStateChoices.FAILED, MitigationStateChoices.REJECTED)
 
 
 def prune_history(now: datetime.datetime | None = None) -> dict[str, int]:
-    """Delete signal records and decisions of finished mitigations older than `SLUICE_RETENTION_DAYS`."""
+    """Delete signal records, finished mitigations' decisions and center samples older than `SLUICE_RETENTION_DAYS`."""
     now = now or timezone.now()
     cutoff = now - datetime.timedelta(days=float(settings.SLUICE_RETENTION_DAYS))
     with transaction.atomic():
         signals, _ = SignalRecord.objects.filter(received_at__lt=cutoff).exclude(
             attack__status=AttackStatusChoices.ACTIVE).delete()
         decisions, _ = Decision.objects.filter(created_at__lt=cutoff, mitigation__state__in=OVER).delete()
-        if signals or decisions:
+        center_samples, _ = CenterPrefixSample.objects.filter(at__lt=cutoff).delete()
+        pruned = {"signal_records": signals, "decisions": decisions, "center_samples": center_samples}
+        if any(pruned.values()):
             record_audit(ENGINE, "retention.prune", reason=f"older than {settings.SLUICE_RETENTION_DAYS} days",
-                         diff={"signal_records": signals, "decisions": decisions})
-    return {"signal_records": signals, "decisions": decisions}
+                         diff=pruned)
+    return pruned
