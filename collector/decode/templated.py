@@ -28,8 +28,15 @@ from collector.decode.setwalk import (
     sequence_gaps,
     walk_sets,
 )
-from collector.decode.templates import FieldSpec, Template, sampling_of, to_flows, to_flows_compiled
-from collector.records import FlowArray
+from collector.decode.templates import (
+    FieldSpec,
+    Template,
+    not_delivered,
+    sampling_of,
+    to_flows,
+    to_flows_compiled,
+)
+from collector.records import FlowArray, select_flows
 
 V9_HEADER = struct.Struct(">HHIIII")
 IPFIX_HEADER = struct.Struct(">HHIII")
@@ -517,10 +524,16 @@ class TemplatedDecoder:
         self.stats["sampling_options"] += 1
 
     def _convert(self, template: Template, records: np.ndarray, dkey: DomainKey, state: _DomainState) -> FlowArray:
+        """Records to flows, leaving out (and counting) those the network dropped or consumed."""
         default = state.default_rate or self.default_sampling(dkey[0])
         sampling = sampling_of(template, records, state.sampler_rates, default)
         self.stats["records"] += int(records.size)
-        return to_flows(template, records, sampling)
+        flows = to_flows(template, records, sampling)
+        gone = not_delivered(template, records) if flows.size else None
+        if gone is None or not gone.any():
+            return flows
+        self.stats["records_dropped_by_network"] += int(gone.sum())
+        return select_flows(flows, ~gone)
 
     def _convert_in_place(
         self, group: _Group, u8: ByteArray, starts: IntArray, counts: IntArray, state: _DomainState
@@ -528,8 +541,12 @@ class TemplatedDecoder:
         """`_convert` of a group's records read where they lie in the batch buffer (compiled); None: use numpy."""
         default = state.default_rate or self.default_sampling(group.domain[0])
         flows = to_flows_compiled(group.template, u8, starts, counts, state.sampler_rates, default)
-        if flows is not None:
-            self.stats["records"] += int(counts.sum())
+        if flows is None:
+            return None
+        records = int(counts.sum())
+        self.stats["records"] += records
+        if group.template.has("forwarding_status") and group.template.has_address_pair() and flows.size < records:
+            self.stats["records_dropped_by_network"] += records - int(flows.size)
         return flows
 
     def flush(self, u8: ByteArray) -> list[FlowArray]:

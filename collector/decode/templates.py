@@ -10,6 +10,10 @@ Where the compiled helper (`collector.native`, `templated.c`) is available, `to_
 `sampling_of` and `to_flows` in one C call that reads records straight from the receive buffer, so the records of a
 batch are never gathered; the numpy functions stay as the fallback and as the reference the C code is tested
 against (same records, same order).
+
+Records an exporter marks as dropped or consumed by the network (forwardingStatus, element 89) never reached their
+destination: `not_delivered` finds them and the decoder leaves them out of its flows (and counts them), so they never
+count as traffic toward a target. Templates without the element (most exporters) are unaffected.
 """
 
 from __future__ import annotations
@@ -49,10 +53,22 @@ KNOWN_FIELDS: dict[int, tuple[str, tuple[int, ...]]] = {
     302: ("selector_id", (1, 2, 4, 8)),
     88: ("fragment_offset", (2,)),
     197: ("fragment_flags", (1,)),
+    89: ("forwarding_status", (1, 2, 3, 4)),
 }
 
 # IPFIX fragmentFlags (RFC 5102): bit 2 counted from the most significant bit is "more fragments".
 IPFIX_MORE_FRAGMENTS = 0x20
+
+# forwardingStatus (IPFIX element 89, NetFlow v9 FORWARDING_STATUS): the IANA registry (revision 2, 2018, after RFC
+# 7270 and its erratum 5262) types it unsigned32 with reduced-size encoding, "exported as unsigned8", and gives the
+# structure to the least significant byte: its top two bits are the status (00 unknown, 01 forwarded, 10 dropped,
+# 11 consumed), the low six a reason code. So whatever the width (1 byte usually, 4 from some exporters), the status
+# is (value & 0xFF) >> 6 of the big-endian integer; the upper bytes of a wider encoding have no meaning yet. An
+# exporter that put the byte first in a 4-byte field (older Wireshark reads it there) reads as "unknown" here, which
+# is counted as today: a misreading can only leave traffic counted, never hide it.
+FORWARDING_STATUS_SHIFT = 6
+FORWARDING_STATUS_DROPPED = 2
+FORWARDING_STATUS_CONSUMED = 3
 
 # Slots of the field map `sluice_tpl_convert` takes, in its order; each slot lists the columns that may fill it, the
 # first one a template has wins (the fallbacks of `to_flows` and `sampling_of`).
@@ -60,6 +76,7 @@ NATIVE_FIELDS: tuple[tuple[str, ...], ...] = (
     ("src4",), ("dst4",), ("src6",), ("dst6",), ("bytes", "bytes_total"), ("packets", "packets_total"), ("proto",),
     ("tcp_flags",), ("sport",), ("dport",), ("fragment_offset",), ("fragment_flags",), ("sampling_interval",),
     ("sampling_packet_interval",), ("sampling_packet_space",), ("sampler_id", "selector_id"),
+    ("forwarding_status",),
 )  # fmt: skip
 UINT64_MAX = 2**64 - 1
 
@@ -147,6 +164,10 @@ class Template:
         """Whether records of this template carry `column`."""
         names = self.dtype.names or ()
         return column in names or f"{column}_hi" in names
+
+    def has_address_pair(self) -> bool:
+        """Whether records of this template name a source and a destination (records without them are no flows)."""
+        return (self.has("src6") and self.has("dst6")) or (self.has("src4") and self.has("dst4"))
 
     def column(self, records: np.ndarray, column: str) -> npt.NDArray[np.uint64]:
         """An integer column as uint64, whatever its encoded width."""
@@ -238,6 +259,18 @@ def to_flows(template: Template, records: np.ndarray, sampling: np.ndarray) -> F
     return flows
 
 
+def not_delivered(template: Template, records: np.ndarray) -> npt.NDArray[np.bool_] | None:
+    """Which records the exporter says never reached their destination: forwardingStatus dropped or consumed.
+
+    None when the template carries no forwarding status (most exporters): every record counts as delivered.
+    """
+    if not template.has("forwarding_status"):
+        return None
+    status = (template.column(records, "forwarding_status") & np.uint64(0xFF)) >> np.uint64(FORWARDING_STATUS_SHIFT)
+    result: npt.NDArray[np.bool_] = status >= FORWARDING_STATUS_DROPPED
+    return result
+
+
 @cache
 def _compiled_converter() -> Callable[..., int] | None:
     """`sluice_tpl_convert` (declared in sluice_native.h), or None (numpy path)."""
@@ -248,7 +281,9 @@ def to_flows_compiled(
     template: Template, u8: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64],
     rates: Mapping[int, int], default: int,
 ) -> FlowArray | None:
-    """`to_flows(template, records, sampling_of(template, records, rates, default))` in one C call.
+    """`to_flows(template, records, sampling_of(template, records, rates, default))` in one C call, without the
+    records `not_delivered` picks (the caller counts them: every record of a template with an address pair that
+    did not come out).
 
     `records` are the `counts[i]` records from each `starts[i]` of `u8`, read in place. None, with nothing done,
     where the helper is off, a rate does not fit 64 bits (the numpy path raises there) or a record does not lie

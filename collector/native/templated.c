@@ -13,7 +13,8 @@
  *   - counters are multiplied by the rate with uint64 wraparound, and the rate is stored truncated to 32 bits,
  *     as numpy's multiply and its assignment into the uint32 `sampling` column do;
  *   - tcp_flags keeps its low byte (2-byte encodings), frag is set by a non-zero fragment offset (low 13 bits) or
- *     the IPFIX more-fragments flag.
+ *     the IPFIX more-fragments flag;
+ *   - a record whose forwardingStatus says dropped or consumed is no flow: it is skipped (`not_delivered`).
  *
  * Input is hostile: every record of every run must lie inside [0, buf_len) and every field inside the record, or
  * nothing is written and an error is returned (the caller then takes the numpy path, which decides).
@@ -42,10 +43,15 @@ enum {
     F_PACKET_INTERVAL,
     F_PACKET_SPACE,
     F_SAMPLER_ID,
+    F_FORWARDING_STATUS,
     FIELDS
 };
 
 #define IPFIX_MORE_FRAGMENTS 0x20
+/* forwardingStatus (IPFIX element 89; see FORWARDING_STATUS_* in templates.py for what the registry says): an
+ * unsigned32 of any reduced size whose least significant byte holds the status in its top two bits. */
+#define FORWARDING_STATUS_SHIFT 6
+#define FORWARDING_STATUS_DROPPED 2
 #define ERROR_BOUNDS (-1)
 #define ERROR_FIELDS (-2)
 #define ERROR_CAPACITY (-3)
@@ -109,7 +115,7 @@ static int width_ok(int slot, int64_t width) {
     case F_DPORT:
     case F_FRAGMENT_OFFSET:
         return width == 2;
-    default: /* sampling interval, packet interval and space */
+    default: /* sampling interval, packet interval and space, forwarding status */
         return width >= 1 && width <= 4;
     }
 }
@@ -172,6 +178,16 @@ static uint64_t rate_of(const uint8_t *record, const field *fields, sampler_tabl
     return table->fallback;
 }
 
+/* Whether the exporter says the record reached its destination: no forwarding status, unknown or forwarded (a
+ * dropped or consumed record never did). */
+static inline int delivered(const uint8_t *record, const field *fields) {
+    const field *status = &fields[F_FORWARDING_STATUS];
+    if (!present(status)) {
+        return 1;
+    }
+    return ((value_of(record, status) & 0xFF) >> FORWARDING_STATUS_SHIFT) < FORWARDING_STATUS_DROPPED;
+}
+
 /* Every field of `out` is written (the output is not zeroed first), straight to the output: assembling the record
  * on the stack and copying it whole stalls on narrow stores read back wide. */
 static void convert(const uint8_t *record, const field *fields, int v6, uint64_t rate, flow_record *out) {
@@ -204,9 +220,9 @@ static void convert(const uint8_t *record, const field *fields, int v6, uint64_t
  * runs, in order. `field_map` holds FIELDS (offset, width) pairs; `sampler_ids` (sorted) and `sampler_rates` the
  * domain's announced rates; `fallback` the rate of records with none of their own (at least 1).
  *
- * Returns the number of flows written to `out` (which holds `capacity`): every record when the map has an address
- * pair, none otherwise. Negative when a record or field falls outside the buffer or `out` is too small; nothing is
- * written then.
+ * Returns the number of flows written to `out` (which holds `capacity`): every delivered record when the map has an
+ * address pair, none otherwise. Negative when a record or field falls outside the buffer or `out` is too small;
+ * nothing is written then.
  */
 int64_t sluice_tpl_convert(const uint8_t *buf, int64_t buf_len, const int64_t *starts, const int64_t *counts,
                            int64_t runs, int64_t stride, const int64_t *field_map, const uint64_t *sampler_ids,
@@ -235,9 +251,11 @@ int64_t sluice_tpl_convert(const uint8_t *buf, int64_t buf_len, const int64_t *s
     flow_record *flow = out;
     for (int64_t r = 0; r < runs; r++) {
         const uint8_t *record = buf + starts[r];
-        for (int64_t k = 0; k < counts[r]; k++, record += stride, flow++) {
-            convert(record, fields, v6, rate_of(record, fields, &table), flow);
+        for (int64_t k = 0; k < counts[r]; k++, record += stride) {
+            if (delivered(record, fields)) {
+                convert(record, fields, v6, rate_of(record, fields, &table), flow++);
+            }
         }
     }
-    return total;
+    return flow - out;
 }
