@@ -189,7 +189,7 @@ class MitigationViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(MitigationSerializer(updated, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: CenterPrefixSampleSerializer(many=True)})
-    @action(detail=True, methods=["get"], url_path="center-reports")
+    @action(detail=True, methods=["get"], url_path="center-reports", filter_backends=[])
     def center_reports(self, request: Request, pk: str | None = None) -> Response:
         """What the scrubbing centers reported for this mitigation's diverted prefixes, newest first (paginated)."""
         mitigation = self.get_object()
