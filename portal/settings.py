@@ -127,6 +127,7 @@ SLUICE_ESCALATE_CONFIRM_SECONDS = float(os.environ.get("SLUICE_ESCALATE_CONFIRM_
 SLUICE_HOLDING_SHARE = float(os.environ.get("SLUICE_HOLDING_SHARE", "0.5"))
 SLUICE_CENTER_REPORT_FRESH_SECONDS = float(os.environ.get("SLUICE_CENTER_REPORT_FRESH_SECONDS", "30"))
 SLUICE_EFFECTIVE_MEMORY_HOURS = float(os.environ.get("SLUICE_EFFECTIVE_MEMORY_HOURS", "24"))
+SLUICE_COUNTER_RETENTION_DAYS = float(os.environ.get("SLUICE_COUNTER_RETENTION_DAYS", "7"))
 SLUICE_TENANT_MAX_ATTACKS = int(os.environ.get("SLUICE_TENANT_MAX_ATTACKS", "500"))
 SLUICE_TENANT_QUOTAS = {"flowspec": 200, "diversion": 50, "rtbh": 50}
 # Outbound requests on a tenant's behalf (webhooks, Slack; tenants/outbound.py). The deny list adds the provider's

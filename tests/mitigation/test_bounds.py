@@ -45,10 +45,10 @@ def test_old_history_of_finished_mitigations_is_pruned_and_live_history_kept(wor
     long_ago = timezone.now() - datetime.timedelta(days=400)
     Decision.objects.update(created_at=long_ago)
     SignalRecord.objects.update(received_at=long_ago)
-    assert prune_history() == {"signal_records": 1, "decisions": 1}
+    assert prune_history() == {"signal_records": 1, "decisions": 1, "center_samples": 0, "counter_samples": 0}
     assert Decision.objects.filter(mitigation=live).exists() and SignalRecord.objects.filter(attack=live.attack).exists()
     assert not Decision.objects.filter(mitigation=over).exists()
-    assert prune_history() == {"signal_records": 0, "decisions": 0}
+    assert prune_history() == {"signal_records": 0, "decisions": 0, "center_samples": 0, "counter_samples": 0}
 
 
 def _signal(target: str) -> Attack | None:
