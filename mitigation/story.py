@@ -88,13 +88,14 @@ class TimelineEntry:
     action: str = ""
 
 
-def _rate_text(bps: float | None) -> str:
-    if bps is None:
+def rate_text(value: float | None, unit: str = "bps") -> str:
+    """A rate as a person reads it (`38.2 Gbps`, `1.2 Mpps`); None (not measured) as a dash."""
+    if value is None:
         return "—"
-    for factor, unit in ((1e12, "Tbps"), (1e9, "Gbps"), (1e6, "Mbps"), (1e3, "kbps")):
-        if bps >= factor:
-            return f"{bps / factor:.1f} {unit}"
-    return f"{bps:.0f} bps"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= factor:
+            return f"{value / factor:.1f} {prefix}{unit}"
+    return f"{value:.0f} {unit}"
 
 
 def _signal_entries(mitigation: Mitigation) -> list[TimelineEntry]:
@@ -118,7 +119,7 @@ def _signal_entries(mitigation: Mitigation) -> list[TimelineEntry]:
     return [
         TimelineEntry(signal.received_at, "signal", title,
                       f"{signal.phase} from {signal.detector}: {', '.join(signal.vectors) or 'no vector'}, "
-                      f"{_rate_text(signal.bps)}")
+                      f"{rate_text(signal.bps)}")
         for signal, title in chosen.values()
     ]
 
@@ -193,6 +194,20 @@ def timeline(mitigation: Mitigation, *, limit: int = TIMELINE_LIMIT) -> list[Tim
     return entries[-limit:] if limit else entries
 
 
+def verdict_figures(verdict: Verdict | None) -> list[tuple[str, str]]:
+    """The figures a verdict rests on, labelled and readable, for the verdict panel of both faces."""
+    if verdict is None:
+        return []
+    return [("Attack still reaching the target", rate_text(verdict.attack_bps)),
+            ("Dropped by FlowSpec", rate_text(verdict.dropped_bps)),
+            ("Scrubbed by the center", rate_text(verdict.scrubbed_bps)),
+            ("Threshold", rate_text(verdict.threshold_bps))]
+
+
+def latest_verdict(mitigation: Mitigation) -> Verdict | None:
+    return Verdict.objects.filter(mitigation=mitigation).order_by("-at", "-id").first()
+
+
 # ------------------------------------------------------------------------------------------------------- counters
 
 
@@ -225,7 +240,7 @@ def _route_text(spec: dict[str, Any]) -> str:
             parts.append(f"{label} {','.join(str(v) for v in spec[key])}")
     action = str(spec.get("action") or "filter")
     if action == "rate-limit" and spec.get("rate_bps") is not None:
-        action += f" {_rate_text(spec['rate_bps'])}"
+        action += f" {rate_text(spec['rate_bps'])}"
     elif action == "redirect" and spec.get("redirect_target"):
         action += f" {spec['redirect_target']}"
     elif action == "mark" and spec.get("dscp") is not None:
@@ -322,7 +337,7 @@ class ElementCounters:
 
 
 @dataclass(frozen=True)
-class RuleCounters:
+class RuleCounterSummary:
     action_id: int
     rule: str
     status: str
@@ -365,7 +380,7 @@ def _element_counters(element: str, samples: Sequence[Sample]) -> ElementCounter
                            latest.dropped_bytes, rates[0] if rates else None, last_hit(samples))
 
 
-def rule_counters(mitigation: Mitigation) -> list[RuleCounters]:
+def rule_counters_of(mitigation: Mitigation) -> list[RuleCounterSummary]:
     """Per FlowSpec action of the mitigation (retired ones too, newest last): its rule, per router the latest
     counters and current rates, and when it last matched anything."""
     actions = list(Action.objects.filter(mitigation=mitigation, kind=ActionKindChoices.FLOWSPEC).order_by(
@@ -376,7 +391,8 @@ def rule_counters(mitigation: Mitigation) -> list[RuleCounters]:
         elements = [_element_counters(element, samples)
                     for (action_id, element), samples in sorted(series.items()) if action_id == action.pk]
         hits = [e.last_hit_at for e in elements if e.last_hit_at is not None]
-        result.append(RuleCounters(action.pk, rule_text(action), action.status, elements, max(hits, default=None)))
+        result.append(RuleCounterSummary(action.pk, rule_text(action), action.status, elements,
+                                         max(hits, default=None)))
     return result
 
 

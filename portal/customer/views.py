@@ -6,7 +6,9 @@ missing id are the same 404. Tenant-schema rows (prefixes, profile, users) are t
 
 from __future__ import annotations
 
+import datetime
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -23,9 +25,10 @@ from core.audit import record_audit
 from core.errors import ValidationProblem
 from core.models import AuditEvent
 from core.permissions import has_role
-from mitigation import customer_view, selectors
-from mitigation.choices import AttackStatusChoices, MitigationStateChoices
-from mitigation.models import Mitigation
+from mitigation import customer_view, selectors, story
+from mitigation.choices import AttackStatusChoices, MitigationLevelChoices, MitigationStateChoices
+from mitigation.engine.problem import NO_LATENCY, TOO_FAR
+from mitigation.models import Decision, Mitigation
 from mitigation.services import states
 from portal.customer.forms import (
     PROFILE_FIELD_MAP,
@@ -33,6 +36,7 @@ from portal.customer.forms import (
     ServiceProfileForm,
     UserCreateForm,
 )
+from portal.customer.reports import customer_timeline, verdict_line
 from portal.spreadsheet import SafeCsvWriter
 from portal.views import (
     ReasonForm,
@@ -99,15 +103,92 @@ def dashboard_fragment(request: HttpRequest) -> HttpResponse:
     return render(request, "customer/_board.html", _board_context(request))
 
 
-@viewer_required
-def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """One mitigation: why (decisions and their reasons), what (actions) and where it stands (deployments)."""
-    tenant = _tenant(request)
-    mitigation = get_object_or_404(selectors.mitigations_for(tenant), pk=pk)
-    actions = selectors.actions_for(tenant).filter(mitigation=mitigation).prefetch_related("deployments")
-    context = {
+@dataclass(frozen=True)
+class CustomerCandidate:
+    """A center the engine compared, as the tenant may see it: its latency against the tenant's own threshold and
+    whether it was chosen, never another center's headroom or the engine's costs (mitigation.customer_view)."""
+
+    name: str
+    chosen: bool
+    latency_ms: float | None
+    threshold_ms: float | None
+    within_threshold: bool | None
+    why: str
+
+
+def _customer_why(candidate: story.CandidateCenter, decision: Decision) -> str:
+    if candidate.chosen:
+        return "chosen"
+    if candidate.status == TOO_FAR:
+        return "latency over your threshold"
+    if candidate.status == NO_LATENCY:
+        return "no latency measurement to your network"
+    if candidate.status in story.STATUS_WORDS:
+        return "not available for this attack"
+    if decision.level != MitigationLevelChoices.DIVERSION:
+        return f"{decision.get_level_display()} fit better"
+    return "another center fit better"
+
+
+def customer_candidates(decision: Decision | None) -> list[CustomerCandidate]:
+    if decision is None:
+        return []
+    return [CustomerCandidate(c.name, c.chosen, c.latency_ms, c.threshold_ms, c.within_threshold,
+                              _customer_why(c, decision))
+            for c in story.candidate_centers(decision)]
+
+
+@dataclass(frozen=True)
+class CustomerRule:
+    """A FlowSpec rule with its counters summed over the routers that carry it: how many, not which."""
+
+    rule: str
+    status: str
+    routers: int
+    packets: int
+    dropped_packets: int
+    matched: str
+    dropped: str
+    last_hit_at: datetime.datetime | None
+
+
+def customer_rules(mitigation: Mitigation) -> list[CustomerRule]:
+    return [
+        CustomerRule(rule.rule, rule.status, len(rule.elements), rule.packets, rule.dropped_packets,
+                     "—" if rule.matched_bps is None else
+                     f"{story.rate_text(rule.matched_bps)} · {story.rate_text(rule.matched_pps, 'pps')}",
+                     "—" if rule.dropped_bps is None else
+                     f"{story.rate_text(rule.dropped_bps)} · {story.rate_text(rule.dropped_pps, 'pps')}",
+                     rule.last_hit_at)
+        for rule in story.rule_counters_of(mitigation)
+    ]
+
+
+def _story_live_context(tenant: Tenant, mitigation: Mitigation) -> dict[str, Any]:
+    """What live events change on the page: the verdict, the traffic graph and the rule counters."""
+    return {
         "tenant": tenant,
         "mitigation": mitigation,
+        "verdict_figures": story.verdict_figures(story.latest_verdict(mitigation)),
+        "series": story.traffic_series(mitigation).as_json(),
+        "rules": customer_rules(mitigation),
+    }
+
+
+@viewer_required
+@never_cache
+def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One mitigation: whether it works (the verdict), its story, the traffic before and after, what its rules hit,
+    the centers compared, and its actions. `?part=live` answers the verdict, graph and counters alone, re-fetched
+    by the page on this mitigation's verdict and center report events."""
+    tenant = _tenant(request)
+    mitigation = get_object_or_404(selectors.mitigations_for(tenant), pk=pk)
+    if request.GET.get("part") == "live":
+        return render(request, "customer/_mitigation_live.html", _story_live_context(tenant, mitigation))
+    actions = selectors.actions_for(tenant).filter(mitigation=mitigation).prefetch_related("deployments")
+    latest = selectors.decisions_for(tenant).filter(mitigation=mitigation).first()
+    context = {
+        **_story_live_context(tenant, mitigation),
         "attack": mitigation.attack,
         # In the customer's words only (mitigation.customer_view): no element names, next hops or operator names.
         "shown": {
@@ -117,8 +198,9 @@ def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "error": customer_view.error(mitigation.last_error),
         },
         "actions": [customer_view.action(action) for action in actions],
-        "decisions": [(d, customer_view.reason(d.reason))
-                      for d in selectors.decisions_for(tenant).filter(mitigation=mitigation)],
+        "timeline": customer_timeline(tenant, mitigation),
+        "decision": latest,
+        "candidates": customer_candidates(latest),
         "can_act": has_role(request.user, UserRoleChoices.OPERATOR),
         "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
         "can_withdraw": mitigation.state in states.LIVE_STATES,
@@ -129,7 +211,8 @@ def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @viewer_required
 def mitigation_report(request: HttpRequest, pk: int) -> HttpResponse:
-    """The mitigation as CSV, for the customer's incident report: the attack, each decision, action and deployment."""
+    """The mitigation as CSV, for the customer's incident report: the attack, the latest verdict, each decision,
+    action and deployment."""
     tenant = _tenant(request)
     mitigation = get_object_or_404(selectors.mitigations_for(tenant), pk=pk)
     attack = mitigation.attack
@@ -141,6 +224,8 @@ def mitigation_report(request: HttpRequest, pk: int) -> HttpResponse:
                      f"{','.join(attack.vectors)}; peak {attack.peak_bps} bit/s, {attack.peak_pps} pkt/s"])
     writer.writerow(["mitigation", mitigation.created_at.isoformat(), mitigation.level, mitigation.state,
                      customer_view.reason(mitigation.reason)])
+    writer.writerow(["verdict", mitigation.verdict_at.isoformat() if mitigation.verdict_at else "",
+                     mitigation.verdict or "not judged", "", verdict_line(mitigation)])
     for decision in selectors.decisions_for(tenant).filter(mitigation=mitigation).order_by("created_at", "id"):
         center = decision.center.name if decision.center else ""
         writer.writerow(["decision", decision.created_at.isoformat(), decision.level, center,

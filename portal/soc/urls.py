@@ -28,5 +28,6 @@ urlpatterns = [
     path("inventory/", views.inventory, name="inventory"),
     path("inventory/maintenance/", views.element_maintenance, name="element-maintenance"),
     path("audit/", views.audit_log, name="audit"),
+    path("rule-hits/", views.rule_hits, name="rule-hits"),
     path("onboard/", onboarding.onboard, name="onboard"),
 ]

@@ -7,6 +7,7 @@ queries whatever the number of tenants (aggregates in the database, related rows
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from core.models import AuditEvent
 from core.permissions import has_role, request_actor
 from devices.health import set_maintenance
 from devices.models import BgpSpeaker, ElementHealth, Router, ScrubbingCenter, UpstreamPeer
-from mitigation import selectors
+from mitigation import selectors, story
 from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import ControlSwitch, Mitigation, SignalRecord
 from mitigation.services import lifecycle, states
@@ -56,6 +57,7 @@ from tenants.services import (
 BOARD_STATES = (*states.LIVE_STATES, MitigationStateChoices.WITHDRAWING)
 BOARD_ROWS = 100  # the board shows the newest; counts cover all, the API lists the rest
 AUDIT_PAGE_SIZE = 50
+DECISIONS_SHOWN = 20  # the newest; the timeline and the API have the rest
 
 operator_required = role_required(UserRoleChoices.OPERATOR)
 admin_required = role_required(UserRoleChoices.ADMIN)
@@ -144,15 +146,55 @@ def flatten_inputs(value: Any, prefix: str = "") -> Iterator[InputRow]:
         yield InputRow(prefix or "(value)", text)
 
 
-def _mitigation_context(mitigation: Mitigation, request: HttpRequest) -> dict[str, Any]:
-    decisions = list(selectors.decisions_for(None).filter(mitigation=mitigation))
-    for decision in decisions:
-        decision.input_rows = list(flatten_inputs(decision.inputs))  # type: ignore[attr-defined]  # display values attached for the template
+@dataclass(frozen=True)
+class CounterRow:
+    """One rule on one router, ready to print."""
+
+    element: str
+    at: datetime.datetime | None
+    packets: int
+    dropped_packets: int
+    matched: str
+    dropped: str
+    last_hit_at: datetime.datetime | None
+
+
+def counter_rows(rule: story.RuleCounterSummary) -> list[CounterRow]:
+    """A rule's per-router rows, each with its current rates (a dash where the last two samples give none)."""
+    return [
+        CounterRow(e.element, e.at, e.packets, e.dropped_packets,
+                   f"{story.rate_text(e.rate.matched_bps)} · {story.rate_text(e.rate.matched_pps, 'pps')}"
+                   if e.rate else "—",
+                   f"{story.rate_text(e.rate.dropped_bps)} · {story.rate_text(e.rate.dropped_pps, 'pps')}"
+                   if e.rate else "—",
+                   e.last_hit_at)
+        for e in rule.elements
+    ]
+
+
+def _story_live_context(mitigation: Mitigation) -> dict[str, Any]:
+    """What live events change on the page: the verdict, the traffic graph and the rule counters."""
+    verdict = story.latest_verdict(mitigation)
     return {
         "mitigation": mitigation,
+        "verdict": verdict,
+        "verdict_figures": story.verdict_figures(verdict),
+        "series": story.traffic_series(mitigation).as_json(),
+        "rules": [(rule, counter_rows(rule)) for rule in story.rule_counters_of(mitigation)],
+    }
+
+
+def _mitigation_context(mitigation: Mitigation, request: HttpRequest) -> dict[str, Any]:
+    decisions = list(selectors.decisions_for(None).filter(mitigation=mitigation)[:DECISIONS_SHOWN])
+    for decision in decisions:
+        decision.candidates = story.candidate_centers(decision)  # type: ignore[attr-defined]  # for the template
+        decision.input_rows = list(flatten_inputs(decision.inputs))  # type: ignore[attr-defined]  # for the template
+    return {
+        **_story_live_context(mitigation),
         "attack": mitigation.attack,
         "actions": selectors.actions_for(None).filter(mitigation=mitigation).prefetch_related("deployments"),
         "decisions": decisions,
+        "timeline": story.timeline(mitigation),
         "signals": SignalRecord.objects.filter(attack_id=mitigation.attack_id).order_by("-received_at")[:50],
         "can_act": has_role(request.user, UserRoleChoices.OPERATOR),
         "can_decide": mitigation.state == MitigationStateChoices.AWAITING_APPROVAL,
@@ -162,9 +204,26 @@ def _mitigation_context(mitigation: Mitigation, request: HttpRequest) -> dict[st
 
 
 @viewer_required
+@never_cache
 def mitigation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A mitigation's story: verdict, timeline, traffic before and after, rule counters, the compared centers.
+
+    `?part=live` answers the verdict, graph and counters alone, re-fetched by the page on this mitigation's
+    verdict and center report events."""
     mitigation = get_object_or_404(selectors.mitigations_for(None), pk=pk)
+    if request.GET.get("part") == "live":
+        return render(request, "soc/_mitigation_live.html", _story_live_context(mitigation))
     return render(request, "soc/mitigation_detail.html", _mitigation_context(mitigation, request))
+
+
+@viewer_required
+def rule_hits(request: HttpRequest) -> HttpResponse:
+    """FlowSpec rules of live mitigations that never matched (candidates to drop), and the routers and upstreams
+    near their FlowSpec rule limits."""
+    stats = story.rule_hit_stats()
+    context = {"stats": stats, "older_than_minutes": int(stats.older_than.total_seconds() // 60),
+               "near_pct": round(stats.near_ratio * 100)}
+    return render(request, "soc/rule_hits.html", context)
 
 
 @viewer_required

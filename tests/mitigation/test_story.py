@@ -116,7 +116,7 @@ class TestRuleCounters:
         sample(action, 60, 0, 0)
         sample(action, 70, 1_000, 1_000_000)
         sample(action, 80, 3_000, 3_500_000, dropped=(2_900, 3_400_000))
-        [rule] = story.rule_counters(action.mitigation)
+        [rule] = story.rule_counters_of(action.mitigation)
         assert rule.rule == "dst 203.0.113.10/32 proto 17 sport 53 → discard"
         [element] = rule.elements
         assert (element.element, element.packets, element.dropped_bytes) == ("router:mx-1", 3_000, 3_400_000)
@@ -130,25 +130,26 @@ class TestRuleCounters:
         sample(action, 60, 5_000, 5_000_000)
         sample(action, 70, 6_000, 6_000_000)
         sample(action, 80, 100, 100_000)  # reinstalled: the router counts from zero again
-        [rule] = story.rule_counters(action.mitigation)
+        [rule] = story.rule_counters_of(action.mitigation)
         assert rule.elements[0].rate is None, "no rate across a reinstall"
         assert rule.last_hit_at == at(80), "the new run matched 100 packets"
         sample(action, 90, 600, 600_000)
         rates = story.counter_rates([story.Sample(at(s), p, p * 1000, p, p * 1000)
                                      for s, p in ((60, 5_000), (70, 6_000), (80, 100), (90, 600))])
         assert [(r.at, r.matched_pps) for r in rates] == [(at(70), 100), (at(90), 50)]
-        assert story.rule_counters(action.mitigation)[0].elements[0].rate.matched_pps == 50  # type: ignore[union-attr]
+        latest = story.rule_counters_of(action.mitigation)[0].elements[0].rate
+        assert latest is not None and latest.matched_pps == 50
 
     def test_a_rule_that_never_matched_has_no_last_hit(self, world: World) -> None:
         action = flowspec(active_mitigation(world.acme))
         sample(action, 60, 0, 0)
         sample(action, 70, 0, 0)
-        [rule] = story.rule_counters(action.mitigation)
+        [rule] = story.rule_counters_of(action.mitigation)
         assert rule.last_hit_at is None and rule.matched_bps == 0
 
     def test_a_rule_without_samples_is_listed_with_no_figures(self, world: World) -> None:
         action = flowspec(active_mitigation(world.acme))
-        [rule] = story.rule_counters(action.mitigation)
+        [rule] = story.rule_counters_of(action.mitigation)
         assert rule.elements == [] and rule.matched_bps is None and rule.last_hit_at is None
 
 

@@ -243,6 +243,6 @@ def test_report_csv_lists_attack_decisions_and_actions(world: World, acme_mitiga
     response = client_as("acme", "viewer").get(f"/mitigations/{acme_mitigation.pk}/report.csv")
     assert response["Content-Type"] == "text/csv"
     lines = response.content.decode().splitlines()
-    assert [line.split(",")[0] for line in lines] == ["section", "attack", "mitigation", "decision", "action"]
-    assert "203.0.113.10/32" in lines[1] and "carried on 0 element(s)" in lines[4]
+    assert [line.split(",")[0] for line in lines] == ["section", "attack", "mitigation", "verdict", "decision", "action"]
+    assert "203.0.113.10/32" in lines[1] and "carried on 0 element(s)" in lines[5]
     assert "speaker:s1" not in response.content.decode(), "element names are the provider's"
