@@ -179,6 +179,10 @@ def exchange(
 
 V4_FIELDS: list[Field] = [(8, 4), (12, 4), (4, 1), (7, 2), (11, 2), (6, 1), (1, 4), (2, 4)]
 V6_FIELDS: list[Field] = [(27, 16), (28, 16), (4, 1), (7, 2), (11, 2), (6, 1), (1, 8), (2, 8)]
+# forwardingStatus values rows take in turn: unknown, forwarded (plain, with a reason, with upper bytes set that
+# only a wide encoding keeps), dropped (plain, "bad TTL", as a 4-byte value), consumed, and a first byte that would
+# say dropped were the status read from the wrong end of a 4-byte field.
+FORWARDING_STATUSES = (0x00, 0x40, 0x42, 0x8000_0040, 0x80, 0x89, 0x0000_0080, 0xC0, 0x8000_0000)
 
 
 def rows(count: int, seed: int, v6: bool = False, extra: dict[int, int] | None = None) -> list[dict[int, int | bytes]]:
@@ -195,6 +199,7 @@ def rows(count: int, seed: int, v6: bool = False, extra: dict[int, int] | None =
         row.update({197: rng.choice([0, 0x20, 0x40, 0xFF]), 34: rng.choice([0, 1, 100, 0xFFFF_FFFF])})
         row.update({305: rng.choice([0, 1, 3]), 306: rng.choice([0, 9, 0xFFFF_FFFF])})
         row.update({48: rng.choice([0, 1, 2, 3, 9]), 302: rng.choice([0, 1, 2, 3, 2**63 + 1])})
+        row[89] = FORWARDING_STATUSES[i % len(FORWARDING_STATUSES)]
         row.update(extra or {})
         out.append(row)
     return out
@@ -231,24 +236,75 @@ def hand_made() -> Iterator[tuple[str, int, list[Field], bool, dict[int, int] | 
         yield v + "selector ids", version, [*V4_FIELDS, (302, 8)], False, {1: 100, 2**63 + 1: 3}, (302, 8)
         yield v + "sampler id before selector id", version, [*V4_FIELDS, (302, 4), (48, 1)], False, {1: 7, 2: 8}, (48, 1)
         yield v + "ids beside own interval", version, [*V4_FIELDS, (48, 1), (34, 2)], False, {1: 7}, (48, 1)
+        for width in (1, 2, 4):
+            yield v + f"{width}-byte forwarding status", version, [*V4_FIELDS, (89, width)], False, None, (48, 1)
+        yield v + "ipv6 forwarding status", version, [(89, 1), *V6_FIELDS], True, None, (48, 1)
+        yield v + "8-byte forwarding status ignored", version, [*V4_FIELDS, (89, 8)], False, None, (48, 1)
+        yield v + "forwarding status, no address pair", version, [(8, 4), (89, 1), (1, 4)], False, None, (48, 1)
     yield "v10 enterprise fields are skipped", 10, [(0x8000 | 1, 4), *V4_FIELDS, (0x8000 | 8, 4)], False, None, (48, 1)
 
 
 HAND_MADE = {name: rest for name, *rest in hand_made()}
 
 
+def delivered_rows(fields: Sequence[Field], records: Sequence[dict[int, int | bytes]]) -> int:
+    """How many records should come out as flows: all, unless the template's forwardingStatus drops some."""
+    width = dict(fields).get(89)
+    if width not in (1, 2, 4):
+        return len(records)
+    return sum(((int(r[89]) % (1 << (8 * width))) & 0xFF) >> 6 < 2 for r in records)
+
+
 @pytest.mark.parametrize("name", sorted(HAND_MADE))
 def test_hand_made_template_decodes_identically(name: str, compiled_conversions: list[bool]) -> None:
     version, fields, v6, rates, sampler_field = HAND_MADE[name]
-    packets = exchange(version, fields, rows(40, seed=len(name), v6=v6), sampler_rates=rates,
-                       sampler_field=sampler_field)  # fmt: skip
+    records = rows(40, seed=len(name), v6=v6)
+    packets = exchange(version, fields, records, sampler_rates=rates, sampler_field=sampler_field)
     together, first, rest = layout(packets, gap=5), layout(packets[:1]), layout(packets[1:], gap=3)
     for kwargs in ({}, {"fallback_sampling": 64}, {"default_sampling": {EXPORTER: 2**63 + 5}}):
         assert_same([together], **kwargs)
         flows = assert_same([first, rest], **kwargs)[1]
         has_pair = not name.endswith("no address pair")
-        assert flows.size == (40 if has_pair else 0)
+        assert flows.size == (delivered_rows(fields, records) if has_pair else 0)
     assert compiled_conversions and all(compiled_conversions)
+
+
+@pytest.mark.parametrize("version", [9, 10])
+@pytest.mark.parametrize("width", [1, 4])
+def test_forwarding_status_leaves_out_what_the_network_dropped(
+    version: int, width: int, compiled_conversions: list[bool]
+) -> None:
+    """Records whose status is dropped or consumed are no flows, and are counted; the status sits in the low byte.
+
+    Destinations name the status each record carries: .64 forwarded, .0 unknown, .66 forwarded with a reason, .128
+    dropped, .137 dropped for a bad TTL, .192 consumed. A 4-byte field holds the same unsigned32 values, so its
+    low byte decides: 0x80000000 has upper bits only (unknown, kept) and 0x80000040 is forwarded.
+    """
+    statuses = [0x40, 0x00, 0x42, 0x80, 0x89, 0xC0]
+    wide = [(0x8000_0000, 1), (0x8000_0040, 2), (0x0000_0080, 3)] if width == 4 else []
+    fields = [*V4_FIELDS, (89, width)]
+    base: dict[int, int | bytes] = {8: SRC4, 4: 17, 7: 53, 11: 4444, 6: 0, 1: 1000, 2: 2}
+    records = [{**base, 12: DST4[:-1] + bytes([s]), 89: s} for s in statuses]
+    records += [{**base, 12: bytes([203, 0, 114, last]), 89: value} for value, last in wide]
+    compiled, reference = decoders()
+    for decoder in (compiled, reference):
+        flows = decode(decoder, layout(exchange(version, fields, records, sampler_rates={0: 10}, sampler_field=(48, 1))))
+        destinations = [dst for _, dst, *_ in flows_as_tuples(flows)]
+        kept_wide = ["203.0.114.1", "203.0.114.2"] if width == 4 else []
+        assert destinations == ["203.0.113.64", "203.0.113.0", "203.0.113.66", *kept_wide]
+        assert (flows["bytes"] == 10_000).all() and (flows["packets"] == 20).all()
+        assert decoder.stats["records"] == len(records)
+        assert decoder.stats["records_dropped_by_network"] == 3 + (1 if width == 4 else 0)
+    assert list(compiled.stats.items()) == list(reference.stats.items())
+    assert compiled_conversions == [True]
+
+
+def test_templates_without_forwarding_status_count_nothing_dropped() -> None:
+    packets = exchange(10, V4_FIELDS, rows(12, seed=4))
+    flows = assert_same([layout(packets)])[0]
+    compiled, _ = decoders()
+    decode(compiled, layout(packets))
+    assert flows.size == 12 and "records_dropped_by_network" not in compiled.stats
 
 
 def test_fields_of_hand_made_records() -> None:
@@ -396,7 +452,7 @@ PALETTE: dict[int, tuple[int, ...]] = {
     8: (4,), 12: (4,), 27: (16,), 28: (16,), 1: (1, 2, 3, 4, 5, 6, 7, 8, 16), 2: (1, 2, 3, 4, 5, 6, 7, 8),
     85: (1, 3, 4, 8), 86: (2, 5, 8), 4: (1, 2), 6: (1, 2, 3), 7: (2, 4), 11: (2,), 88: (2, 1), 197: (1, 2),
     34: (1, 2, 3, 4, 5), 305: (1, 2, 4), 306: (1, 3, 4), 48: (1, 2, 3, 4), 302: (1, 2, 4, 8), 50: (4,), 99: (4,),
-    0x8000 | 4: (1,),
+    89: (1, 2, 3, 4, 8), 0x8000 | 4: (1,), 0x8000 | 89: (1,),
 }  # fmt: skip
 ADDRESSES = [[(8, 4), (12, 4)], [(27, 16), (28, 16)], []]
 
