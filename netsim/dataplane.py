@@ -16,9 +16,11 @@ What is counted, all from the rates and the tick's length (never canned):
 - per stream: offered and delivered, the same way.
 
 `run()` exports, every `interval` seconds, the traffic as the network shows it after the filters (what was
-delivered, including the centers' clean traffic coming back) as sampled flow records to a loopback collector.
-Records of a dropped flow are not exported: IPFIX can mark them (forwardingStatus, element 89, "dropped"), but
-the collector does not read that element and would count them as delivered traffic, so rates would no longer match.
+delivered, including the centers' clean traffic coming back) as sampled flow records to a loopback collector. In
+IPFIX and NetFlow v9 the traffic a FlowSpec rule dropped is exported too, marked with forwardingStatus (element 89)
+"dropped" (reason ACL drop for discard, policer for what a rate-limit took), as a router's exporter does; the
+collector leaves such records out of its rates, so its per-prefix rates are the delivered ones. Traffic a center
+dropped is not exported (centers export nothing here).
 
 Control: JSON lines over a loopback TCP socket (`serve_control()`), one request and one answer per line, with
 `dataplane_request(address, message)` as the client:
@@ -54,7 +56,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from netsim.bgplab import BirdFlow, BirdRouter
-from netsim.flowgen.encoders import encoder_for
+from netsim.flowgen.encoders import DROPPED_BY_ACL, DROPPED_BY_POLICER, FORWARDED, encoder_for
 from netsim.flowgen.records import FlowRecord
 from netsim.flowgen.stream import parse_target
 from netsim.junos.server import JunosEmulator
@@ -181,8 +183,16 @@ class PrefixMeters:
 
 @dataclass
 class StreamMeters:
+    """A stream's traffic: offered, delivered, and what a FlowSpec rule dropped (by discard or by a policer)."""
+
     offered: Meter = field(default_factory=Meter)
     delivered: Meter = field(default_factory=Meter)
+    discarded: Meter = field(default_factory=Meter)
+    policed: Meter = field(default_factory=Meter)
+
+    def restart(self) -> None:
+        for meter in (self.offered, self.delivered, self.discarded, self.policed):
+            meter.restart()
 
 
 @dataclass(frozen=True)
@@ -331,8 +341,7 @@ class DataPlane:
         with self._lock:
             views = {name: self._view(router) for name, router in self.routers.items()}
             for meters in self.stream_meters.values():
-                meters.offered.restart()
-                meters.delivered.restart()
+                meters.restart()
             for prefixes in self.center_meters.values():
                 for meter in prefixes.values():
                     for kind in (meter.received, meter.dropped, meter.clean):
@@ -381,10 +390,12 @@ class DataPlane:
         if route is not None:
             if route.action == "discard":
                 self._count(router, route, stream, passed, 0.0, seconds)
+                meters.discarded.add(passed, passed / (8 * stream.packet_size), seconds)
                 passed = 0.0
             elif route.action == "rate-limit":
                 allowed = min(passed, float(route.rate_bps or 0))
                 self._count(router, route, stream, allowed, passed - allowed, seconds)
+                meters.policed.add(passed - allowed, (passed - allowed) / (8 * stream.packet_size), seconds)
                 passed = allowed
             else:
                 self._count(router, route, stream, passed, 0.0, seconds)
@@ -418,43 +429,54 @@ class DataPlane:
                        for slug, prefixes in self.center_meters.items()}
         return {"streams": streams, "centers": centers}
 
-    def delivered_records(self, seconds: float, sampling: int = 1) -> list[FlowRecord]:
-        """Flow records for the last tick's delivered traffic, `seconds` long, sampled 1 in `sampling`.
+    def records(self, seconds: float, sampling: int = 1, kind: str = "delivered") -> list[FlowRecord]:
+        """Flow records for the last tick's `kind` of traffic (delivered, discarded or policed), `seconds` long,
+        sampled 1 in `sampling`.
 
-        One record per stream; its counts times `sampling` are the delivered packets and bytes (remainders carry
-        to the next tick), so a collector that multiplies by the sampling rate sees the delivered rates. A
-        stream from a prefix is reported from one of its addresses, a different one each tick.
+        One record per stream; its counts times `sampling` are the stream's packets and bytes (remainders carry to
+        the next tick), so a collector that multiplies by the sampling rate sees the rates. A stream from a prefix
+        is reported from one of its addresses, a different one each tick.
         """
-        records = []
+        out = []
         with self._lock:
             for stream in self.streams.values():
-                delivered = self.stream_meters[stream.name].delivered
-                packets = self._carry.take(("export", stream.name), delivered.pps * seconds / sampling)
+                meter: Meter = getattr(self.stream_meters[stream.name], kind)
+                packets = self._carry.take(("export", kind, stream.name), meter.pps * seconds / sampling)
                 if packets == 0:
                     continue
                 network = ipaddress.ip_network(stream.source, strict=False)
                 source = network[self._ticks % network.num_addresses]
-                records.append(FlowRecord(
+                out.append(FlowRecord(
                     str(source), stream.destination, stream.protocol, stream.source_port, stream.destination_port,
                     stream.tcp_flags, stream.fragment, packets * stream.packet_size, packets))
-        return records
+        return out
 
     def export_once(self, sock: socket.socket, target: tuple[str, int], encoder: Any, fmt: str,
                     seconds: float) -> int:
-        """Tick, then send the delivered traffic's records; returns how many records were sent."""
+        """Tick, then send the records of the delivered traffic (and, with an encoder that sends forwardingStatus,
+        of what FlowSpec rules dropped); returns how many records were sent."""
         self.tick(seconds)
-        records = self.delivered_records(seconds, encoder.sampling)
-        if fmt == "sflow":  # an sFlow record is one sampled packet
-            records = [dataclasses.replace(r, bytes=r.bytes // r.packets, packets=1)
-                       for r in records for _ in range(r.packets)]
-        for datagram in encoder.encode(records):
-            sock.sendto(datagram, target)
-        return len(records)
+        batches = []
+        if getattr(encoder, "forwarding_status", False):
+            batches += [(DROPPED_BY_ACL, self.records(seconds, encoder.sampling, "discarded")),
+                        (DROPPED_BY_POLICER, self.records(seconds, encoder.sampling, "policed"))]
+        batches.append((FORWARDED, self.records(seconds, encoder.sampling)))
+        sent = 0
+        for status, records in batches:
+            if fmt == "sflow":  # an sFlow record is one sampled packet
+                records = [dataclasses.replace(r, bytes=r.bytes // r.packets, packets=1)
+                           for r in records for _ in range(r.packets)]
+            datagrams = encoder.encode(records, status) if status != FORWARDED else encoder.encode(records)
+            for datagram in datagrams:
+                sock.sendto(datagram, target)
+            sent += len(records)
+        return sent
 
     def run(self, target: str, *, fmt: str = "ipfix", sampling: int = 100, interval: float = 1.0) -> None:
         """In a background thread until stop(): every `interval` s, tick and export to `target` (loopback only)."""
         host, port = parse_target(target)
-        encoder = encoder_for(fmt, sampling=sampling)
+        templated = {"forwarding_status": True} if fmt in ("ipfix", "netflow9") else {}
+        encoder = encoder_for(fmt, sampling=sampling, **templated)
 
         def loop() -> None:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET

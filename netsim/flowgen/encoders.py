@@ -17,6 +17,11 @@ from netsim.flowgen.records import FlowRecord, records_to_array
 
 MTU_PAYLOAD = 1400
 V4_FLAG = np.uint64(0xFFFF_0000_0000)
+# forwardingStatus values (IPFIX element 89, IANA registry): the top two bits are the status (01 forwarded,
+# 10 dropped), the low six a reason code (dropped: 2 ACL drop, 10 policer).
+FORWARDED = 0x40
+DROPPED_BY_ACL = 0x80 | 2
+DROPPED_BY_POLICER = 0x80 | 10
 
 NETFLOW5_RECORD = np.dtype(
     [
@@ -79,13 +84,22 @@ class _TemplatedEncoder:
     V6_TEMPLATE = 257
     OPTIONS_TEMPLATE = 258
 
-    def __init__(self, domain: int = 1, sampling: int = 1, template_every: int = 20, send_templates: bool = True):
+    def __init__(self, domain: int = 1, sampling: int = 1, template_every: int = 20, send_templates: bool = True,
+                 forwarding_status: bool = False):
+        """`forwarding_status` adds forwardingStatus (element 89, one byte) to both templates; every record then
+        carries the status passed to `encode` (FORWARDED unless told otherwise)."""
         self.domain = domain
         self.sampling = sampling
         self.template_every = template_every
         self.send_templates = send_templates
+        self.forwarding_status = forwarding_status
         self.sequence = 0
         self.packets_sent = 0
+
+    def fields(self, v6: bool) -> tuple[tuple[int, int, str], ...]:
+        """The (element, length, column) layout of the IPv4 or IPv6 data template."""
+        base = self.V6_FIELDS if v6 else self.V4_FIELDS
+        return (*base, (89, 1, "forwarding_status")) if self.forwarding_status else base
 
     @staticmethod
     def _dtype(fields: tuple[tuple[int, int, str], ...]) -> np.dtype:
@@ -100,11 +114,13 @@ class _TemplatedEncoder:
                 fmts.append(formats[length])
         return np.dtype(list(zip(names, fmts, strict=True)))
 
-    def _fill(self, chunk: npt.NDArray[np.void], dtype: np.dtype) -> bytes:
+    def _fill(self, chunk: npt.NDArray[np.void], dtype: np.dtype, status: int) -> bytes:
         body = np.zeros(chunk.size, dtype=dtype)
         names = dtype.names or ()
         for name in names:
-            if name == "src4":
+            if name == "forwarding_status":
+                body[name] = status
+            elif name == "src4":
                 body[name] = chunk["src_lo"] & np.uint64(0xFFFF_FFFF)
             elif name == "dst4":
                 body[name] = chunk["dst_lo"] & np.uint64(0xFFFF_FFFF)
@@ -137,12 +153,17 @@ class _TemplatedEncoder:
         padding = (-len(payload)) % 4
         return struct.pack(">HH", template_id, 4 + len(payload) + padding) + payload + b"\0" * padding
 
-    def encode(self, records: list[FlowRecord] | npt.NDArray[np.void]) -> list[bytes]:
-        """Datagrams carrying the records, with templates and sampling options up front and at each refresh."""
+    def encode(self, records: list[FlowRecord] | npt.NDArray[np.void], status: int = FORWARDED) -> list[bytes]:
+        """Datagrams carrying the records, with templates and sampling options up front and at each refresh.
+
+        `status` is the forwardingStatus of every record, sent only when the encoder was made with
+        `forwarding_status=True` (e.g. DROPPED_BY_ACL for traffic a filter discarded).
+        """
         array = records if isinstance(records, np.ndarray) else records_to_array(records)
         packets = []
         v4, v6 = _split_families(array)
-        for template_id, family, fields in ((self.V4_TEMPLATE, v4, self.V4_FIELDS), (self.V6_TEMPLATE, v6, self.V6_FIELDS)):
+        for template_id, family, fields in ((self.V4_TEMPLATE, v4, self.fields(False)),
+                                            (self.V6_TEMPLATE, v6, self.fields(True))):
             dtype = self._dtype(fields)
             per_packet = max(1, (MTU_PAYLOAD - 200) // dtype.itemsize)
             for chunk in _chunks(family, per_packet):
@@ -152,7 +173,7 @@ class _TemplatedEncoder:
                     if self.sampling > 1:
                         sets.append(self.options_data())
                         data_records += 1
-                sets.append(self.data_set(template_id, self._fill(chunk, dtype)))
+                sets.append(self.data_set(template_id, self._fill(chunk, dtype, status)))
                 packets.append(self._packet(sets, data_records))
         return packets
 
@@ -185,7 +206,7 @@ class NetFlow9Encoder(_TemplatedEncoder):
     def template_sets(self) -> list[bytes]:
         """One template flowset with both templates, one options template flowset."""
         body = b""
-        for template_id, fields in ((self.V4_TEMPLATE, self.V4_FIELDS), (self.V6_TEMPLATE, self.V6_FIELDS)):
+        for template_id, fields in ((self.V4_TEMPLATE, self.fields(False)), (self.V6_TEMPLATE, self.fields(True))):
             body += struct.pack(">HH", template_id, len(fields))
             body += b"".join(struct.pack(">HH", element, length) for element, length, _ in fields)
         templates = struct.pack(">HH", 0, 4 + len(body)) + body
@@ -222,7 +243,7 @@ class IpfixEncoder(_TemplatedEncoder):
     def template_sets(self) -> list[bytes]:
         """One template set with both templates, one options template set (scope: selectorId)."""
         body = b""
-        for template_id, fields in ((self.V4_TEMPLATE, self.V4_FIELDS), (self.V6_TEMPLATE, self.V6_FIELDS)):
+        for template_id, fields in ((self.V4_TEMPLATE, self.fields(False)), (self.V6_TEMPLATE, self.fields(True))):
             body += struct.pack(">HH", template_id, len(fields))
             body += b"".join(struct.pack(">HH", element, length) for element, length, _ in fields)
         options = struct.pack(">HHH", self.OPTIONS_TEMPLATE, 3, 1) + struct.pack(">HHHHHH", 302, 4, 305, 4, 306, 4)

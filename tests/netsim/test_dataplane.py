@@ -7,7 +7,9 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -181,48 +183,79 @@ def test_control_socket_adds_lists_and_removes_streams(router: JunosEmulator) ->
         dataplane_request("192.0.2.1:9", {"op": "state"})
 
 
-@pytest.fixture
-def collector() -> Iterator[tuple[tuple[str, int], MemoryStore]]:
+@dataclass
+class RunningCollector:
     """A real collector on a loopback port, thresholds far above the test traffic, aggregates kept in memory."""
+
+    target: tuple[str, int]
+    store: MemoryStore
+    finish: threading.Event
+    thread: threading.Thread
+    result: list[Counter[str]] = field(default_factory=list)
+
+    def stop(self) -> Counter[str]:
+        """Stop it; its decoder and socket counters."""
+        self.finish.set()
+        self.thread.join(timeout=WAIT_LIMIT)
+        return self.result[0]
+
+    def totals(self, prefixes: Iterable[str], since: int) -> dict[str, tuple[int, int]]:
+        """Bytes and packets per prefix from second `since` to now."""
+        now = int(time.time()) + 1
+        series = {prefix: self.store.series(prefix, since, now) for prefix in prefixes}
+        return {prefix: (sum(b for _, b, _ in rows), sum(p for _, _, p in rows)) for prefix, rows in series.items()}
+
+
+@pytest.fixture
+def collector() -> Iterator[RunningCollector]:
     store = MemoryStore()
     ready: dict[str, tuple[str, int]] = {}
-    stop = threading.Event()
+    finish = threading.Event()
+    result: list[Counter[str]] = []
     prefixes = [MonitoredPrefix(cidr, host_bps=10**12, prefix_bps=10**12) for cidr in ("203.0.113.0/25", "203.0.113.128/25")]
-    thread = threading.Thread(target=run_collector, daemon=True, kwargs={
-        "listen": {"ipfix": ("127.0.0.1", 0)}, "prefixes": lambda: prefixes, "emit": lambda signal: None,
-        "redis_url": None, "stop_event": stop, "on_ready": ready.update, "store": store})
+    thread = threading.Thread(target=lambda: result.append(run_collector(
+        listen={"ipfix": ("127.0.0.1", 0)}, prefixes=lambda: prefixes, emit=lambda signal: None, redis_url=None,
+        stop_event=finish, on_ready=ready.update, store=store)), daemon=True)
     thread.start()
     wait_for(lambda: bool(ready), timeout=WAIT_LIMIT)
-    yield ready["ipfix"], store
-    stop.set()
+    running = RunningCollector(ready["ipfix"], store, finish, thread, result)
+    yield running
+    finish.set()
     thread.join(timeout=WAIT_LIMIT)
 
 
-def totals(store: MemoryStore, prefixes: Iterable[str], since: int) -> dict[str, tuple[int, int]]:
-    """Bytes and packets per prefix from second `since` to now."""
-    now = int(time.time()) + 1
-    series = {prefix: store.series(prefix, since, now) for prefix in prefixes}
-    return {prefix: (sum(b for _, b, _ in rows), sum(p for _, _, p in rows)) for prefix, rows in series.items()}
-
-
-def test_export_reaches_a_collector_at_the_delivered_rates(
-    router: JunosEmulator, collector: tuple[tuple[str, int], MemoryStore]
-) -> None:
-    target, store = collector
+def test_export_reaches_a_collector_at_the_delivered_rates(router: JunosEmulator, collector: RunningCollector) -> None:
     plane = plane_with(router, DISCARD_DNS + LIMIT_SYN + DIVERT)
     plane.add_stream(stream("amplified", "203.0.113.10", source="198.51.100.0/24", source_port=53, attack=True))
     plane.add_stream(stream("syn-flood", "203.0.113.11", protocol=6, tcp_flags=0x02, bps=16_000_000))
     plane.add_stream(stream("flood", "203.0.113.200", bps=40_000_000, attack=True))
     plane.add_stream(stream("customers", "203.0.113.201", protocol=6, destination_port=443, bps=4_000_000))
-    encoder = encoder_for("ipfix", sampling=50)
+    encoder = encoder_for("ipfix", sampling=50, forwarding_status=True)
     ticks = 3
     since = int(time.time()) - 1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for _ in range(ticks):
-            plane.export_once(sock, target, encoder, "ipfix", 1.0)
+            plane.export_once(sock, collector.target, encoder, "ipfix", 1.0)
     # Delivered per second: the SYN flood's 2 Mbit/s (250 packets) on the first half; the customers' 4 Mbit/s
     # (500 packets) come back clean from the center on the second; the DNS and UDP floods are gone.
     expected = {"203.0.113.0/25": (ticks * 250_000, ticks * 250), "203.0.113.128/25": (ticks * 500_000, ticks * 500)}
-    assert wait_for(lambda: totals(store, expected, since) == expected, timeout=WAIT_LIMIT)
+    assert wait_for(lambda: collector.totals(expected, since) == expected, timeout=WAIT_LIMIT)
     assert figures(plane, "syn-flood")[1] * ticks / 8 == expected["203.0.113.0/25"][0]
     assert plane.state()["centers"]["fra"]["203.0.113.128/25"]["clean_bps"] * ticks / 8 == 1_500_000
+    # What the DNS rule discarded and the SYN policer took was exported too (ahead of each tick's delivered
+    # records, so it has arrived by now), marked dropped, one record per stream per tick, and left out of the rates.
+    assert collector.stop()["records_dropped_by_network"] == 2 * ticks
+
+
+def test_the_run_loop_exports_each_interval_what_was_delivered(router: JunosEmulator, collector: RunningCollector) -> None:
+    plane = plane_with(router, DIVERT)
+    plane.add_stream(stream("flood", "203.0.113.200", bps=40_000_000, attack=True))
+    plane.add_stream(stream("customers", "203.0.113.201", protocol=6, destination_port=443, bps=4_000_000))
+    since = int(time.time()) - 1
+    host, port = collector.target
+    with plane:
+        plane.run(f"{host}:{port}", fmt="ipfix", sampling=25, interval=0.25)
+        wait_for(lambda: plane.stream_meters["customers"].delivered.packets >= 3 * 125, timeout=WAIT_LIMIT)
+    delivered = plane.stream_meters["customers"].delivered
+    expected = {"203.0.113.128/25": (int(delivered.bytes), int(delivered.packets))}
+    assert wait_for(lambda: collector.totals(expected, since) == expected, timeout=WAIT_LIMIT)
