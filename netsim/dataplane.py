@@ -125,9 +125,9 @@ class Stream:
 
 
 @dataclass(frozen=True)
-class ScrubbingCenter:
-    """Where diverted traffic goes: reached by its diversion next hops, or by a FlowSpec redirect to its route
-    target ("ASN:NN"). It drops attack traffic and returns the rest."""
+class ScrubbingSite:
+    """A scrubbing center as the data plane sees it: reached by its diversion next hops, or by a FlowSpec redirect
+    to its route target ("ASN:NN"). It drops attack traffic and returns the rest."""
 
     slug: str
     next_hop_v4: str | None = None
@@ -200,7 +200,7 @@ class RouterView:
     """What one router applies to traffic this tick: FlowSpec routes in evaluation order, and diversions."""
 
     routes: tuple[FlowRoute, ...]
-    diversions: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ScrubbingCenter], ...]
+    diversions: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ScrubbingSite], ...]
 
 
 def _within(value: int, ranges: tuple[tuple[int, int], ...]) -> bool:
@@ -305,7 +305,7 @@ class DataPlane:
     flow records to a loopback collector; `serve_control()` listens on a loopback TCP port.
     """
 
-    def __init__(self, routers: Iterable[EdgeRouter], centers: Iterable[ScrubbingCenter] = ()) -> None:
+    def __init__(self, routers: Iterable[EdgeRouter], centers: Iterable[ScrubbingSite] = ()) -> None:
         self.routers = {router.name: router for router in routers}
         self.centers = {center.slug: center for center in centers}
         self.streams: dict[str, Stream] = {}
@@ -384,7 +384,7 @@ class DataPlane:
         meters = self.stream_meters[stream.name]
         meters.offered.add(stream.bps, stream.pps, seconds)
         passed = float(stream.bps)
-        center: ScrubbingCenter | None = None
+        center: ScrubbingSite | None = None
         prefix = ""
         route = next((r for r in view.routes if route_matches(r, stream)), None)
         if route is not None:

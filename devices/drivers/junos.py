@@ -349,7 +349,7 @@ def filter_counts(reply: etree._Element) -> tuple[dict[str, tuple[int, int]], di
     return counters, policers
 
 
-def rule_counters(rule: FlowSpecRule, counter: tuple[int, int], policer: tuple[int, int] | None) -> RuleCounters:
+def _rule_counters(rule: FlowSpecRule, counter: tuple[int, int], policer: tuple[int, int] | None) -> RuleCounters:
     """What the router counted for `rule`. A rate-limit term's counter counts what its policer let through (in
     captures the policer's count exceeds the counter's), so matched = counter + policer, dropped = policer."""
     packets, octets = counter
@@ -649,5 +649,5 @@ class JunosDriver(ConfigDriver):
             counters, policers = filter_counts(reply)
             for term, rule in terms:
                 if term in counters:
-                    found[rule.name] = rule_counters(rule, counters[term], policers.get(term))
+                    found[rule.name] = _rule_counters(rule, counters[term], policers.get(term))
         return found

@@ -20,7 +20,7 @@ from netsim.dataplane import (
     DataPlane,
     DataPlaneError,
     EdgeRouter,
-    ScrubbingCenter,
+    ScrubbingSite,
     Stream,
     dataplane_request,
     flow_route_from_bird,
@@ -59,7 +59,7 @@ def router() -> JunosEmulator:
 
 def plane_with(router: JunosEmulator, config: str) -> DataPlane:
     router.load_committed(config)
-    return DataPlane([EdgeRouter("edge1", router)], [ScrubbingCenter("fra", "192.0.2.50", redirect_target="65000:666")])
+    return DataPlane([EdgeRouter("edge1", router)], [ScrubbingSite("fra", "192.0.2.50", redirect_target="65000:666")])
 
 
 def stream(name: str, destination: str, *, bps: int = 8_000_000, protocol: int = 17, source: str = "198.51.100.7",
