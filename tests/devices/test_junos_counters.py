@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from devices.drivers.base import DeviceIntent, FlowSpecRule, RuleCounters, UnsupportedError
-from devices.drivers.junos import JunosDriver, junos_term_name
+from devices.drivers.junos import JunosDriver, junos_term_name, render_statements
 from devices.drivers.napalm_driver import NapalmDriver
 from netsim.dataplane import DataPlane, EdgeRouter, Stream
 from netsim.junos import JunosEmulator
+from netsim.junos.config import statements_from_set, tree_from_statements
+from netsim.junos.state import flow_routes_from_config
 from tests.support.emulators import emulator_fixture
 
 DNS_DISCARD = FlowSpecRule("203.0.113.10/32", "discard", protocols=((17, 17),), source_ports=((53, 53),))
@@ -90,7 +92,7 @@ def test_napalm_cannot_read_per_rule_counters(router: JunosEmulator) -> None:
     assert not UnsupportedError.transient
 
 
-@pytest.mark.parametrize(("rule", "name"), [
+NAMED = [
     # Names as they appear in published `show firewall filter __flowspec_default_inet[6]__` captures.
     (FlowSpecRule("172.16.0.0/29", "discard"), "172.16.0.0/29,*"),
     (FlowSpecRule("192.168.2.1/32", "discard", protocols=((1, 1),)), "192.168.2.1,*,proto=1"),
@@ -110,6 +112,19 @@ def test_napalm_cannot_read_per_rule_counters(router: JunosEmulator) -> None:
     # Assumed forms (see junos_term_name): one `:` operand per TCP flag, a /32 source without its length.
     (FlowSpecRule("203.0.113.11/32", "rate-limit", rate_bps=10_000, protocols=((6, 6),), tcp_flags=("syn", "ack"),
                   source="198.51.100.7/32"), "203.0.113.11,198.51.100.7,proto=6,tcp-flag:02,:10"),
-])
+]
+
+
+@pytest.mark.parametrize(("rule", "name"), NAMED)
 def test_junos_term_name(rule: FlowSpecRule, name: str) -> None:
     assert junos_term_name(rule) == name
+
+
+@pytest.mark.parametrize("rule", [rule for rule, _ in NAMED] + [DNS_DISCARD, SYN_LIMIT, MARK, V6_DISCARD])
+def test_the_emulator_names_a_pushed_rule_as_the_driver_does(rule: FlowSpecRule) -> None:
+    """netsim may not import the driver, so the emulator has its own naming; this holds the two equal."""
+    statements = "\n".join(render_statements(DeviceIntent(flow_rules=(rule,))))
+    [route] = flow_routes_from_config(tree_from_statements(statements_from_set(statements)))
+    assert route.term_name == junos_term_name(rule)
+    if rule.action == "rate-limit":
+        assert route.policer_name == f"{(rule.rate_bps or 0) // 1000}K_{junos_term_name(rule)}"
