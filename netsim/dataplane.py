@@ -1,5 +1,11 @@
 """An emulated data plane: traffic toward the provider, put through what the edge routers carry.
 
+    plane = DataPlane([EdgeRouter("edge1", emulator, bird)], [ScrubbingSite("fra1", "192.0.2.50", redirect_target="65000:666")])
+    plane.add_stream(Stream("dns-amp", "198.51.100.0/24", "203.0.113.10", 17, 2_000_000_000, "edge1", source_port=53,
+                            packet_size=1400, attack=True))
+    plane.tick(1.0)                      # or plane.run("127.0.0.1:2055") to tick and export every second
+    address = plane.serve_control()      # JSON lines, see below
+
 Streams of traffic (`Stream`) enter at an edge router. Each `tick(seconds)` takes every stream through its ingress
 router as the router's configuration and BGP say: first the FlowSpec filter (the committed `routing-options flow
 route` entries and the FlowSpec routes its BIRD receiver holds; the route with the most specific destination that
@@ -106,7 +112,8 @@ class Stream:
         checks = ((self.protocol, 0, 255), (self.source_port, 0, 65535), (self.destination_port, 0, 65535),
                   (self.packet_size, 20, 65535), (self.tcp_flags, 0, 255), (self.bps, 0, 10**13))
         if not self.name or any(not isinstance(v, int) or not low <= v <= high for v, low, high in checks):
-            raise DataPlaneError(f"stream {self.name!r}: a value is out of range")
+            raise DataPlaneError(f"stream {self.name!r}: name, rate, protocol, ports, size and flags must be "
+                                 "given, as whole numbers in range")
 
     @property
     def pps(self) -> float:
