@@ -98,6 +98,11 @@ def rate_text(value: float | None, unit: str = "bps") -> str:
     return f"{value:.0f} {unit}"
 
 
+def rates_text(bps: float | None, pps: float | None) -> str:
+    """Bit/s and packets/s together (`38.2 Gbps · 4.8 Mpps`); empty when not measured."""
+    return "" if bps is None else f"{rate_text(bps)} · {rate_text(pps, 'pps')}"
+
+
 def _signal_entries(mitigation: Mitigation) -> list[TimelineEntry]:
     """The first signal, each detector's phase changes and the peak: not every one of hundreds of updates."""
     signals = SignalRecord.objects.filter(attack_id=mitigation.attack_id)

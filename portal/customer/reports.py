@@ -110,6 +110,8 @@ def _actor_text(actor: str, own_users: set[str], tenant_slug: str) -> str:
     customer_view.actor. A row keeps the object's tenant, not the actor's, so the tenant's own users are told
     apart from the provider's by name."""
     kind, _, name = actor.partition(":")
+    if kind == "engine":
+        return "engine"
     return f"{actor}@{tenant_slug}" if kind == "user" and name in own_users else actor
 
 

@@ -155,10 +155,8 @@ class CustomerRule:
 def customer_rules(mitigation: Mitigation) -> list[CustomerRule]:
     return [
         CustomerRule(rule.rule, rule.status, len(rule.elements), rule.packets, rule.dropped_packets,
-                     "—" if rule.matched_bps is None else
-                     f"{story.rate_text(rule.matched_bps)} · {story.rate_text(rule.matched_pps, 'pps')}",
-                     "—" if rule.dropped_bps is None else
-                     f"{story.rate_text(rule.dropped_bps)} · {story.rate_text(rule.dropped_pps, 'pps')}",
+                     story.rates_text(rule.matched_bps, rule.matched_pps) or "—",
+                     story.rates_text(rule.dropped_bps, rule.dropped_pps) or "—",
                      rule.last_hit_at)
         for rule in story.rule_counters_of(mitigation)
     ]

@@ -163,10 +163,8 @@ def counter_rows(rule: story.RuleCounterSummary) -> list[CounterRow]:
     """A rule's per-router rows, each with its current rates (a dash where the last two samples give none)."""
     return [
         CounterRow(e.element, e.at, e.packets, e.dropped_packets,
-                   f"{story.rate_text(e.rate.matched_bps)} · {story.rate_text(e.rate.matched_pps, 'pps')}"
-                   if e.rate else "—",
-                   f"{story.rate_text(e.rate.dropped_bps)} · {story.rate_text(e.rate.dropped_pps, 'pps')}"
-                   if e.rate else "—",
+                   story.rates_text(e.rate.matched_bps, e.rate.matched_pps) if e.rate else "—",
+                   story.rates_text(e.rate.dropped_bps, e.rate.dropped_pps) if e.rate else "—",
                    e.last_hit_at)
         for e in rule.elements
     ]
@@ -180,7 +178,9 @@ def _story_live_context(mitigation: Mitigation) -> dict[str, Any]:
         "verdict": verdict,
         "verdict_figures": story.verdict_figures(verdict),
         "series": story.traffic_series(mitigation).as_json(),
-        "rules": [(rule, counter_rows(rule)) for rule in story.rule_counters_of(mitigation)],
+        "rules": [(rule, counter_rows(rule), story.rates_text(rule.matched_bps, rule.matched_pps),
+                   story.rates_text(rule.dropped_bps, rule.dropped_pps))
+                  for rule in story.rule_counters_of(mitigation)],
     }
 
 
