@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from collector import MemoryStore, MonitoredPrefix, run_collector
-from netsim.bgplab import BirdFlow, decode_flow_actions, parse_flow_match
+from devices.drivers.base import FlowSpecRule, UnicastRoute
+from devices.drivers.bgp import BgpNeighborConfig, ExaBgpProcess, ExaBgpSpeaker
+from devices.drivers.junos import junos_term_name
+from netsim.bgplab import BirdFlow, BirdPeer, BirdRouter, decode_flow_actions, parse_flow_match
 from netsim.dataplane import (
     DataPlane,
     DataPlaneError,
@@ -28,6 +31,7 @@ from netsim.dataplane import (
 from netsim.flowgen import encoder_for
 from netsim.junos import JunosEmulator
 from netsim.polling import wait_for
+from tests.support.processes import free_port
 
 WAIT_LIMIT = 30.0  # only keeps a broken build from hanging; never what a test checks
 FILTER = "__flowspec_default_inet__"
@@ -259,3 +263,55 @@ def test_the_run_loop_exports_each_interval_what_was_delivered(router: JunosEmul
     delivered = plane.stream_meters["customers"].delivered
     expected = {"203.0.113.128/25": (int(delivered.bytes), int(delivered.packets))}
     assert wait_for(lambda: collector.totals(expected, since) == expected, timeout=WAIT_LIMIT)
+
+
+SPEAKER, RECEIVER, SPEAKER_AS = "127.0.63.1", "127.0.63.2", 65300
+BIRD_PORT = free_port(RECEIVER)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BirdRouter, ExaBgpSpeaker]]:
+    """Sluice's ExaBGP speaker feeding one BIRD receiver that stands in for edge1's BGP."""
+    base = tmp_path_factory.mktemp("dataplane-lab")
+    bird = BirdRouter(base, "edge1", RECEIVER, 65301, [BirdPeer(SPEAKER, SPEAKER_AS)], port=BIRD_PORT)
+    process = ExaBgpProcess(base / "exabgp", SPEAKER, SPEAKER_AS, SPEAKER, [BgpNeighborConfig(RECEIVER, 65301,
+                                                                                               port=BIRD_PORT)])
+    bird.start()
+    process.start()
+    try:
+        bird.wait_established()
+        yield bird, ExaBgpSpeaker(process.workdir)
+    finally:
+        process.stop()
+        bird.stop()
+
+
+def test_routes_the_speaker_announces_filter_divert_and_count_through_bird(
+    router: JunosEmulator, lab: tuple[BirdRouter, ExaBgpSpeaker]
+) -> None:
+    bird, speaker = lab
+    discard = FlowSpecRule("203.0.113.10/32", "discard", protocols=((17, 17),), source_ports=((53, 53),))
+    limit = FlowSpecRule("203.0.113.11/32", "rate-limit", rate_bps=2_000_000, protocols=((6, 6),),
+                         destination_ports=((80, 80), (443, 443)))
+    diversion = UnicastRoute("203.0.113.128/25", "192.0.2.50")
+    for route in (discard, limit, diversion):
+        speaker.announce(route)
+    wait_for(lambda: len(bird.flows(4)) == 2 and "203.0.113.128/25" in bird.unicast(4), timeout=WAIT_LIMIT)
+    plane = DataPlane([EdgeRouter("edge1", router, bird)], [ScrubbingSite("fra", "192.0.2.50")])
+    plane.add_stream(stream("amplified", "203.0.113.10", source_port=53, attack=True))
+    plane.add_stream(stream("web", "203.0.113.11", protocol=6, destination_port=443))
+    plane.add_stream(stream("flood", "203.0.113.200", attack=True))
+    plane.tick(1.0)
+    assert [figures(plane, name)[1] for name in ("amplified", "web", "flood")] == [0, 2_000_000, 0]
+    assert plane.state()["centers"]["fra"]["203.0.113.128/25"]["dropped_pps"] == 1000
+    # The router names the routes it learned as the driver names the rules it reads counters for.
+    counters = router.flow_counters()
+    assert counters[(FILTER, junos_term_name(discard))].packets == 1000
+    assert counters[(FILTER, junos_term_name(limit))].policed_packets == 750
+    speaker.withdraw(discard)
+    wait_for(lambda: len(bird.flows(4)) == 1, timeout=WAIT_LIMIT)
+    plane.tick(1.0)
+    assert (FILTER, junos_term_name(discard)) not in router.flow_counters()
+    assert figures(plane, "amplified") == (8_000_000, 8_000_000)
+    speaker.withdraw(limit)
+    speaker.withdraw(diversion)
