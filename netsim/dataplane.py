@@ -72,7 +72,8 @@ logger = logging.getLogger(__name__)
 
 PORT_PROTOCOLS = frozenset({6, 17, 132})
 _STATIC = re.compile(r"set routing-instances \S+ routing-options static route (\S+) next-hop (\S+)$")
-_BITMASK = re.compile(r"0x([0-9a-fA-F]+)/0x([0-9a-fA-F]+)")
+_BIRD_FLAGS = re.compile(r"(!?)0x([0-9a-fA-F]+)/0x([0-9a-fA-F]+)")
+_BIRD_FRAGMENT = re.compile(r"(!*)([a-z_]+)")
 _BIRD_RANGES = {"proto": "protocols", "next header": "protocols", "port": "ports", "dport": "destination_ports",
                 "sport": "source_ports", "icmp type": "icmp_types", "icmp code": "icmp_codes",
                 "length": "packet_lengths"}
@@ -266,14 +267,13 @@ def flow_route_from_bird(flow: BirdFlow) -> FlowRoute | None:
     except ValueError:
         logger.warning("flow %s has a component the data plane cannot read; ignored", flow.match)
         return None
-    flags = flow.components.get("tcp flags")
-    if flags:
-        values["tcp_flags"] = tuple(sorted(int(value, 16) & int(mask, 16) for value, mask in _BITMASK.findall(flags)))
-    fragment = flow.components.get("fragment")
-    if fragment:
-        words = re.findall(r"(!?)([a-z_]+)", fragment)
-        values["fragments"] = tuple(sorted(FRAGMENT_BITS[w.replace("_", "-")] for neg, w in words
-                                           if not neg and w.replace("_", "-") in FRAGMENT_BITS))
+    for component, name in (("tcp flags", "tcp_flags"), ("fragment", "fragments")):
+        if component in flow.components:
+            bits = _bird_bitmask(flow.components[component], fragments=component == "fragment")
+            if bits is None:
+                logger.warning("flow %s tests flags the data plane cannot evaluate; ignored", flow.match)
+                return None
+            values[name] = bits
     for action, argument in flow.actions:
         if action == "discard" or (action == "rate-limit" and not argument):
             values["action"] = "discard"
@@ -289,6 +289,34 @@ def flow_route_from_bird(flow: BirdFlow) -> FlowRoute | None:
     destination = flow.destination.split()[0] if flow.destination else None
     source = flow.source.split()[0] if flow.source else None
     return FlowRoute(destination, source, **values)
+
+
+def _bird_bitmask(text: str, *, fragments: bool) -> tuple[int, ...] | None:
+    """BIRD's TCP flags or fragment component as bits any one of which must be set, or None for a test this model
+    cannot hold (a flag that must be clear, several flags that must all be set, operands joined by `&&`).
+
+    BIRD prints an operand as `[!]value/mask` for TCP flags (`!0x0/0x2`: not all of the mask clear, i.e. SYN set)
+    and as `!!is_fragment` for fragments (the operand's and the bit's negation: the bit set); `||` joins operands.
+    """
+    if "&&" in text:
+        return None
+    bits = []
+    for operand in (part.strip() for part in text.split("||")):
+        if fragments:
+            word = _BIRD_FRAGMENT.fullmatch(operand)
+            bit = FRAGMENT_BITS.get(word.group(2).replace("_", "-")) if word else None
+            if word is None or bit is None or len(word.group(1)) % 2:
+                return None
+            bits.append(bit)
+            continue
+        flags = _BIRD_FLAGS.fullmatch(operand)
+        if flags is None:
+            return None
+        negated, value, mask = flags.group(1) == "!", int(flags.group(2), 16), int(flags.group(3), 16)
+        if not ((negated and value == 0) or (not negated and value == mask and mask & (mask - 1) == 0)):
+            return None
+        bits.append(mask)
+    return tuple(sorted(bits))
 
 
 class _Carry:

@@ -168,6 +168,22 @@ def test_flowspec_routes_learned_over_bgp_filter_and_count_like_configured_ones(
     assert router.flow_counters()[(FILTER, route.term_name)].policed_packets == 750
 
 
+@pytest.mark.parametrize(("component", "field", "bits"), [
+    # As BIRD prints what Sluice's speaker announces (seen in the lab test below).
+    ("tcp flags !0x0/0x10 || !0x0/0x2", "tcp_flags", (0x02, 0x10)),
+    ("fragment !!first_fragment || !!is_fragment", "fragments", (0x02, 0x04)),
+    ("tcp flags 0x2/0x2", "tcp_flags", (0x02,)),
+    # Tests this model cannot hold: the route is left out rather than applied wrongly.
+    ("tcp flags 0x0/0x2", "tcp_flags", None),
+    ("tcp flags !0x0/0x2 && !0x0/0x10", "tcp_flags", None),
+    ("fragment !is_fragment", "fragments", None),
+])
+def test_flag_components_as_bird_prints_them(component: str, field: str, bits: tuple[int, ...] | None) -> None:
+    match = f"flow4 {{ dst 203.0.113.12/32; {component}; }}"
+    route = flow_route_from_bird(BirdFlow(match, parse_flow_match(match), actions=(("discard", None),)))
+    assert (getattr(route, field) if route else None) == bits
+
+
 def test_control_socket_adds_lists_and_removes_streams(router: JunosEmulator) -> None:
     with plane_with(router, DIVERT) as plane:
         host, port = plane.serve_control()
@@ -293,25 +309,35 @@ def test_routes_the_speaker_announces_filter_divert_and_count_through_bird(
     discard = FlowSpecRule("203.0.113.10/32", "discard", protocols=((17, 17),), source_ports=((53, 53),))
     limit = FlowSpecRule("203.0.113.11/32", "rate-limit", rate_bps=2_000_000, protocols=((6, 6),),
                          destination_ports=((80, 80), (443, 443)))
+    syn = FlowSpecRule("203.0.113.12/32", "discard", protocols=((6, 6),), tcp_flags=("syn",))
+    fragments = FlowSpecRule("203.0.113.13/32", "discard", protocols=((17, 17),), fragments=("is-fragment",))
     diversion = UnicastRoute("203.0.113.128/25", "192.0.2.50")
-    for route in (discard, limit, diversion):
+    for route in (discard, limit, syn, fragments, diversion):
         speaker.announce(route)
-    wait_for(lambda: len(bird.flows(4)) == 2 and "203.0.113.128/25" in bird.unicast(4), timeout=WAIT_LIMIT)
+    wait_for(lambda: len(bird.flows(4)) == 4 and "203.0.113.128/25" in bird.unicast(4), timeout=WAIT_LIMIT)
     plane = DataPlane([EdgeRouter("edge1", router, bird)], [ScrubbingSite("fra", "192.0.2.50")])
     plane.add_stream(stream("amplified", "203.0.113.10", source_port=53, attack=True))
     plane.add_stream(stream("web", "203.0.113.11", protocol=6, destination_port=443))
     plane.add_stream(stream("flood", "203.0.113.200", attack=True))
+    plane.add_stream(stream("syn-flood", "203.0.113.12", protocol=6, tcp_flags=0x02))
+    plane.add_stream(stream("https", "203.0.113.12", protocol=6, tcp_flags=0x10))
+    plane.add_stream(stream("fragments", "203.0.113.13", fragment=True))
     plane.tick(1.0)
-    assert [figures(plane, name)[1] for name in ("amplified", "web", "flood")] == [0, 2_000_000, 0]
+    delivered = {name: figures(plane, name)[1] for name in ("amplified", "web", "flood", "syn-flood", "https",
+                                                            "fragments")}
+    assert delivered == {"amplified": 0, "web": 2_000_000, "flood": 0, "syn-flood": 0, "https": 8_000_000,
+                         "fragments": 0}
     assert plane.state()["centers"]["fra"]["203.0.113.128/25"]["dropped_pps"] == 1000
     # The router names the routes it learned as the driver names the rules it reads counters for.
     counters = router.flow_counters()
     assert counters[(FILTER, junos_term_name(discard))].packets == 1000
     assert counters[(FILTER, junos_term_name(limit))].policed_packets == 750
+    assert counters[(FILTER, junos_term_name(syn))].packets == 1000
+    assert counters[(FILTER, junos_term_name(fragments))].packets == 1000
     speaker.withdraw(discard)
-    wait_for(lambda: len(bird.flows(4)) == 1, timeout=WAIT_LIMIT)
+    wait_for(lambda: len(bird.flows(4)) == 3, timeout=WAIT_LIMIT)
     plane.tick(1.0)
     assert (FILTER, junos_term_name(discard)) not in router.flow_counters()
     assert figures(plane, "amplified") == (8_000_000, 8_000_000)
-    speaker.withdraw(limit)
-    speaker.withdraw(diversion)
+    for route in (limit, syn, fragments, diversion):
+        speaker.withdraw(route)
