@@ -281,7 +281,7 @@ def test_the_run_loop_exports_each_interval_what_was_delivered(router: JunosEmul
     assert wait_for(lambda: collector.totals(expected, since) == expected, timeout=WAIT_LIMIT)
 
 
-SPEAKER, RECEIVER, SPEAKER_AS = "127.0.63.1", "127.0.63.2", 65300
+SPEAKER, RECEIVER, SPEAKER_AS = "127.0.66.1", "127.0.66.2", 65300
 BIRD_PORT = free_port(RECEIVER)
 
 
