@@ -178,7 +178,7 @@ def _deployment_entries(mitigation: Mitigation) -> list[TimelineEntry]:
         "-verified_at", "-id")[:TIMELINE_LIMIT]
     return [
         TimelineEntry(row.verified_at, "deployment", f"{row.action.get_kind_display()} {row.state}",
-                      row.detail or _route_text(row.action.spec), element=row.element)
+                      row.detail or route_text(row.action.spec), element=row.element)
         for row in deployments
     ]
 
@@ -227,11 +227,13 @@ def _ranges(values: Any) -> str:
     return ",".join(parts)
 
 
-def _route_text(spec: dict[str, Any]) -> str:
-    """A rule or route in one line, as an operator reads it (`dst 203.0.113.10/32 proto 17 dport 53 → discard`)."""
+def route_text(spec: dict[str, Any], *, internals: bool = True) -> str:
+    """A rule or route in one line, as an operator reads it (`dst 203.0.113.10/32 proto 17 dport 53 → discard`).
+
+    `internals=False` leaves out what is the provider's (next hops, a redirect's route target), for customers."""
     if spec.get("type") != "flowspec" and "action" not in spec:
         prefix = spec.get("prefix") or spec.get("destination") or "?"
-        hop = f" via {spec['next_hop']}" if spec.get("next_hop") else ""
+        hop = f" via {spec['next_hop']}" if spec.get("next_hop") and internals else ""
         return f"{prefix}{hop}"
     parts = [f"dst {spec.get('destination', '?')}"]
     if spec.get("source"):
@@ -246,15 +248,13 @@ def _route_text(spec: dict[str, Any]) -> str:
     action = str(spec.get("action") or "filter")
     if action == "rate-limit" and spec.get("rate_bps") is not None:
         action += f" {rate_text(spec['rate_bps'])}"
-    elif action == "redirect" and spec.get("redirect_target"):
+    elif action == "redirect" and spec.get("redirect_target") and internals:
         action += f" {spec['redirect_target']}"
     elif action == "mark" and spec.get("dscp") is not None:
         action += f" dscp {spec['dscp']}"
     return " ".join(parts) + f" → {action}"
 
 
-def rule_text(action: Action) -> str:
-    return _route_text(action.spec)
 
 
 @dataclass(frozen=True)
@@ -345,6 +345,7 @@ class ElementCounters:
 class RuleCounterSummary:
     action_id: int
     rule: str
+    spec: dict[str, Any]
     status: str
     elements: list[ElementCounters]
     last_hit_at: datetime.datetime | None
@@ -396,7 +397,7 @@ def rule_counters_of(mitigation: Mitigation) -> list[RuleCounterSummary]:
         elements = [_element_counters(element, samples)
                     for (action_id, element), samples in sorted(series.items()) if action_id == action.pk]
         hits = [e.last_hit_at for e in elements if e.last_hit_at is not None]
-        result.append(RuleCounterSummary(action.pk, rule_text(action), action.status, elements,
+        result.append(RuleCounterSummary(action.pk, route_text(action.spec), action.spec, action.status, elements,
                                          max(hits, default=None)))
     return result
 
@@ -654,7 +655,7 @@ def _never_matched(older_than: datetime.timedelta, now: datetime.datetime, limit
     )
     return [
         NeverMatchedRule(row.pk, row.mitigation_id, row.mitigation.tenant.slug, str(row.mitigation.attack.target),
-                         rule_text(row), row.created_at, row.samples, row.elements,
+                         route_text(row.spec), row.created_at, row.samples, row.elements,
                          row.last_read)
         for row in rows
     ]

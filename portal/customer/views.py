@@ -154,7 +154,7 @@ class CustomerRule:
 
 def customer_rules(mitigation: Mitigation) -> list[CustomerRule]:
     return [
-        CustomerRule(rule.rule, rule.status, len(rule.elements), rule.packets, rule.dropped_packets,
+        CustomerRule(story.route_text(rule.spec, internals=False), rule.status, len(rule.elements), rule.packets, rule.dropped_packets,
                      story.rates_text(rule.matched_bps, rule.matched_pps) or "—",
                      story.rates_text(rule.dropped_bps, rule.dropped_pps) or "—",
                      rule.last_hit_at)

@@ -267,3 +267,14 @@ class TestRuleHitStats:
         sample(action, 60, 0, 0)
         Mitigation.objects.filter(pk=mitigation.pk).update(state="ended")
         assert story.rule_hit_stats().never_matched == []
+
+
+def test_a_rule_reads_in_one_line_and_without_the_providers_internals_for_customers() -> None:
+    spec = {"type": "flowspec", "destination": "203.0.113.10/32", "action": "redirect", "redirect_target": "65010:666",
+            "protocols": [[6, 6]], "destination_ports": [[80, 80], [8000, 8080]], "tcp_flags": ["syn"]}
+    assert story.route_text(spec) == "dst 203.0.113.10/32 proto 6 dport 80,8000-8080 tcp-flags syn → redirect 65010:666"
+    assert story.route_text(spec, internals=False).endswith("→ redirect")
+    assert story.route_text({**spec, "action": "rate-limit", "rate_bps": 10_000_000}).endswith("→ rate-limit 10.0 Mbps")
+    diversion = {"type": "unicast", "prefix": "203.0.113.0/24", "next_hop": "192.0.2.10"}
+    assert story.route_text(diversion) == "203.0.113.0/24 via 192.0.2.10"
+    assert story.route_text(diversion, internals=False) == "203.0.113.0/24"
