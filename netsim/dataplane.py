@@ -416,27 +416,10 @@ class DataPlane:
                                    policed_packets=policed, policed_octets=policed * stream.packet_size)
 
     def _forward(self, stream: Stream, router: EdgeRouter, view: RouterView, seconds: float) -> None:
+        """One stream through its ingress router's FlowSpec filter, then diversion, then a center."""
         meters = self.stream_meters[stream.name]
         meters.offered.add(stream.bps, stream.pps, seconds)
-        passed = float(stream.bps)
-        center: ScrubbingSite | None = None
-        prefix = ""
-        route = next((r for r in view.routes if route_matches(r, stream)), None)
-        if route is not None:
-            if route.action == "discard":
-                self._count(router, route, stream, passed, 0.0, seconds)
-                meters.discarded.add(passed, passed / (8 * stream.packet_size), seconds)
-                passed = 0.0
-            elif route.action == "rate-limit":
-                allowed = min(passed, float(route.rate_bps or 0))
-                self._count(router, route, stream, allowed, passed - allowed, seconds)
-                meters.policed.add(passed - allowed, (passed - allowed) / (8 * stream.packet_size), seconds)
-                passed = allowed
-            else:
-                self._count(router, route, stream, passed, 0.0, seconds)
-            if route.action == "redirect":
-                center = next((c for c in self.centers.values() if c.redirect_target == route.redirect_target), None)
-                prefix = str(route.destination)
+        passed, center, prefix = self._filter(stream, router, view, seconds)
         destination = ipaddress.ip_address(stream.destination)
         if passed and center is None:
             diverted = next(((n, c) for n, c in view.diversions if destination in n), None)
@@ -450,6 +433,27 @@ class DataPlane:
             if stream.attack:
                 passed = 0.0
         meters.delivered.add(passed, passed / (8 * stream.packet_size), seconds)
+
+    def _filter(self, stream: Stream, router: EdgeRouter, view: RouterView,
+                seconds: float) -> tuple[float, ScrubbingSite | None, str]:
+        """The first matching FlowSpec route's action: the bits/s it lets through, and the center (with the
+        route's destination as the diverted prefix) a redirect sends them to."""
+        passed = float(stream.bps)
+        route = next((r for r in view.routes if route_matches(r, stream)), None)
+        if route is None:
+            return passed, None, ""
+        meters = self.stream_meters[stream.name]
+        if route.action == "discard":  # the term's counter counts all it dropped
+            self._count(router, route, stream, passed, 0.0, seconds)
+            meters.discarded.add(passed, stream.pps, seconds)
+            return 0.0, None, ""
+        dropped = max(0.0, passed - float(route.rate_bps or 0)) if route.action == "rate-limit" else 0.0
+        self._count(router, route, stream, passed - dropped, dropped, seconds)
+        meters.policed.add(dropped, dropped / (8 * stream.packet_size), seconds)
+        if route.action == "redirect":
+            center = next((c for c in self.centers.values() if c.redirect_target == route.redirect_target), None)
+            return passed, center, str(route.destination)
+        return passed - dropped, None, ""
 
     def state(self) -> dict[str, Any]:
         """Streams with their offered and delivered rates; centers with per-prefix figures (see module doc)."""
