@@ -42,11 +42,12 @@ def _signal_entries(mitigation: Mitigation) -> list[TimelineEntry]:
     if first is None:
         return []
     peak = signals.order_by("-bps", "received_at").first()
+    # Each detector's phase changes, the latest SIGNAL_CHANGES_LIMIT of them (a pulse wave starts and ends often).
+    order = [F("received_at"), F("id")]
     changes = list(
-        signals.annotate(previous=Window(Lag("phase"), partition_by=[F("detector")], order_by=[F("received_at"),
-                                                                                                F("id")]))
+        signals.annotate(previous=Window(Lag("phase"), partition_by=[F("detector")], order_by=order))
         .filter(~Q(previous=F("phase")) | Q(previous__isnull=True))
-        .order_by("received_at", "id")[:SIGNAL_CHANGES_LIMIT]
+        .order_by("-received_at", "-id")[:SIGNAL_CHANGES_LIMIT]
     )
     chosen: dict[int, tuple[SignalRecord, str]] = {first.pk: (first, "first signal")}
     for signal in changes:

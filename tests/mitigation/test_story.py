@@ -100,6 +100,18 @@ class TestTimeline:
         assert any(e.title == "applying → active" for e in entries)
         assert story.timeline(mitigation, limit=3) == entries[-3:]
 
+    def test_a_pulse_wave_shows_its_latest_phase_changes_not_all(self, world: World) -> None:
+        mitigation = active_mitigation(world.acme)
+        for pulse in range(120):
+            signal = SignalRecord.objects.create(attack=mitigation.attack, phase="start" if pulse % 2 == 0 else "end",
+                                                 detector="collector", vectors=[], bps=10_000 + pulse, pps=1,
+                                                 actor="tests")
+            SignalRecord.objects.filter(pk=signal.pk).update(received_at=at(pulse))
+        signals = [e for e in story.timeline(mitigation) if e.kind == "signal"]
+        assert len(signals) == 1 + story.history.SIGNAL_CHANGES_LIMIT
+        assert signals[0].at == at(0) and signals[-1].at == at(119), "the first, then the latest changes"
+        assert signals[-1].title == "peak"
+
     def test_withdrawal_and_end_are_their_own_kinds(self, world: World) -> None:
         mitigation = active_mitigation(world.acme)
         for action, states in (("mitigation.withdraw", ["active", "withdrawing"]),
