@@ -29,7 +29,7 @@ from tests.support.lab import refresh_telemetry, running_lab
 from tests.support.world import World
 
 GBPS = 1_000_000_000
-THRESHOLDS = {"detection_threshold_bps": 100_000_000, "detection_threshold_pps": 20_000}
+THRESHOLD_BPS, THRESHOLD_PPS = 100_000_000, 20_000
 FAST = override_settings(SLUICE_VERDICT_SETTLE_SECONDS=2, SLUICE_ESCALATE_CONFIRM_SECONDS=2,
                          SLUICE_COUNTER_POLL_SECONDS=1)
 
@@ -44,9 +44,11 @@ def loop(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_block
         with running_lab(base, bird_address="127.0.32.1", speaker_address="127.0.32.254") as lab:
             actor = Actor("system", "tests")
             update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
-                                   hold_down_minutes=0, **THRESHOLDS), acting_user=actor)
+                                   hold_down_minutes=0, detection_threshold_bps=THRESHOLD_BPS,
+                                   detection_threshold_pps=THRESHOLD_PPS), acting_user=actor)
             update_service_profile(world.globex, ProfileInput(latency_threshold_ms=40, application_profile="gaming",
-                                   hold_down_minutes=0, **THRESHOLDS), acting_user=actor)
+                                   hold_down_minutes=0, detection_threshold_bps=THRESHOLD_BPS,
+                                   detection_threshold_pps=THRESHOLD_PPS), acting_user=actor)
             with closed_loop_lab(lab) as running:
                 yield running
 
