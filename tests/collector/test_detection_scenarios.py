@@ -122,3 +122,33 @@ def test_ipv6_prefixes_are_judged_as_well(name: str) -> None:
     score = Score()
     judge(labelled, sluice_alarms(replay_sluice(labelled, THRESHOLD_PPS)), score, THRESHOLD_PPS)
     assert score.notes == [], score.notes
+
+
+def test_two_reflection_attacks_on_one_prefix_are_not_given_each_others_amplifiers() -> None:
+    """Sources are counted per prefix: with two hosts under attack, the heavier one's amplifiers used to be named as
+    the other's too, and a FlowSpec rule matching them there stopped nothing (bench/closed_loop.py's find)."""
+    from netsim.flowgen.stream import generate
+
+    prefix = MonitoredPrefix.from_thresholds("203.0.113.0/24", "acme", host_bps=None, host_pps=2_000, hold_seconds=3)
+    harness = Harness([prefix])
+    dns = Scenario("dns_amplification", target="203.0.113.10", sources=4, seed=3, attack_start=1, attack_end=4)
+    ntp = Scenario("ntp_amplification", target="203.0.113.20", sources=4, seed=4, attack_start=1, attack_end=4)
+    streams = [generate(dns, "ipfix", 5_000, 5, sampling=10, tick=0.05),
+               generate(ntp, "ipfix", 10_000, 5, sampling=10, tick=0.05)]
+    start = harness.clock.now
+    for (t, first, _), (_, second, _) in zip(*streams, strict=True):
+        harness.clock.now = start + t
+        harness.collector.ingest_packets(first + second, now=harness.clock.now)
+        harness.collector.tick(harness.clock.now)
+    harness.idle(6)
+    starts = {s.target: s for s in harness.signals if s.phase is SignalPhase.START}
+    assert set(starts) >= {"203.0.113.10/32", "203.0.113.20/32"}
+    for target in ("203.0.113.10/32", "203.0.113.20/32"):
+        signal = starts[target]
+        assert signal.details.get("sources") == "shared with other targets", signal.details
+        assert not any("/" in source for source in signal.top_sources), "no source-matched rule can follow"
+    # Alone, the same reflection still names its amplifiers.
+    alone = Harness([prefix])
+    alone.play(dns, "ipfix", rate=5_000, duration=5)
+    first = next(s for s in alone.signals if s.phase is SignalPhase.START)
+    assert first.details["sources"] == "few" and len(first.top_sources) == 4
