@@ -130,7 +130,7 @@ def _hold_on(mitigation: Mitigation, evidence: str, now: datetime.datetime) -> N
     hold = datetime.timedelta(minutes=policy.hold_down_minutes if policy else 10)
     mitigation.hold_down_until = now + hold
     mitigation.save(update_fields=["hold_down_until", "updated_at"])
-    why = f"not withdrawn: {evidence}, so the attack is still there behind the filter"
+    why = f"not withdrawn: {evidence}"
     record_audit(verdicts.CLOSED_LOOP, "mitigation.hold_extended", tenant_slug=mitigation.tenant.slug,
                  obj=mitigation, reason=why, diff={"hold_down_until": mitigation.hold_down_until.isoformat()})
     publish("mitigation.hold_extended", {**mitigation_event(mitigation), "why": why,

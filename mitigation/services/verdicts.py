@@ -409,14 +409,22 @@ def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None
     if not mitigations:
         return {}
     share = _seconds("SLUICE_HOLDING_SHARE", 0.5)
+    # Evidence takes a settle time to gather: a discard that hid the attack from the detectors within seconds of
+    # going in has no counter readings yet, and withdrawing it then invites the attack straight back.
+    young = datetime.timedelta(seconds=_seconds("SLUICE_VERDICT_SETTLE_SECONDS", 10.0) + 2 * poll_interval())
+    activated = {m.pk: m.activated_at for m in mitigations}
     held = {}
     for mitigation_id, found in gather(mitigations, now=now).items():
+        since = activated.get(mitigation_id)
+        if not (found.counters_read or found.center_reported) and since is not None and now - since < young:
+            held[mitigation_id] = "its counters have not been read since it went in, and the end waits for them"
+            continue
         dropped = found.dropped_bps + found.scrubbed_bps
         if found.threshold_bps and dropped >= share * found.threshold_bps:
             sources = [f"its FlowSpec rules drop {_rate(found.dropped_bps)}"] if found.dropped_bps else []
             if found.scrubbed_bps:
                 sources.append(f"its scrubbing center drops {_rate(found.scrubbed_bps)}")
-            held[mitigation_id] = " and ".join(sources)
+            held[mitigation_id] = f"{' and '.join(sources)}, so the attack is still there behind the filter"
     return held
 
 

@@ -206,3 +206,21 @@ def test_a_returning_attack_starts_from_the_level_that_proved_effective(world: W
     other = Mitigation.objects.create(attack=Attack.objects.create(tenant=world.acme, target="203.0.113.99/32"),
                                       tenant=world.acme)
     assert verdicts.start_from_last_effective(other) == "" and not other.override_level
+
+
+@pytest.mark.django_db
+def test_a_fresh_mitigation_is_not_withdrawn_before_its_counters_were_read(world: World) -> None:
+    """A discard can hide the attack from the detectors within seconds: the end waits for the counters, and is
+    judged by them, or by the detectors alone once the settle time passed without any."""
+    _threshold(world, GBPS)
+    young = _mitigation(world, "203.0.113.15/32", ended=True, age_s=3)
+    old = _mitigation(world, "203.0.113.16/32", ended=True, age_s=60)
+    for mitigation in (young, old):
+        _rule(mitigation)
+    Mitigation.objects.update(hold_down_until=timezone.now() - datetime.timedelta(seconds=1))
+    lifecycle_tick()
+    young.refresh_from_db()
+    old.refresh_from_db()
+    assert young.state == S.ACTIVE and old.state == S.WITHDRAWING
+    audit = AuditEvent.objects.get(action="mitigation.hold_extended", object_id=str(young.pk))
+    assert "counters have not been read" in audit.reason
