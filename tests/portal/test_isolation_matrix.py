@@ -46,10 +46,12 @@ PAGE_PROBES = (
     Probe("page reject", "post", "/mitigations/{id}/reject/", "mitigation"),
     Probe("page withdraw", "post", "/mitigations/{id}/withdraw/", "mitigation"),
     Probe("page report pdf", "get", "/mitigations/{id}/report.pdf", "mitigation"),
+    Probe("page live part", "get", "/mitigations/{id}/?part=live", "mitigation"),
 )
 API_READ_PROBES = (
     Probe("api attack", "get", "/api/v1/attacks/{id}/", "attack"),
     Probe("api mitigation", "get", "/api/v1/mitigations/{id}/", "mitigation"),
+    Probe("api center reports", "get", "/api/v1/mitigations/{id}/center-reports/", "mitigation"),
     Probe("api action", "get", "/api/v1/actions/{id}/", "action"),
     Probe("api decision", "get", "/api/v1/decisions/{id}/", "decision"),
 )
