@@ -155,6 +155,10 @@ class Evidence:
     center_reported: bool = False
     collector_ended: bool = False
     per_rule: dict[int, int] = field(default_factory=dict)
+    # Whether evidence is to be expected at all: FlowSpec rules on the edge routers (counters), a diversion to a
+    # center that sends per-prefix reports.
+    expects_counters: bool = False
+    expects_center: bool = False
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -219,10 +223,15 @@ def _threshold(mitigation: Mitigation, policies: dict[int, TenantPolicy]) -> int
 def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int, Evidence]:
     """The evidence about each mitigation, in a handful of queries."""
     actions: dict[int, list[int]] = defaultdict(list)
-    for action_id, mitigation_id in Action.objects.filter(
+    on_edge: set[int] = set()
+    for action_id, mitigation_id, targets in Action.objects.filter(
             mitigation__in=mitigations, kind=ActionKindChoices.FLOWSPEC,
-            status=ActionStatusChoices.DESIRED).values_list("id", "mitigation_id"):
+            status=ActionStatusChoices.DESIRED).values_list("id", "mitigation_id", "targets"):
         actions[mitigation_id].append(action_id)
+        if "edge" in targets:
+            on_edge.add(mitigation_id)
+    reporting = set(CenterPrefixSample.objects.filter(at__gte=now - datetime.timedelta(minutes=10))
+                    .values_list("center_id", flat=True).distinct())
     rates = _counter_rates([a for ids in actions.values() for a in ids], now)
     centers = _center_figures([m.pk for m in mitigations], now)
     policies = {p.tenant_id: p for p in TenantPolicy.objects.filter(tenant_id__in={m.tenant_id for m in mitigations})}
@@ -231,7 +240,9 @@ def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int
         attack = mitigation.attack
         ended = attack.end_signalled_at is not None or mitigation.hold_down_until is not None
         found = Evidence(attack_bps=0 if ended else int(attack.bps), threshold_bps=_threshold(mitigation, policies),
-                         collector_ended=ended)
+                         collector_ended=ended, expects_counters=mitigation.pk in on_edge,
+                         expects_center=mitigation.level == MitigationLevelChoices.DIVERSION
+                         and mitigation.center_id in reporting)
         for action_id in actions.get(mitigation.pk, []):
             if action_id in rates:
                 matched, dropped = rates[action_id]
@@ -416,8 +427,10 @@ def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None
     held = {}
     for mitigation_id, found in gather(mitigations, now=now).items():
         since = activated.get(mitigation_id)
-        if not (found.counters_read or found.center_reported) and since is not None and now - since < young:
-            held[mitigation_id] = "its counters have not been read since it went in, and the end waits for them"
+        waiting = (found.expects_counters and not found.counters_read) or (
+            found.expects_center and not found.center_reported)
+        if waiting and since is not None and now - since < young:
+            held[mitigation_id] = "its counters or center reports have not been read since it went in, and the end waits for them"
             continue
         dropped = found.dropped_bps + found.scrubbed_bps
         if found.threshold_bps and dropped >= share * found.threshold_bps:

@@ -223,4 +223,10 @@ def test_a_fresh_mitigation_is_not_withdrawn_before_its_counters_were_read(world
     old.refresh_from_db()
     assert young.state == S.ACTIVE and old.state == S.WITHDRAWING
     audit = AuditEvent.objects.get(action="mitigation.hold_extended", object_id=str(young.pk))
-    assert "counters have not been read" in audit.reason
+    assert "counters or center reports have not been read" in audit.reason
+    # A mitigation nothing will report on (a diversion to a center that sends no per-prefix reports) is not held.
+    quiet = _mitigation(world, "203.0.113.17/32", level=L.DIVERSION, ended=True, age_s=3)
+    Mitigation.objects.filter(pk=quiet.pk).update(hold_down_until=timezone.now() - datetime.timedelta(seconds=1))
+    lifecycle_tick()
+    quiet.refresh_from_db()
+    assert quiet.state == S.WITHDRAWING
