@@ -78,7 +78,24 @@ def until(loop: ClosedLoopLab, predicate: Any, what: str, timeout: float = 60) -
         cycle(loop)
         return predicate()
 
-    return wait_for(step, timeout=timeout, what=what, interval=0.3)
+    try:
+        return wait_for(step, timeout=timeout, what=what, interval=0.3)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{story()}") from error
+
+
+def story() -> str:
+    """What the mitigations went through, for a failure's message."""
+    lines = []
+    for mitigation in Mitigation.objects.order_by("pk"):
+        lines.append(f"mitigation {mitigation.pk} {mitigation.attack.target} {mitigation.state} {mitigation.level} "
+                     f"override={mitigation.override_level} vectors={mitigation.attack.vectors}")
+        lines += [f"  audit {a.action}: {a.reason}" for a in AuditEvent.objects.filter(
+            object_id=str(mitigation.pk)).order_by("pk")]
+        lines += [f"  action {a.status} {a.kind} {a.spec.get('source_ports')} {a.spec.get('source')}"
+                  for a in mitigation.actions.all()]
+        lines += [f"  verdict {v.outcome}: {v.summary}" for v in mitigation.verdicts.all()]
+    return "\n".join(lines)
 
 
 def mitigation_of(target: str) -> Mitigation | None:
@@ -122,6 +139,9 @@ def test_a_discard_is_judged_effective_from_counters_and_held_while_they_rise(
 
 
 @FAST
+# Refinement comes from the detectors naming the new vector; escalation waits longer here so that a slow machine
+# cannot make the refined rule race a diversion (both would mitigate; this test is about the first).
+@override_settings(SLUICE_ESCALATE_CONFIRM_SECONDS=30)
 def test_an_attack_that_changes_its_source_port_is_judged_partial_and_the_rule_refined(
     loop: ClosedLoopLab, django_db_blocker: Any
 ) -> None:
