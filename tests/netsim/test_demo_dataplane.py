@@ -30,6 +30,7 @@ from netsim.dataplane import DataPlane, EdgeRouter, Stream
 from netsim.demo import DEMO_PREFIXES, background_streams, dataplane_for, emulators_for, receivers_for
 from netsim.junos import JunosEmulator
 from netsim.polling import wait_for
+from portal.management.commands.demo_scrubbers import Command as DemoScrubbers
 from portal.management.commands.demo_scrubbers import diverted_prefixes, scrubber_report, send_report
 from tenants.services import ProfileInput
 from tests.mitigation.test_center_reports import diverted
@@ -221,6 +222,22 @@ def test_a_prefix_sluice_no_longer_diverts_there_is_left_out_and_the_rest_is_rec
     assert (str(sample.prefix), sample.dropped_bps) == ("203.0.113.0/24", 38_300_000_000)
     fra.refresh_from_db()
     assert fra.load_gbps == pytest.approx(report.load_gbps)
+
+
+@pytest.mark.django_db
+def test_each_round_every_center_reports_and_only_the_diverted_prefix_of_the_data_plane_s_state(world: World) -> None:
+    fra = ScrubbingCenter.objects.create(slug="fra", name="Frankfurt", capacity_gbps=800, capacity_mpps=600,
+                                         diversion_next_hop_v4="192.0.2.10")
+    ams = ScrubbingCenter.objects.create(slug="ams", name="Amsterdam", capacity_gbps=400, capacity_mpps=300)
+    mitigation = diverted(world.acme, fra)
+    state = {"ok": True, "streams": [], "centers": {"fra": {"203.0.113.0/24": RATES, "198.51.100.0/25": STALE},
+                                                    "ams": {}}}
+    DemoScrubbers()._report_all(state)
+    DemoScrubbers()._report_all(None)  # the data plane gone: baseline loads, no figures
+    assert CenterPrefixSample.objects.filter(mitigation=mitigation).count() == 1
+    fra.refresh_from_db()
+    ams.refresh_from_db()
+    assert (fra.load_gbps, ams.load_gbps) == (120.0, 60.0)
 
 
 # --- simulate_attack: the signal alone ---------------------------------------------------------------------------

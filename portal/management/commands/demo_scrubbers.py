@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, close_old_connections
+from django.db import close_old_connections
 
 from core.actors import Actor
 from core.errors import ValidationProblem
@@ -141,13 +141,13 @@ class Command(BaseCommand):
                 logger.info("reporting what the data plane at %s:%s diverts to each center", *address)
             reachable = state is not None
             try:
+                close_old_connections()
                 self._report_all(state)
-            except DatabaseError:
+            except Exception:  # a database gone for a moment must not end the reports
                 logger.exception("center reports failed; trying again in %s s", options["interval"])
             stop.wait(options["interval"])
 
     def _report_all(self, state: dict[str, Any] | None) -> None:
-        close_old_connections()
         diverted = diverted_prefixes()
         centers = (state or {}).get("centers") or {}
         for center in ScrubbingCenter.objects.order_by("slug"):
