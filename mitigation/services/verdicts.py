@@ -49,9 +49,11 @@ from mitigation.models import Action, CenterPrefixSample, Mitigation, RuleCounte
 from mitigation.routes import route_from_spec, without_neighbors
 from mitigation.services import states
 from mitigation.services.states import mitigation_event
+from mitigation.story.counters import Sample, counter_rates
 from tenants.models import TenantPolicy, VerifiedPrefix
 
 logger = logging.getLogger(__name__)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 CLOSED_LOOP = Actor("engine", "engine (closed loop)")
 CARRIED = (MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE)
@@ -119,11 +121,8 @@ def read_rule_counters(*, now: datetime.datetime | None = None) -> dict[str, str
             name = futures[future]
             try:
                 shown = future.result()
-            except DriverError as error:
+            except DriverError as error:  # unreachable, or no counters on this platform (UnsupportedError)
                 failed[name] = str(error)
-                continue
-            except NotImplementedError as error:
-                failed[name] = str(error) or "no counters on this platform"
                 continue
             for rule_name, (packets, octets, dropped_packets, dropped_bytes) in shown.items():
                 action = rules[rule_name][0] if rule_name in rules else None
@@ -172,27 +171,22 @@ class Evidence:
 
 def _counter_rates(action_ids: Iterable[int], now: datetime.datetime) -> dict[int, tuple[int, int]]:
     """Per action: (matched, dropped) bits per second, summed over the routers, from each router's last two samples
-    in the window. A router whose cumulative figures went down reinstalled the rule: that pair is skipped."""
+    in the window (`story.counters.counter_rates`: none across a reinstall, where a cumulative figure went down)."""
     since = now - datetime.timedelta(seconds=poll_interval() * 3 + 1)
-    samples = (RuleCounterSample.objects.filter(action_id__in=list(action_ids), at__gte=since, at__lte=now)
-               .order_by("action_id", "element", "at").values_list("action_id", "element", "at", "bytes",
-                                                                   "dropped_bytes"))
-    last_two: dict[tuple[int, str], list[tuple[datetime.datetime, int, int]]] = defaultdict(list)
-    for action_id, element, at, octets, dropped in samples:
+    rows = (RuleCounterSample.objects.filter(action_id__in=list(action_ids), at__gte=since, at__lte=now)
+            .order_by("action_id", "element", "at")
+            .values_list("action_id", "element", "at", "packets", "bytes", "dropped_packets", "dropped_bytes"))
+    last_two: dict[tuple[int, str], list[Sample]] = defaultdict(list)
+    for action_id, element, at, packets, octets, dropped_packets, dropped_bytes in rows:
         pair = last_two[(action_id, element)]
-        pair.append((at, octets, dropped))
+        pair.append(Sample(at, packets, octets, dropped_packets, dropped_bytes))
         del pair[:-2]
-    rates: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    rates: dict[int, tuple[int, int]] = {}
     for (action_id, _), pair in last_two.items():
-        if len(pair) < 2:
-            continue
-        (t0, b0, d0), (t1, b1, d1) = pair
-        seconds = (t1 - t0).total_seconds()
-        if seconds <= 0 or b1 < b0 or d1 < d0:
-            continue
-        matched, dropped = rates[action_id]
-        rates[action_id] = (matched + round((b1 - b0) * 8 / seconds), dropped + round((d1 - d0) * 8 / seconds))
-    return dict(rates)
+        for rate in counter_rates(pair):
+            matched, dropped = rates.get(action_id, (0, 0))
+            rates[action_id] = (matched + round(rate.matched_bps), dropped + round(rate.dropped_bps))
+    return rates
 
 
 def _center_figures(mitigation_ids: Iterable[int], now: datetime.datetime) -> dict[int, tuple[int, int]]:
@@ -210,14 +204,24 @@ def _center_figures(mitigation_ids: Iterable[int], now: datetime.datetime) -> di
     return dict(figures)
 
 
-def _threshold(mitigation: Mitigation, policies: dict[int, TenantPolicy]) -> int:
-    """The per-host detection threshold of the target: its verified prefix's own, else the tenant's."""
-    target = ipaddress.ip_network(str(mitigation.attack.target))
-    for prefix in VerifiedPrefix.objects.filter(tenant_id=mitigation.tenant_id, threshold_bps__isnull=False):
-        if target.subnet_of(ipaddress.ip_network(str(prefix.prefix))):  # type: ignore[arg-type]
-            return int(prefix.threshold_bps or 0)
-    policy = policies.get(mitigation.tenant_id)
-    return int(policy.detection_threshold_bps) if policy else int(settings.SLUICE_THRESHOLD_MIN_BPS)
+def _thresholds(mitigations: list[Mitigation]) -> dict[int, int]:
+    """Per mitigation, the per-host detection threshold of its target: its verified prefix's own, else the
+    tenant's (one query for each, whatever the number of mitigations)."""
+    tenants = {m.tenant_id for m in mitigations}
+    policies = dict(TenantPolicy.objects.filter(tenant_id__in=tenants).values_list("tenant_id",
+                                                                                   "detection_threshold_bps"))
+    own: dict[int, list[tuple[Network, int]]] = defaultdict(list)
+    for tenant_id, prefix, bps in VerifiedPrefix.objects.filter(
+            tenant_id__in=tenants, threshold_bps__isnull=False).values_list("tenant_id", "prefix", "threshold_bps"):
+        own[tenant_id].append((ipaddress.ip_network(str(prefix)), int(bps or 0)))
+    found = {}
+    for mitigation in mitigations:
+        target = ipaddress.ip_network(str(mitigation.attack.target))
+        found[mitigation.pk] = next(
+            (bps for prefix, bps in own[mitigation.tenant_id]
+             if prefix.version == target.version and target.subnet_of(prefix)),  # type: ignore[arg-type]
+            int(policies.get(mitigation.tenant_id, settings.SLUICE_THRESHOLD_MIN_BPS)))
+    return found
 
 
 def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int, Evidence]:
@@ -234,12 +238,12 @@ def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int
                     .values_list("center_id", flat=True).distinct())
     rates = _counter_rates([a for ids in actions.values() for a in ids], now)
     centers = _center_figures([m.pk for m in mitigations], now)
-    policies = {p.tenant_id: p for p in TenantPolicy.objects.filter(tenant_id__in={m.tenant_id for m in mitigations})}
+    thresholds = _thresholds(mitigations)
     evidence = {}
     for mitigation in mitigations:
         attack = mitigation.attack
         ended = attack.end_signalled_at is not None or mitigation.hold_down_until is not None
-        found = Evidence(attack_bps=0 if ended else int(attack.bps), threshold_bps=_threshold(mitigation, policies),
+        found = Evidence(attack_bps=0 if ended else int(attack.bps), threshold_bps=thresholds[mitigation.pk],
                          collector_ended=ended, expects_counters=mitigation.pk in on_edge,
                          expects_center=mitigation.level == MitigationLevelChoices.DIVERSION
                          and mitigation.center_id in reporting)
