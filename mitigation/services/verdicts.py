@@ -33,7 +33,7 @@ from django.utils import timezone
 from core.actors import Actor
 from core.audit import record_audit
 from core.events import publish
-from devices.drivers.base import DriverError, FlowSpecRule
+from devices.drivers.base import DriverError, FlowSpecRule, RuleCounters
 from devices.health import due
 from devices.models import Router
 from devices.services import driver_for
@@ -91,19 +91,20 @@ def _edge_rules() -> dict[str, tuple[Action, FlowSpecRule]]:
     return rules
 
 
-def _read(router: Router, rules: list[FlowSpecRule]) -> dict[str, tuple[int, int, int, int]]:
+def _read(router: Router, rules: list[FlowSpecRule]) -> tuple[datetime.datetime, dict[str, RuleCounters]]:
+    """The router's counters, with the moment it gave them: rates divide by the time between two answers."""
     try:
         with driver_for(router, timeout=max(2, int(poll_interval() * 2))) as driver:
             counters = driver.flowspec_counters(rules)
-        return {name: (c.packets, c.bytes, c.dropped_packets, c.dropped_bytes) for name, c in counters.items()}
+            return timezone.now(), counters
     finally:
         db_connection.close()  # a pool thread gives back the connection host-key checks may have taken
 
 
-def read_rule_counters(*, now: datetime.datetime | None = None) -> dict[str, str]:
+def read_rule_counters() -> dict[str, str]:
     """Read every carried FlowSpec rule's counters on every edge router that may be read; store one sample per
-    rule shown. Returns the routers that could not be read, with why (their series get a gap)."""
-    now = now or timezone.now()
+    rule shown, at the moment the router answered. Returns the routers that could not be read, with why (their
+    series get a gap)."""
     rules = _edge_rules()
     if not rules:
         return {}
@@ -120,16 +121,16 @@ def read_rule_counters(*, now: datetime.datetime | None = None) -> dict[str, str
         for future in done:
             name = futures[future]
             try:
-                shown = future.result()
+                answered, shown = future.result()
             except DriverError as error:  # unreachable, or no counters on this platform (UnsupportedError)
                 failed[name] = str(error)
                 continue
-            for rule_name, (packets, octets, dropped_packets, dropped_bytes) in shown.items():
-                action = rules[rule_name][0] if rule_name in rules else None
-                if action is not None:
+            for rule_name, counters in shown.items():
+                if rule_name in rules:
                     samples.append(RuleCounterSample(
-                        action=action, element=name, at=now, packets=packets, bytes=octets,
-                        dropped_packets=dropped_packets, dropped_bytes=dropped_bytes))
+                        action=rules[rule_name][0], element=name, at=answered, packets=counters.packets,
+                        bytes=counters.bytes, dropped_packets=counters.dropped_packets,
+                        dropped_bytes=counters.dropped_bytes))
     RuleCounterSample.objects.bulk_create(samples)
     for name, why in failed.items():
         logger.info("FlowSpec counters of %s not read: %s", name, why)
@@ -469,7 +470,6 @@ def start_from_last_effective(mitigation: Mitigation) -> str:
 
 def closed_loop_tick(*, now: datetime.datetime | None = None) -> dict[str, object]:
     """Read the counters, then judge: the periodic job (every SLUICE_COUNTER_POLL_SECONDS)."""
-    now = now or timezone.now()
-    unread = read_rule_counters(now=now)
-    judged = judge_mitigations(now=now)
+    unread = read_rule_counters()
+    judged = judge_mitigations(now=now or timezone.now())  # after the readings, which carry their own times
     return {"unread": sorted(unread), **judged}

@@ -9,6 +9,7 @@ Each test steps the control plane as the reconcile loop and the closed-loop job 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,8 @@ from django.test import override_settings
 
 from core.actors import Actor
 from core.models import AuditEvent
-from mitigation.models import Mitigation, Verdict
+from devices.models import Router
+from mitigation.models import Mitigation, RuleCounterSample, Verdict
 from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import converge_network
 from mitigation.services.planning import plan_attacks
@@ -26,6 +28,7 @@ from netsim.polling import wait_for
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.closed_loop import ClosedLoopLab, closed_loop_lab
 from tests.support.lab import refresh_telemetry, running_lab
+from tests.support.processes import free_port
 from tests.support.world import World
 
 GBPS = 1_000_000_000
@@ -195,4 +198,47 @@ def test_an_attack_edge_filtering_cannot_hold_is_escalated_to_diversion_and_the_
         assert Mitigation.objects.get(pk=mitigation.pk).level == "diversion"
         loop.plane.remove_stream("quic-flood")
         loop.plane.remove_stream("shoppers")
+        until(loop, lambda: Mitigation.objects.get(pk=mitigation.pk).state == "ended", "withdrawn")
+
+
+def flow_updates(loop: ClosedLoopLab) -> tuple[int, int]:
+    """BIRD's count of FlowSpec UPDATEs received from the speaker: (announcements, withdrawals)."""
+    bird = loop.plane.routers["lab-edge-1"].bird
+    assert bird is not None
+    text = bird.cli(f"show protocols all {bird.protocol_name(bird.peers[0])}")
+    channel = text.split("Channel flow4", 1)[1].split("Channel ", 1)[0]
+    updates = re.search(r"Import updates:\s+(\d+)", channel)
+    withdraws = re.search(r"Import withdraws:\s+(\d+)", channel)
+    assert updates and withdraws, channel
+    return int(updates.group(1)), int(withdraws.group(1))
+
+
+@FAST
+def test_a_router_that_cannot_be_read_leaves_a_gap_and_moves_nothing(
+    loop: ClosedLoopLab, django_db_blocker: Any
+) -> None:
+    """A second edge router whose management address refuses connections: its counters are a gap, the healthy
+    router's counters still judge the mitigation, and BIRD sees the rule announced once, never withdrawn, for as
+    long as the fault lasts."""
+    target = "203.0.113.40"
+    with django_db_blocker.unblock():
+        broken = Router.objects.create(name="lab-edge-dead", vendor="juniper", platform="junos", role="edge",
+                                       mgmt_host="127.0.0.1", mgmt_port=free_port(), username="sluice",
+                                       password="lab-secret")
+        try:
+            before = flow_updates(loop)
+            loop.add("dns-amp-4", target, bps=GBPS, source_port=53)
+            mitigation = until(loop, lambda: (m := mitigation_of(f"{target}/32")) and m.state == "active"
+                               and m.verdict == "effective" and m, "effective with one router unreadable")
+            for _ in range(5):
+                cycle(loop)
+            assert not RuleCounterSample.objects.filter(element="router:lab-edge-dead").exists(), "a gap, not a zero"
+            assert RuleCounterSample.objects.filter(action__mitigation=mitigation,
+                                                    element="router:lab-edge-1").exists()
+            announced, withdrawn = (now - was for now, was in zip(flow_updates(loop), before, strict=True))
+            assert (announced, withdrawn) == (1, 0), story()
+            assert Mitigation.objects.get(pk=mitigation.pk).state == "active"
+        finally:
+            loop.plane.remove_stream("dns-amp-4")
+            broken.delete()
         until(loop, lambda: Mitigation.objects.get(pk=mitigation.pk).state == "ended", "withdrawn")

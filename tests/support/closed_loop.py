@@ -87,7 +87,7 @@ class ClosedLoopLab:
 
 
 @contextmanager
-def closed_loop_lab(lab: Lab, *, interval: float = 0.5, sampling: int = 100) -> Iterator[ClosedLoopLab]:
+def closed_loop_lab(lab: Lab, *, interval: float = 0.2, sampling: int = 100) -> Iterator[ClosedLoopLab]:
     """The data plane over the lab's router and its BIRD receiver, exporting to a real collector in a thread that
     watches every verified prefix with its tenant's thresholds (ending an attack after HOLD_SECONDS)."""
     signals: queue.Queue[AttackSignal] = queue.Queue()
