@@ -20,12 +20,8 @@ from mitigation.engine.actions import RuleBudget, build_actions
 from mitigation.engine.assign import solve
 from mitigation.engine.problem import (
     NO_HEADROOM,
-    NO_LATENCY,
-    NO_NEXT_HOP,
-    NO_UPSTREAM,
-    NOT_ALLOWED,
+    STATUS_WORDS,
     TOO_FAR,
-    UNHEALTHY,
     AttackContext,
     Problem,
     build_problem,
@@ -65,13 +61,6 @@ def _candidate_views(problem: Problem, a: int, shown: list[int]) -> list[dict[st
     return views
 
 
-_STATUS_WORDS = {
-    NOT_ALLOWED: "diversion not possible for this attack", UNHEALTHY: "unhealthy or data too old",
-    NO_UPSTREAM: "no healthy upstream to announce through", NO_NEXT_HOP: "no next hop for this family",
-    NO_LATENCY: "no latency measurement to the tenant",
-}
-
-
 def _center_line(view: dict[str, object], gbps: float, mpps: float) -> str:
     """One center as a person compares them: headroom and latency, or why it cannot take the attack."""
     status, name = view["status"], view["name"]
@@ -80,8 +69,8 @@ def _center_line(view: dict[str, object], gbps: float, mpps: float) -> str:
                 f"{view['headroom_gbps']:.1f} Gbps / {view['headroom_mpps']:.1f} Mpps free)")
     if status == TOO_FAR:
         return f"{name}: {view['latency_ms']:.0f} ms is over the {view['threshold_ms']:.0f} ms threshold"
-    if status in _STATUS_WORDS:
-        return f"{name}: {_STATUS_WORDS[status]}"
+    if status in STATUS_WORDS:
+        return f"{name}: {STATUS_WORDS[status]}"
     stale = ", load data stale" if view["stale"] else ""
     return (f"{name}: {view['headroom_gbps']:.0f} Gbps headroom, {view['latency_ms']:.0f} ms against a "
             f"{view['threshold_ms']:.0f} ms threshold{stale} (cost {view['cost']:.1f})")

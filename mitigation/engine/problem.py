@@ -39,6 +39,16 @@ from mitigation.engine.types import (
 
 # Why a center cannot take an attack, in the order the checks run; 0 means it can.
 CENTER_OK, NOT_ALLOWED, UNHEALTHY, NO_UPSTREAM, NO_NEXT_HOP, NO_LATENCY, TOO_FAR, NO_HEADROOM = range(8)
+# Why a center cannot take an attack, in the words the decision's reason and the pages use.
+STATUS_WORDS = {
+    NOT_ALLOWED: "diversion not possible for this attack",
+    UNHEALTHY: "unhealthy or its data too old",
+    NO_UPSTREAM: "no healthy upstream to announce through",
+    NO_NEXT_HOP: "no next hop for this address family",
+    NO_LATENCY: "no latency measurement to the tenant",
+    TOO_FAR: "latency over the tenant's threshold",
+    NO_HEADROOM: "not enough headroom",
+}
 
 
 @dataclass

@@ -7,27 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mitigation.choices import MitigationLevelChoices
-from mitigation.engine.problem import (
-    CENTER_OK,
-    NO_HEADROOM,
-    NO_LATENCY,
-    NO_NEXT_HOP,
-    NO_UPSTREAM,
-    NOT_ALLOWED,
-    TOO_FAR,
-    UNHEALTHY,
-)
+from mitigation.engine.problem import CENTER_OK, STATUS_WORDS
 from mitigation.models import Decision
-
-STATUS_WORDS = {
-    NOT_ALLOWED: "diversion not possible for this attack",
-    UNHEALTHY: "unhealthy or its data too old",
-    NO_UPSTREAM: "no healthy upstream to announce through",
-    NO_NEXT_HOP: "no next hop for this address family",
-    NO_LATENCY: "no latency measurement to the tenant",
-    TOO_FAR: "latency over the tenant's threshold",
-    NO_HEADROOM: "not enough headroom",
-}
 
 
 @dataclass(frozen=True)
