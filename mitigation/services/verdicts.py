@@ -50,6 +50,7 @@ from mitigation.routes import route_from_spec, without_neighbors
 from mitigation.services import states
 from mitigation.services.states import mitigation_event
 from mitigation.story.counters import Sample, counter_rates
+from mitigation.story.text import rate_text
 from tenants.models import TenantPolicy, VerifiedPrefix
 
 logger = logging.getLogger(__name__)
@@ -262,29 +263,22 @@ def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int
     return evidence
 
 
-def _rate(bps: float) -> str:
-    for unit, scale in (("Tbps", 1e12), ("Gbps", 1e9), ("Mbps", 1e6), ("kbps", 1e3)):
-        if bps >= scale:
-            return f"{bps / scale:.1f} {unit}"
-    return f"{bps:.0f} bps"
-
-
 def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
     target = str(mitigation.attack.target).removesuffix("/32").removesuffix("/128")
     parts = []
     arriving = found.dropped_bps + found.scrubbed_bps + found.attack_bps
     if found.counters_read:
-        parts.append(f"FlowSpec dropped {_rate(found.dropped_bps)} of {_rate(arriving)}")
+        parts.append(f"FlowSpec dropped {rate_text(found.dropped_bps)} of {rate_text(arriving)}")
     if found.center_reported:
-        parts.append(f"the scrubbing center dropped {_rate(found.scrubbed_bps)} and returned "
-                     f"{_rate(found.clean_bps)} clean")
+        parts.append(f"the scrubbing center dropped {rate_text(found.scrubbed_bps)} and returned "
+                     f"{rate_text(found.clean_bps)} clean")
     if found.collector_ended:
         parts.append(f"the detectors no longer see the attack reach {target}")
     elif found.attack_bps >= found.threshold_bps:
-        parts.append(f"{_rate(found.attack_bps)} still reaches {target} (threshold {_rate(found.threshold_bps)})")
+        parts.append(f"{rate_text(found.attack_bps)} still reaches {target} (threshold {rate_text(found.threshold_bps)})")
     else:
-        parts.append(f"{_rate(found.attack_bps)} reaches {target}, under its threshold of "
-                     f"{_rate(found.threshold_bps)}")
+        parts.append(f"{rate_text(found.attack_bps)} reaches {target}, under its threshold of "
+                     f"{rate_text(found.threshold_bps)}")
     if outcome == VerdictChoices.UNKNOWN:
         parts.append("no counters, center reports or detector figures to judge by yet")
     text = "; ".join(parts)
@@ -439,9 +433,9 @@ def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None
             continue
         dropped = found.dropped_bps + found.scrubbed_bps
         if found.threshold_bps and dropped >= share * found.threshold_bps:
-            sources = [f"its FlowSpec rules drop {_rate(found.dropped_bps)}"] if found.dropped_bps else []
+            sources = [f"its FlowSpec rules drop {rate_text(found.dropped_bps)}"] if found.dropped_bps else []
             if found.scrubbed_bps:
-                sources.append(f"its scrubbing center drops {_rate(found.scrubbed_bps)}")
+                sources.append(f"its scrubbing center drops {rate_text(found.scrubbed_bps)}")
             held[mitigation_id] = f"{' and '.join(sources)}, so the attack is still there behind the filter"
     return held
 

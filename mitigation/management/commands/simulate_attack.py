@@ -31,6 +31,7 @@ from devices.models import Router
 from mitigation.choices import AttackStatusChoices
 from mitigation.models import Attack, Mitigation
 from mitigation.services.signals import record_signal
+from mitigation.story.text import rate_text
 from tenants.models import Tenant, VerifiedPrefix
 
 ACTOR = Actor("detector", "simulate_attack")
@@ -138,10 +139,6 @@ def _stream(name: str, source: str, destination: str, protocol: int, bps: int, i
             **fields: Any) -> dict[str, Any]:
     return {"name": name, "source": source, "destination": destination, "protocol": protocol, "bps": bps,
             "ingress": ingress, "packet_size": size, "attack": True, **fields}
-
-
-def _rate(bps: float) -> str:
-    return f"{bps / 1e9:.1f} Gbps" if bps >= 1e8 else f"{bps / 1e6:.1f} Mbps"
 
 
 class Command(BaseCommand):
@@ -267,7 +264,7 @@ class Command(BaseCommand):
             attack = (Attack.objects.filter(target=target, status=AttackStatusChoices.ACTIVE)
                       .order_by("-started_at").first())
             if attack is not None:
-                self.stdout.write(f"detected: {', '.join(attack.vectors)} at {_rate(attack.bps)} on {attack.target} "
+                self.stdout.write(f"detected: {', '.join(attack.vectors)} at {rate_text(attack.bps)} on {attack.target} "
                                   f"by {', '.join(attack.detectors) or 'a detector'} -> attack {attack.pk} "
                                   f"({time.time() - since:.1f} s after the traffic started)")
                 return attack.pk
@@ -330,4 +327,4 @@ class Follower:
         delivered = sum(s["delivered_bps"] for s in streams)
         if self.delivered is None or abs(delivered - self.delivered) > 0.2 * max(delivered, self.delivered, 1e6):
             self.delivered = delivered
-            self.out.write(f"data plane: {_rate(delivered)} of {_rate(offered)} still reaches the target")
+            self.out.write(f"data plane: {rate_text(delivered)} of {rate_text(offered)} still reaches the target")
