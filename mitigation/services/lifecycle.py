@@ -16,6 +16,7 @@ from core.actors import ENGINE, Actor
 from core.audit import record_audit
 from core.errors import ValidationProblem
 from core.events import publish
+from core.models import AuditEvent
 from mitigation import jobs
 from mitigation.choices import AttackStatusChoices, MitigationLevelChoices, MitigationStateChoices
 from mitigation.models import Mitigation
@@ -131,8 +132,12 @@ def _hold_on(mitigation: Mitigation, evidence: str, now: datetime.datetime) -> N
     mitigation.hold_down_until = now + hold
     mitigation.save(update_fields=["hold_down_until", "updated_at"])
     why = f"not withdrawn: {evidence}"
-    record_audit(verdicts.CLOSED_LOOP, "mitigation.hold_extended", tenant_slug=mitigation.tenant.slug,
-                 obj=mitigation, reason=why, diff={"hold_down_until": mitigation.hold_down_until.isoformat()})
+    # Audited when the hold starts, not again at every cycle of a hold-down of 0 minutes (each is published).
+    last = (AuditEvent.objects.filter(object_type=Mitigation._meta.label, object_id=str(mitigation.pk))
+            .order_by("-pk").values_list("action", flat=True).first())
+    if last != "mitigation.hold_extended":
+        record_audit(verdicts.CLOSED_LOOP, "mitigation.hold_extended", tenant_slug=mitigation.tenant.slug,
+                     obj=mitigation, reason=why, diff={"hold_down_until": mitigation.hold_down_until.isoformat()})
     publish("mitigation.hold_extended", {**mitigation_event(mitigation), "why": why,
                                          "hold_down_until": mitigation.hold_down_until.isoformat()},
             tenant_schema=mitigation.tenant.schema_name)

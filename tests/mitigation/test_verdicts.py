@@ -230,3 +230,17 @@ def test_a_fresh_mitigation_is_not_withdrawn_before_its_counters_were_read(world
     lifecycle_tick()
     quiet.refresh_from_db()
     assert quiet.state == S.WITHDRAWING
+
+
+@pytest.mark.django_db
+def test_a_long_hold_is_audited_once_not_at_every_cycle(world: World) -> None:
+    _threshold(world, GBPS)
+    mitigation = _mitigation(world, ended=True)
+    action = _rule(mitigation)
+    for round_ in range(3):
+        RuleCounterSample.objects.all().delete()
+        _counts(action, "router:edge-fra-1", (2.0, round_ * GBPS), (0.0, round_ * GBPS + GBPS // 2))
+        Mitigation.objects.filter(pk=mitigation.pk).update(
+            hold_down_until=timezone.now() - datetime.timedelta(seconds=1))
+        assert lifecycle_tick()["held"] == 1
+    assert AuditEvent.objects.filter(action="mitigation.hold_extended", object_id=str(mitigation.pk)).count() == 1
