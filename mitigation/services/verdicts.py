@@ -114,24 +114,27 @@ def read_rule_counters() -> dict[str, str]:
     failed = {name: "not read: in maintenance or waiting for its retry" for name in set(routers) - readable}
     wanted = [rule for _, rule in rules.values()]
     samples: list[RuleCounterSample] = []
-    with ThreadPoolExecutor(max_workers=min(8, max(1, len(readable)))) as pool:
-        futures = {pool.submit(_read, routers[name], wanted): name for name in sorted(readable)}
-        done, late = wait(futures, timeout=poll_interval() * 3)
-        for future in late:
-            failed[futures[future]] = "no answer in time"
-        for future in done:
-            name = futures[future]
-            try:
-                answered, shown = future.result()
-            except DriverError as error:  # unreachable, or no counters on this platform (UnsupportedError)
-                failed[name] = str(error)
-                continue
-            for rule_name, counters in shown.items():
-                if rule_name in rules:
-                    samples.append(RuleCounterSample(
-                        action=rules[rule_name][0], element=name, at=answered, packets=counters.packets,
-                        bytes=counters.bytes, dropped_packets=counters.dropped_packets,
-                        dropped_bytes=counters.dropped_bytes))
+    # Not a `with` block: leaving one waits for every thread, so one hanging router would hold up the judging of
+    # all the others until its driver timed out. A late read ends on its own (its thread closes its connection).
+    pool = ThreadPoolExecutor(max_workers=min(8, max(1, len(readable))))
+    futures = {pool.submit(_read, routers[name], wanted): name for name in sorted(readable)}
+    done, late = wait(futures, timeout=poll_interval() * 3)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for future in late:
+        failed[futures[future]] = "no answer in time"
+    for future in done:
+        name = futures[future]
+        try:
+            answered, shown = future.result()
+        except DriverError as error:  # unreachable, or no counters on this platform (UnsupportedError)
+            failed[name] = str(error)
+            continue
+        for rule_name, counters in shown.items():
+            if rule_name in rules:
+                samples.append(RuleCounterSample(
+                    action=rules[rule_name][0], element=name, at=answered, packets=counters.packets,
+                    bytes=counters.bytes, dropped_packets=counters.dropped_packets,
+                    dropped_bytes=counters.dropped_bytes))
     RuleCounterSample.objects.bulk_create(samples)
     for name, why in failed.items():
         logger.info("FlowSpec counters of %s not read: %s", name, why)
