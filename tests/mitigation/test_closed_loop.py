@@ -23,7 +23,8 @@ from mitigation.models import Mitigation, RuleCounterSample, Verdict
 from mitigation.services.lifecycle import lifecycle_tick
 from mitigation.services.network import converge_network
 from mitigation.services.planning import plan_attacks
-from mitigation.services.verdicts import closed_loop_tick
+from mitigation.services.verdicts import closed_loop_tick, read_rule_counters
+from netsim.junos import JunosEmulator
 from netsim.polling import wait_for
 from tenants.services import ProfileInput, update_service_profile
 from tests.support.closed_loop import ClosedLoopLab, closed_loop_lab
@@ -241,4 +242,33 @@ def test_a_router_that_cannot_be_read_leaves_a_gap_and_moves_nothing(
         finally:
             loop.plane.remove_stream("dns-amp-4")
             broken.delete()
+        until(loop, lambda: Mitigation.objects.get(pk=mitigation.pk).state == "ended", "withdrawn")
+
+
+@FAST
+def test_a_router_that_hangs_on_the_counter_read_holds_up_no_other(
+    loop: ClosedLoopLab, django_db_blocker: Any
+) -> None:
+    """The read returns while the hanging router still hangs: its series gets a gap, the healthy one a sample."""
+    target = "203.0.113.50"
+    with django_db_blocker.unblock():
+        loop.add("dns-amp-5", target, bps=GBPS, source_port=53)
+        mitigation = until(loop, lambda: (m := mitigation_of(f"{target}/32")) and m.state == "active" and m,
+                           "mitigation active")
+        with JunosEmulator(hostname="lab-edge-hung", username="sluice", password="lab-secret") as hung:
+            hung.hang_on("get-firewall-filter-information")
+            router = Router.objects.create(name="lab-edge-hung", vendor="juniper", platform="junos", role="edge",
+                                           mgmt_host="127.0.0.1", mgmt_port=hung.port, username="sluice",
+                                           password="lab-secret")
+            try:
+                before = RuleCounterSample.objects.filter(element="router:lab-edge-1").count()
+                unread = read_rule_counters()
+                assert hung.state.faults.hang_rpcs, "returned while the router still hangs"
+                assert "router:lab-edge-hung" in unread, unread  # its driver's timeout, or the read's own
+                assert RuleCounterSample.objects.filter(element="router:lab-edge-1").count() > before
+                assert not RuleCounterSample.objects.filter(element="router:lab-edge-hung").exists()
+            finally:
+                hung.hang_on()
+                router.delete()
+        loop.plane.remove_stream("dns-amp-5")
         until(loop, lambda: Mitigation.objects.get(pk=mitigation.pk).state == "ended", "withdrawn")
