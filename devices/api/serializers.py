@@ -103,6 +103,10 @@ class InventorySerializer(serializers.ModelSerializer):
                 if numeric and isinstance(value, bool):
                     kind = "whole number" if isinstance(item, serializers.IntegerField) else "number"
                     problems[name] = f"must be a {kind}, not a boolean"
+                # DRF's text fields refuse NUL themselves; a related row's name goes to PostgreSQL as it came,
+                # which refuses NUL with an error that was a 500 (found by tests/portal/test_api_fuzz.py).
+                if isinstance(item, serializers.RelatedField) and isinstance(value, str) and "\x00" in value:
+                    problems[name] = "must not contain a NUL character"
             if problems:
                 raise serializers.ValidationError(problems)
         return super().to_internal_value(data)

@@ -123,3 +123,12 @@ def test_viewers_read_but_do_not_write(center: ScrubbingCenter) -> None:
 def test_inventory_is_not_served_at_a_tenant_domain(world: World, center: ScrubbingCenter) -> None:
     key = token_for("acme-reader", ["read"], schema=world.acme.schema_name)
     assert api("acme.localhost", key).get("/api/v1/centers/").status_code == 404
+
+
+def test_a_nul_in_a_related_rows_name_is_a_400_not_a_server_error(center: ScrubbingCenter) -> None:
+    """The fuzzer's find: PostgreSQL refuses NUL in text, and a related row is looked up by the name as sent."""
+    client = api(key=token_for("soc-admin-nul", ["read", "write"]))
+    response = client.post("/api/v1/tenant-latencies/", data=json.dumps(
+        {"center": "\u00005fra", "tenant": "acme", "latency_ms": 10}), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert "center" in response.json()["fields"], response.json()
