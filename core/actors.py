@@ -34,3 +34,5 @@ class Actor:
 
 ENGINE = Actor("engine", "engine")
 SYSTEM = Actor("system", "system")
+# The engine acting on the closed loop's evidence: escalations, holds and returning attacks.
+CLOSED_LOOP = Actor("engine", "engine (closed loop)")

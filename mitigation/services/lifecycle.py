@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.actors import ENGINE, Actor
+from core.actors import CLOSED_LOOP, ENGINE, Actor
 from core.audit import record_audit
 from core.errors import ValidationProblem
 from core.events import publish
@@ -136,7 +136,7 @@ def _hold_on(mitigation: Mitigation, evidence: str, now: datetime.datetime) -> N
     last = (AuditEvent.objects.filter(object_type=Mitigation._meta.label, object_id=str(mitigation.pk))
             .order_by("-pk").values_list("action", flat=True).first())
     if last != "mitigation.hold_extended":
-        record_audit(verdicts.CLOSED_LOOP, "mitigation.hold_extended", tenant_slug=mitigation.tenant.slug,
+        record_audit(CLOSED_LOOP, "mitigation.hold_extended", tenant_slug=mitigation.tenant.slug,
                      obj=mitigation, reason=why, diff={"hold_down_until": mitigation.hold_down_until.isoformat()})
     publish("mitigation.hold_extended", {**mitigation_event(mitigation), "why": why,
                                          "hold_down_until": mitigation.hold_down_until.isoformat()},

@@ -30,7 +30,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from core.actors import Actor
+from core.actors import CLOSED_LOOP
 from core.audit import record_audit
 from core.events import publish
 from devices.drivers.base import DriverError, FlowSpecRule, RuleCounters
@@ -56,12 +56,14 @@ from tenants.models import TenantPolicy, VerifiedPrefix
 logger = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-CLOSED_LOOP = Actor("engine", "engine (closed loop)")
 CARRIED = (MitigationStateChoices.APPLYING, MitigationStateChoices.ACTIVE)
 LADDER = {
     MitigationLevelChoices.FLOWSPEC: MitigationLevelChoices.DIVERSION,
     MitigationLevelChoices.DIVERSION: MitigationLevelChoices.RTBH,
 }
+# A detector's second closes and its report travels: a figure reported this soon after a plan took effect may
+# still describe the traffic from before it.
+REPORT_LAG_SECONDS = 2.0
 # Dropped traffic that makes a mitigation "partial" rather than "ineffective": this share of what arrives.
 PARTIAL_SHARE = 0.10
 
@@ -158,6 +160,10 @@ class Evidence:
     counters_read: bool = False
     center_reported: bool = False
     collector_ended: bool = False
+    # Whether `attack_bps` was reported since the current plan took effect. A detector's figure from before says
+    # nothing about the mitigation, and detectors report a running attack only while it is over threshold: the
+    # collector stops reporting an attack that a discard hid from it, long before it signals the end.
+    reported_since: bool = False
     per_rule: dict[int, int] = field(default_factory=dict)
     # Whether evidence is to be expected at all: FlowSpec rules on the edge routers (counters), a diversion to a
     # center that sends per-prefix reports.
@@ -169,7 +175,7 @@ class Evidence:
             "attack_bps": self.attack_bps, "matched_bps": self.matched_bps, "dropped_bps": self.dropped_bps,
             "scrubbed_bps": self.scrubbed_bps, "clean_bps": self.clean_bps, "threshold_bps": self.threshold_bps,
             "counters_read": self.counters_read, "center_reported": self.center_reported,
-            "collector_ended": self.collector_ended,
+            "collector_ended": self.collector_ended, "reported_since_plan": self.reported_since,
             "dropped_bps_per_action": {str(k): v for k, v in self.per_rule.items()},
         }
 
@@ -245,11 +251,13 @@ def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int
     centers = _center_figures([m.pk for m in mitigations], now)
     thresholds = _thresholds(mitigations)
     evidence = {}
+    lag = datetime.timedelta(seconds=REPORT_LAG_SECONDS)
     for mitigation in mitigations:
         attack = mitigation.attack
         ended = attack.end_signalled_at is not None or mitigation.hold_down_until is not None
-        found = Evidence(attack_bps=0 if ended else int(attack.bps), threshold_bps=thresholds[mitigation.pk],
-                         collector_ended=ended, expects_counters=mitigation.pk in on_edge,
+        fresh = not ended and attack.last_signal_at >= _plan_took_effect(mitigation) + lag
+        found = Evidence(attack_bps=int(attack.bps) if fresh else 0, threshold_bps=thresholds[mitigation.pk],
+                         collector_ended=ended, reported_since=fresh, expects_counters=mitigation.pk in on_edge,
                          expects_center=mitigation.level == MitigationLevelChoices.DIVERSION
                          and mitigation.center_id in reporting)
         for action_id in actions.get(mitigation.pk, []):
@@ -277,6 +285,9 @@ def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
                      f"{rate_text(found.clean_bps)} clean")
     if found.collector_ended:
         parts.append(f"the detectors no longer see the attack reach {target}")
+    elif not found.reported_since:
+        parts.append(f"the detectors have not seen it reach {target} over its threshold of "
+                     f"{rate_text(found.threshold_bps)} since the {mitigation.level} plan went in")
     elif found.attack_bps >= found.threshold_bps:
         parts.append(f"{rate_text(found.attack_bps)} still reaches {target} (threshold {rate_text(found.threshold_bps)})")
     else:
@@ -288,11 +299,23 @@ def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
     return text[:1].upper() + text[1:]
 
 
+def holds_back(found: Evidence) -> bool:
+    """Whether the rules or the center drop attack traffic: SLUICE_HOLDING_SHARE of the threshold or more, which
+    would reach the target without the mitigation."""
+    dropped = found.dropped_bps + found.scrubbed_bps
+    return bool(found.threshold_bps) and dropped >= _seconds("SLUICE_HOLDING_SHARE", 0.5) * found.threshold_bps
+
+
 def outcome_of(found: Evidence) -> str:
     """Effective: what reaches the target is under its threshold. Partial: it is not, but a real share is being
-    dropped. Ineffective: it is not, and next to nothing is dropped. Unknown: nothing to judge by."""
-    if not (found.collector_ended or found.attack_bps or found.counters_read or found.center_reported):
-        return VerdictChoices.UNKNOWN
+    dropped. Ineffective: it is not, and next to nothing is dropped. Unknown: nothing to judge by since the plan
+    went in."""
+    if found.collector_ended:
+        return VerdictChoices.EFFECTIVE
+    if not found.reported_since:
+        # No detector figure since the plan went in: either the plan hid the attack from them (its counters or
+        # center say so), or they have yet to report.
+        return VerdictChoices.EFFECTIVE if holds_back(found) else VerdictChoices.UNKNOWN
     if found.attack_bps < found.threshold_bps:
         return VerdictChoices.EFFECTIVE
     dropped = found.dropped_bps + found.scrubbed_bps
@@ -301,9 +324,12 @@ def outcome_of(found: Evidence) -> str:
     return VerdictChoices.INEFFECTIVE
 
 
+def _plan_took_effect(mitigation: Mitigation) -> datetime.datetime:
+    return max(filter(None, [mitigation.activated_at, mitigation.level_since]))
+
+
 def _settled(mitigation: Mitigation, now: datetime.datetime) -> bool:
-    start = max(filter(None, [mitigation.activated_at, mitigation.level_since]))
-    return (now - start).total_seconds() >= _seconds("SLUICE_VERDICT_SETTLE_SECONDS", 10.0)
+    return (now - _plan_took_effect(mitigation)).total_seconds() >= _seconds("SLUICE_VERDICT_SETTLE_SECONDS", 10.0)
 
 
 def _worth_storing(previous: Verdict | None, outcome: str, found: Evidence, now: datetime.datetime) -> bool:
@@ -421,7 +447,6 @@ def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None
     now = now or timezone.now()
     if not mitigations:
         return {}
-    share = _seconds("SLUICE_HOLDING_SHARE", 0.5)
     # Evidence takes a settle time to gather: a discard that hid the attack from the detectors within seconds of
     # going in has no counter readings yet, and withdrawing it then invites the attack straight back.
     young = datetime.timedelta(seconds=_seconds("SLUICE_VERDICT_SETTLE_SECONDS", 10.0) + 2 * poll_interval())
@@ -434,8 +459,7 @@ def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None
         if waiting and since is not None and now - since < young:
             held[mitigation_id] = "its counters or center reports have not been read since it went in, and the end waits for them"
             continue
-        dropped = found.dropped_bps + found.scrubbed_bps
-        if found.threshold_bps and dropped >= share * found.threshold_bps:
+        if holds_back(found):
             sources = [f"its FlowSpec rules drop {rate_text(found.dropped_bps)}"] if found.dropped_bps else []
             if found.scrubbed_bps:
                 sources.append(f"its scrubbing center drops {rate_text(found.scrubbed_bps)}")

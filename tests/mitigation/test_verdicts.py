@@ -12,6 +12,7 @@ import datetime
 import pytest
 from django.utils import timezone
 
+from core.actors import CLOSED_LOOP
 from core.models import AuditEvent
 from devices.drivers.base import FlowSpecRule
 from devices.models import ScrubbingCenter
@@ -29,11 +30,14 @@ GBPS = 1_000_000_000
 
 
 def _mitigation(world: World, target: str = "203.0.113.10/32", *, level: str = L.FLOWSPEC, age_s: float = 30,
-                bps: int = 0, ended: bool = False) -> Mitigation:
+                bps: int = 0, ended: bool = False, reported_before: int = 0) -> Mitigation:
+    """A mitigation `age_s` old. `bps`: what a detector reported since it went in; `reported_before`: what one
+    reported before it went in, and nothing since."""
     now = timezone.now()
-    attack = Attack.objects.create(tenant=world.acme, target=target, bps=bps, vectors=["dns_amplification"],
-                                   end_signalled_at=now if ended else None)
     since = now - datetime.timedelta(seconds=age_s)
+    attack = Attack.objects.create(tenant=world.acme, target=target, bps=bps or reported_before,
+                                   vectors=["dns_amplification"], end_signalled_at=now if ended else None,
+                                   last_signal_at=now if bps else since - datetime.timedelta(seconds=1))
     return Mitigation.objects.create(attack=attack, tenant=world.acme, state=S.ACTIVE, level=level,
                                      activated_at=since, level_since=since,
                                      hold_down_until=now + datetime.timedelta(minutes=5) if ended else None)
@@ -101,6 +105,26 @@ def test_a_gap_stays_a_gap_and_a_reinstalled_rule_starts_a_new_run(world: World)
                             now=timezone.now())[mitigation.pk]
     assert not found.counters_read and found.dropped_bps == 0
     assert verdicts.outcome_of(found) == V.INEFFECTIVE  # the detectors still see 2 Gbps over a 1 Gbps threshold
+
+
+@pytest.mark.django_db
+def test_a_figure_from_before_the_plan_is_no_evidence_against_it(world: World) -> None:
+    # Found live in the demo: the collector reported 25.7 Gbps, then the discard hid the attack from it, so it
+    # reported nothing more until its hold time ran out. The attack's figure was still 25.7 Gbps; judged by it,
+    # the discard dropping all of it was "partial" and the closed loop escalated.
+    _threshold(world, GBPS)
+    TenantPolicy.objects.filter(tenant=world.acme).update(allowed_actions=["flowspec", "diversion"])
+    mitigation = _mitigation(world, reported_before=25 * GBPS)
+    _counts(_rule(mitigation), "router:edge-fra-1", (2.0, 0), (0.0, 5 * GBPS // 8 * 2))  # 5 Gbps dropped
+    for _ in range(2):
+        verdicts.judge_mitigations()
+        Verdict.objects.filter(mitigation=mitigation).update(at=timezone.now() - datetime.timedelta(seconds=5))
+    mitigation.refresh_from_db()
+    assert mitigation.verdict == V.EFFECTIVE
+    assert "FlowSpec dropped 5.0 Gbps" in mitigation.verdict_summary
+    assert "not seen it reach 203.0.113.10 over its threshold of 1.0 Gbps since the flowspec plan went in" in (
+        mitigation.verdict_summary)
+    assert not mitigation.override_level
 
 
 @pytest.mark.django_db
@@ -192,7 +216,7 @@ def test_no_withdrawal_while_the_rules_still_drop_the_attack(world: World) -> No
 def test_a_returning_attack_starts_from_the_level_that_proved_effective(world: World) -> None:
     old = _mitigation(world)
     Mitigation.objects.filter(pk=old.pk).update(state=S.ENDED, ended_at=timezone.now(), override_level=L.DIVERSION,
-                                                override_by=str(verdicts.CLOSED_LOOP), level=L.DIVERSION)
+                                                override_by=str(CLOSED_LOOP), level=L.DIVERSION)
     Attack.objects.filter(pk=old.attack_id).update(status="ended")
     Verdict.objects.create(mitigation=old, outcome=V.EFFECTIVE, level=L.DIVERSION, attack_bps=0, dropped_bps=0,
                            scrubbed_bps=9 * GBPS, threshold_bps=GBPS, summary="the scrubbing center dropped 9.0 Gbps")

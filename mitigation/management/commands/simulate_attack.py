@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from collector.signals import AMPLIFICATION_SOURCE_PORTS, AttackSignal, AttackVector, SignalPhase
-from core.actors import Actor
+from core.actors import CLOSED_LOOP, Actor
 from devices.models import Router
 from mitigation.choices import AttackStatusChoices
 from mitigation.models import Attack, Mitigation
@@ -35,7 +35,6 @@ from mitigation.story.text import rate_text
 from tenants.models import Tenant, VerifiedPrefix
 
 ACTOR = Actor("detector", "simulate_attack")
-CLOSED_LOOP = "engine (closed loop)"
 DEFAULT_DATAPLANE = ("127.0.0.1", 4790)
 PORT_FILE = Path("var") / "netsim" / "dataplane.port"
 START_COMMAND = ("./sluice run (or alone: .venv/bin/python -m netsim.demo netsim/demo-network.yaml --dir var/netsim "
@@ -310,7 +309,7 @@ class Follower:
             self.out.write(line)
             if mitigation.reason and mitigation.state == "applying":
                 self.out.write(f"  why: {mitigation.reason}")
-        if mitigation.override_by == CLOSED_LOOP and mitigation.override_level != self.override:
+        if mitigation.override_by == str(CLOSED_LOOP) and mitigation.override_level != self.override:
             self.override = mitigation.override_level
             self.out.write(f"escalated by the closed loop: {mitigation.level} -> {mitigation.override_level}")
         if mitigation.verdict_summary and mitigation.verdict_summary != self.verdict:
