@@ -20,7 +20,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from collector.signals import AttackVector
-from core.actors import ENGINE, Actor
+from core.actors import CLOSED_LOOP, ENGINE, Actor
 from core.events import publish
 from core.redis import redis_client
 from devices.models import ScrubbingCenter
@@ -338,6 +338,8 @@ def _store_plan(
     )
     if same:
         return 0, 0
+    if _escalation_impossible(mitigation, planned, current):
+        return _keep_plan(mitigation, planned, writes, acting_user)
     reason = planned.reason
     if mitigation.override_center_id or mitigation.override_level:
         reason = f"Operator override by {mitigation.override_by}. {reason}"
@@ -365,6 +367,27 @@ def _store_plan(
     _advance_after_plan(mitigation, planned, mode, now, writes.transitions)
     writes.mitigations.append(mitigation)
     return 1, refused
+
+
+def _escalation_impossible(mitigation: Mitigation, planned: PlannedMitigation, current: dict[str, Action]) -> bool:
+    """The closed loop asked for the next level up and the engine cannot make it (a never-block entry in the way,
+    no center with room): the attack is better held back by what it has than by nothing at all."""
+    return (mitigation.override_by == str(CLOSED_LOOP) and planned.level == Level.NONE
+            and mitigation.level != Level.NONE and bool(current))
+
+
+def _keep_plan(mitigation: Mitigation, planned: PlannedMitigation, writes: _PlanWrites,
+               acting_user: Actor) -> tuple[int, int]:
+    """Keep the mitigation's current routes and say why once (a decision row, the reason the pages show)."""
+    reason = (f"Escalation to {mitigation.override_level} by the closed loop is not possible, so "
+              f"{mitigation.level} stays. {planned.reason}")
+    if mitigation.reason == reason:
+        return 0, 0
+    writes.decisions.append(Decision(mitigation=mitigation, level=mitigation.level, center_id=mitigation.center_id,
+                                     reason=reason, inputs=planned.inputs, cost=0.0, actor=str(acting_user)))
+    mitigation.reason = reason
+    writes.mitigations.append(mitigation)
+    return 0, 0
 
 
 def _advance_after_plan(

@@ -9,11 +9,11 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from collector.signals import AttackSignal
-from core.actors import Actor
+from core.actors import CLOSED_LOOP, Actor
 from core.errors import ValidationProblem
 from core.models import AuditEvent
 from devices.models import ScrubbingCenter, UpstreamPeer
-from mitigation.models import Mitigation
+from mitigation.models import Mitigation, NeverBlockPrefix
 from mitigation.services.lifecycle import escalate_mitigation, move_mitigation
 from mitigation.services.planning import plan_attacks
 from mitigation.services.signals import record_signal
@@ -65,6 +65,37 @@ def test_escalation_climbs_the_ladder_and_stops_at_the_top(planned: Mitigation) 
     assert all("65535:666" in a.spec["communities"] for a in planned.actions.filter(status="desired"))
     with pytest.raises(ValidationProblem, match="top of the ladder"):
         escalate_mitigation(planned.pk, acting_user=OPERATOR)
+
+
+def test_an_escalation_the_engine_cannot_make_keeps_the_plan_that_holds(world: World) -> None:
+    # Found live in the demo: the closed loop escalated a FlowSpec mitigation to diversion, diverting the /24 would
+    # cover a never-block entry, and the plan became "none": the working discard was withdrawn.
+    call_command("load_network", "netsim/demo-network.yaml", stdout=io.StringIO())
+    now = timezone.now()
+    ScrubbingCenter.objects.update(load_gbps=10, load_mpps=5, load_updated_at=now, healthy=True)
+    UpstreamPeer.objects.update(session_state="established", telemetry_updated_at=now, utilisation=0.2)
+    update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
+                           allowed_actions=("flowspec", "diversion")), acting_user=Actor("system", "t"))
+    NeverBlockPrefix.objects.create(prefix="203.0.113.53/32", reason="resolver")
+    attack = record_signal(AttackSignal(target="203.0.113.10", vectors=("dns_amplification",), bps=20_000_000_000,
+                                        pps=2_000_000, top_sources=("198.18.0.1/32", "198.18.0.2/31")),
+                           acting_user=Actor("detector", "t"))
+    plan_attacks()
+    mitigation = Mitigation.objects.get(attack=attack)
+    assert mitigation.level == "flowspec"
+    rules = set(mitigation.actions.filter(status="desired").values_list("pk", flat=True))
+    assert rules
+    Mitigation.objects.filter(pk=mitigation.pk).update(override_level="diversion", override_by=str(CLOSED_LOOP),
+                                                       replan=True)
+    plan_attacks()
+    plan_attacks()
+    mitigation.refresh_from_db()
+    assert mitigation.level == "flowspec" and mitigation.state != "planned"
+    assert set(mitigation.actions.filter(status="desired").values_list("pk", flat=True)) == rules
+    assert mitigation.reason.startswith("Escalation to diversion by the closed loop is not possible, so flowspec "
+                                        "stays.")
+    assert "never-block" in mitigation.reason
+    assert mitigation.decisions.filter(reason=mitigation.reason).count() == 1, "said once, not at every run"
 
 
 def test_moving_to_a_missing_center_is_refused(planned: Mitigation) -> None:
