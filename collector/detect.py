@@ -49,6 +49,8 @@ FEW_SOURCES_MAX = 16
 FEW_SOURCES_SHARE = 0.8
 MIN_SOURCE_SHARE = 0.02
 SIMILAR_SOURCE = 0.5
+# An attack started on part of a second gets an update from the whole second when the two differ by more than this.
+WHOLE_SECOND_CORRECTION = 0.1
 # A pulse wave's pauses stretch its hold to this multiple of the longest pause seen, up to MAX_PULSE_HOLD_SECONDS.
 PULSE_HOLD_FACTOR = 2
 MAX_PULSE_HOLD_SECONDS = 600
@@ -387,13 +389,20 @@ class Detector:
                    {**obs.details, "second": second, "partial_second": partial})
 
     def _continue(self, state: AttackState, obs: Observation, second: int) -> None:
+        # An attack started within a second still filling reported its counts over the part elapsed: a fair guess
+        # for an exporter that streams, 1/elapsed too high for one that exports each second at once. The whole
+        # second corrects it, when it is off by more than the share that makes planning look again.
+        corrected = (second == state.started_second
+                     and abs(obs.bps - state.peak_bps) > WHOLE_SECOND_CORRECTION * max(state.peak_bps, 1))
+        if corrected:
+            state.peak_bps, state.peak_pps = obs.bps, obs.pps
         state.longest_pause = max(state.longest_pause, second - state.last_above_second - 1)
         state.last_above_second = second
         state.peak_bps = max(state.peak_bps, obs.bps)
         state.peak_pps = max(state.peak_pps, obs.pps)
         state.top_sources = obs.top_sources or state.top_sources
         changed = set(obs.vectors) != set(state.vectors)
-        if changed or second - state.last_update_second >= self.update_every_seconds:
+        if changed or corrected or second - state.last_update_second >= self.update_every_seconds:
             state.vectors = tuple(dict.fromkeys((*state.vectors, *obs.vectors))) if changed else state.vectors
             state.last_update_second = second
             self._emit(state.target, state.vectors, obs.bps, obs.pps, SignalPhase.UPDATE, obs.top_sources,

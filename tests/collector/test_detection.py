@@ -6,7 +6,7 @@ import pytest
 
 from collector import MemoryStore, MonitoredPrefix, read_prefix_series
 from collector.signals import AttackVector, SignalPhase
-from netsim.flowgen import SCENARIOS, Scenario
+from netsim.flowgen import SCENARIOS, Scenario, generate
 from tests.collector.helpers import Harness, customer_prefix
 
 HOST_VECTORS = [name for name, vector in SCENARIOS.items() if vector not in (None, AttackVector.CARPET_BOMBING)]
@@ -47,6 +47,36 @@ def test_attack_starts_within_its_first_second_and_ends_after_hold() -> None:
     assert start.details["second"] == first_second and start.details["partial_second"] is True
     assert end.phase is SignalPhase.END
     assert end.details["second"] - end.details["last_above_second"] == 4
+
+
+def test_a_start_on_part_of_a_second_is_corrected_by_the_whole_second() -> None:
+    # An exporter that sends each second's records at once, 0.4 s into the second (the demo's data plane does):
+    # counted over the 0.4 s elapsed, the start says 2.5 times the real rate; the whole second says what it is.
+    harness = Harness([customer_prefix()])
+    start = float(int(harness.clock.now))
+    for t, packets, _ in generate(Scenario("syn_flood", attack_start=2, attack_end=5), "ipfix", 4000, 7,
+                                  sampling=10, tick=1.0):
+        harness.clock.now = start + t + 0.4
+        harness.collector.ingest_packets(packets, now=harness.clock.now)
+        harness.collector.tick(harness.clock.now)
+        harness.idle(0.5)
+    first, second = [s for s in harness.signals if s.target == "203.0.113.10/32"][:2]
+    assert first.phase is SignalPhase.START and first.details["partial_second"] is True
+    assert second.phase is SignalPhase.UPDATE and second.details["second"] == first.details["second"]
+    assert second.bps == pytest.approx(first.bps * 0.4, rel=0.05)
+    updates = [s for s in harness.signals if s.phase is SignalPhase.UPDATE]
+    assert len(updates) == 1, "the attack's later seconds are whole: no more corrections"
+
+
+def test_the_whole_second_says_the_attacks_rate_and_then_nothing_until_the_end() -> None:
+    # A streaming exporter: the start, counted over part of a second, is a rough figure; the whole second gives
+    # the scenario's 36,000 pps, and a steady attack sends nothing more before its end.
+    harness = Harness([customer_prefix()])
+    harness.play(Scenario("syn_flood", attack_start=2, attack_end=5), "sflow", rate=4000, duration=7)
+    phases = harness.phases("203.0.113.10/32")
+    assert phases in ([SignalPhase.START, SignalPhase.END], [SignalPhase.START, SignalPhase.UPDATE, SignalPhase.END])
+    last_figure = [s for s in harness.signals if s.phase is not SignalPhase.END][-1]
+    assert last_figure.pps == pytest.approx(36_000, rel=0.1)
 
 
 def test_ipv6_attack() -> None:
