@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from collector import read_dropped_toward
+from collector import FlowCollector, MemoryStore, read_dropped_toward
 from collector.signals import SignalPhase
-from tests.collector.helpers import Harness, customer_prefix
+from tests.collector.helpers import FakeClock, Harness, customer_prefix
 from tests.collector.test_native_templated import V4_FIELDS, Field, exchange
 
 FORWARDED, UNKNOWN, DROPPED_BY_ACL, CONSUMED = 0x40, 0x00, 0x80 | 20, 0xC0
@@ -95,3 +95,17 @@ def test_a_flood_forwarded_or_without_status_is_an_attack(version: int, status: 
     fields = harness.store.read(seconds[1])["203.0.113.0/24"]
     assert fields[f"h|{TARGET}|p"] == 4 * FLOOD_RECORDS * 1000 * SAMPLING
     assert not [name for name in fields if name.startswith("nd|")]
+
+
+@pytest.mark.parametrize(("limit", "kept"), [(SAMPLING, True), (SAMPLING - 1, False)])
+def test_an_exporter_allow_list_holds_what_was_dropped_to_the_same_sampling_cap(limit: int, kept: bool) -> None:
+    """A listed exporter claiming more than its maximum sampling rate is believed no more about drops than about
+    traffic: those records are counted and left out of the evidence too."""
+    store = MemoryStore()
+    collector = FlowCollector(store=store, emit=lambda signal: None, prefixes=lambda: [customer_prefix()],
+                              clock=FakeClock(), exporters=lambda: {"127.0.0.1": limit})
+    collector.ingest_packets(flood_packets(10, DROPPED_BY_ACL), now=1_000_000.5)
+    collector.flush()
+    fields = store.read(1_000_000).get("203.0.113.0/24", {})
+    assert (f"nd|{TARGET}|p" in fields) is kept
+    assert collector.stats["sampling_over_limit_records"] == (0 if kept else FLOOD_RECORDS + QUIET_RECORDS)
