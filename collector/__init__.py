@@ -7,6 +7,7 @@ signals to a callback that the Django side wraps.
 from collector.engine import FlowCollector
 from collector.prefixes import MonitoredPrefix
 from collector.run import run_collector
-from collector.store import MemoryStore, RedisStore, read_prefix_series
+from collector.store import MemoryStore, RedisStore, read_dropped_toward, read_prefix_series
 
-__all__ = ["FlowCollector", "MemoryStore", "MonitoredPrefix", "RedisStore", "read_prefix_series", "run_collector"]
+__all__ = ["FlowCollector", "MemoryStore", "MonitoredPrefix", "RedisStore", "read_dropped_toward", "read_prefix_series",
+           "run_collector"]

@@ -7,7 +7,11 @@ with HINCRBY. Field names:
 - ``b``, ``p``: bytes and packets of the prefix;
 - ``c|<class>|b``, ``c|<class>|p``: per traffic class (see `CLASSES`);
 - ``h|<addr>|b``, ``h|<addr>|p``, ``hc|<addr>|<class>|b``, ``hc|<addr>|<class>|p``: per destination host;
-- ``proto|<n>|b``, ``sport|<n>|b``, ``dport|<n>|b``, ``flags|<n>|p``, ``src|<addr>|b`` (and ``|p``): breakdowns.
+- ``proto|<n>|b``, ``sport|<n>|b``, ``dport|<n>|b``, ``flags|<n>|p``, ``src|<addr>|b`` (and ``|p``): breakdowns;
+- ``nd|<addr>|b``, ``nd|<addr>|p``: per destination host, what the network dropped or consumed on the way (v9/IPFIX
+  records with forwardingStatus, element 89, say so). Such traffic never reached the host, so it is in none of the
+  fields above; it is the evidence that a filter still holds an attack back (`dropped_by_network`, read by the
+  closed loop with `collector.store.read_dropped_toward`).
 
 Per batch, only the heaviest hosts, ports and sources of each prefix are kept (heavy hitters show up in every
 batch; a spoofed random spread must not turn into millions of counters).
@@ -289,6 +293,38 @@ class BatchAggregator:
         else:
             self._aggregate_numpy(flows, local, names, out, self._layout_for(cidrs), present)
         self._sources(flows, local, names, out, records_per_prefix[present])
+        return out
+
+    def dropped_by_network(
+        self, flows: FlowArray, prefix_index: npt.NDArray[np.int64], cidrs: list[str]
+    ) -> dict[str, Fields]:
+        """The ``nd|`` increments per prefix cidr: bytes and packets of the flows the network dropped or consumed,
+        per destination host in a monitored prefix, the heaviest `HOSTS_PER_BATCH` hosts of each prefix.
+
+        Numpy only: these are the records of what filters drop, a small share of a batch, and sorting them is cheap.
+        """
+        matched = prefix_index >= 0
+        if not matched.any():
+            return {}
+        flows, pidx = select_flows(flows, matched), prefix_index[matched].astype(np.int64, copy=False)
+        nbytes, npackets = _capped_counts(flows)
+        hi, lo = flows["dst_hi"], flows["dst_lo"]
+        order = np.lexsort((lo, hi, pidx))
+        s_p, s_hi, s_lo = pidx[order], hi[order], lo[order]
+        change = np.ones(order.size, dtype=bool)
+        change[1:] = (s_p[1:] != s_p[:-1]) | (s_hi[1:] != s_hi[:-1]) | (s_lo[1:] != s_lo[:-1])
+        starts = np.flatnonzero(change)
+        host_prefix, host_b = s_p[starts], np.add.reduceat(nbytes[order], starts)
+        host_p = np.add.reduceat(npackets[order], starts)
+        keep = _top_per_prefix(host_prefix, host_b, HOSTS_PER_BATCH)
+        out: dict[str, Fields] = {}
+        rows = zip(host_prefix[keep].tolist(), s_hi[starts][keep].tolist(), s_lo[starts][keep].tolist(),
+                   host_b[keep].astype(np.int64).tolist(), host_p[keep].astype(np.int64).tolist(), strict=True)
+        for prefix, host_hi, host_lo, b, p in rows:
+            fields = out.setdefault(cidrs[prefix], Counter())
+            name = self.names(host_hi, host_lo)
+            fields[f"nd|{name}|b"] += b
+            fields[f"nd|{name}|p"] += p
         return out
 
     def _aggregate_native(

@@ -7,6 +7,10 @@ an attack's onset over a minute).
 Matched flows wait in a per-second buffer and are aggregated once per flush, not once per socket batch: the
 fixed cost of aggregation (naming fields, ranking hosts) is then paid ten times a second instead of per batch,
 which is what keeps records per CPU-second high when datagrams trickle in.
+
+Records an exporter marks as dropped or consumed by the network (v9/IPFIX forwardingStatus) are no traffic toward
+their target and stay out of detection; the ones toward monitored prefixes are buffered beside the flows and become
+the ``nd|`` per-host fields of the same seconds (`BatchAggregator.dropped_by_network`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collector.aggregate import BatchAggregator
 from collector.decode import PacketDecoder
 from collector.detect import Detector
 from collector.prefixes import MonitoredPrefix, PrefixMatcher
-from collector.records import FlowArray, concat_flows, empty_flows, select_flows
+from collector.records import FlowArray, concat_flows, select_flows
 from collector.signals import AttackSignal
 from collector.store import AggregateStore
 
@@ -79,6 +83,7 @@ class FlowCollector:
         self._cidrs: list[str] = []
         self._local: dict[int, dict[str, Counter[str]]] = {}
         self._pending: dict[int, list[tuple[FlowArray, npt.NDArray[np.int64]]]] = {}
+        self._pending_dropped: dict[int, list[tuple[FlowArray, npt.NDArray[np.int64]]]] = {}
         self._pending_records = 0
         self._last_flush = float("-inf")
         self._last_refresh = float("-inf")
@@ -140,21 +145,25 @@ class FlowCollector:
         """
         if self._exporters is None:
             flows = self.decoder.decode_batch(buf, offsets, lengths, exporters)
+            dropped = self.decoder.take_not_delivered()
         else:
-            flows = self._decode_listed(buf, offsets, lengths, exporters, self._exporters)
+            flows, dropped = self._decode_listed(buf, offsets, lengths, exporters, self._exporters)
         self.ingest_flows(flows, now)
+        self.ingest_flows(dropped, now, dropped_by_network=True)
         return int(flows.size)
 
     def _decode_listed(
         self, buf: bytes | bytearray | memoryview | mmap.mmap, offsets: Sequence[int] | npt.NDArray[np.int64],
         lengths: Sequence[int], exporters: Sequence[str], allowed: Mapping[str, int],
-    ) -> FlowArray:
-        """Decode the datagrams of listed exporters, one exporter at a time so each one's sampling cap applies."""
+    ) -> tuple[FlowArray, FlowArray]:
+        """Decode the datagrams of listed exporters, one exporter at a time so each one's sampling cap applies;
+        returns the flows and the flows of records the network dropped (`PacketDecoder.take_not_delivered`)."""
         offs = np.asarray(offsets, dtype=np.int64)
         lens = np.asarray(lengths, dtype=np.int64)
         names = list(exporters)
         senders = set(names)
         parts: list[FlowArray] = []
+        dropped: list[FlowArray] = []
         for sender in sorted(senders):
             chosen = np.arange(len(names)) if len(senders) == 1 else np.flatnonzero(np.array(names) == sender)
             limit = allowed.get(sender)
@@ -162,15 +171,17 @@ class FlowCollector:
                 self.stats["unlisted_exporter_datagrams"] += int(chosen.size)
                 continue
             flows = self.decoder.decode_batch(buf, offs[chosen], lens[chosen], [sender] * int(chosen.size))
-            over = flows["sampling"] > limit
-            if over.any():
-                self.stats["sampling_over_limit_records"] += int(over.sum())
-                flows = select_flows(flows, ~over)
-            if flows.size:
-                parts.append(flows)
-        if not parts:
-            return empty_flows()
-        return parts[0] if len(parts) == 1 else concat_flows(parts)
+            parts.append(self._within_sampling_limit(flows, limit))
+            dropped.append(self._within_sampling_limit(self.decoder.take_not_delivered(), limit))
+        return concat_flows([p for p in parts if p.size]), concat_flows([d for d in dropped if d.size])
+
+    def _within_sampling_limit(self, flows: FlowArray, limit: int) -> FlowArray:
+        """The flows whose sampling rate is at most the exporter's `limit`; the others are counted and dropped."""
+        over = flows["sampling"] > limit
+        if not over.any():
+            return flows
+        self.stats["sampling_over_limit_records"] += int(over.sum())
+        return select_flows(flows, ~over)
 
     def table_sizes(self) -> dict[str, int]:
         """How many entries the decoder's per-exporter tables hold (they are bounded; see `collector.decode`)."""
@@ -184,8 +195,9 @@ class FlowCollector:
         offsets = np.concatenate([[0], np.cumsum(lengths[:-1])]).astype(np.int64)
         return self.ingest_batch(b"".join(packets), offsets, lengths, [exporter] * len(packets), now)
 
-    def ingest_flows(self, flows: FlowArray, now: float | None = None) -> None:
-        """Buffer the decoded flows that hit a monitored prefix under the second they arrived in."""
+    def ingest_flows(self, flows: FlowArray, now: float | None = None, *, dropped_by_network: bool = False) -> None:
+        """Buffer the decoded flows that hit a monitored prefix under the second they arrived in; with
+        `dropped_by_network`, flows of records the network dropped (evidence only, never traffic)."""
         if flows.size == 0 or not self._cidrs:
             return
         second = int(self.clock() if now is None else now)
@@ -195,7 +207,8 @@ class FlowCollector:
             flows, prefix_index = select_flows(flows, matched), prefix_index[matched]
         if flows.size == 0:
             return
-        self._pending.setdefault(second, []).append((flows, prefix_index))
+        pending = self._pending_dropped if dropped_by_network else self._pending
+        pending.setdefault(second, []).append((flows, prefix_index))
         self._pending_records += int(flows.size)
         if self._pending_records >= MAX_PENDING_RECORDS:
             self._aggregate_pending()
@@ -203,17 +216,27 @@ class FlowCollector:
     def _aggregate_pending(self) -> None:
         """Aggregate buffered flows into the local per-second counters."""
         pending, self._pending, self._pending_records = self._pending, {}, 0
+        dropped, self._pending_dropped = self._pending_dropped, {}
         for second, parts in pending.items():
-            flows = concat_flows([p[0] for p in parts])
-            prefix_index = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
-            increments = self.aggregator.aggregate(flows, prefix_index, self._cidrs)
-            bucket = self._local.setdefault(second, {})
-            for cidr, fields in increments.items():
-                current = bucket.get(cidr)
-                if current is None:
-                    bucket[cidr] = fields
-                else:
-                    current.update(fields)
+            self._add_local(second, self.aggregator.aggregate(*self._joined(parts), self._cidrs))
+        for second, parts in dropped.items():
+            self._add_local(second, self.aggregator.dropped_by_network(*self._joined(parts), self._cidrs))
+
+    @staticmethod
+    def _joined(parts: list[tuple[FlowArray, npt.NDArray[np.int64]]]) -> tuple[FlowArray, npt.NDArray[np.int64]]:
+        """One second's buffered flows and their prefix indexes as one array each."""
+        flows = concat_flows([p[0] for p in parts])
+        return flows, parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+
+    def _add_local(self, second: int, increments: dict[str, Counter[str]]) -> None:
+        """Add a second's increments per prefix into the local counters."""
+        bucket = self._local.setdefault(second, {})
+        for cidr, fields in increments.items():
+            current = bucket.get(cidr)
+            if current is None:
+                bucket[cidr] = fields
+            else:
+                current.update(fields)
 
     def flush(self) -> None:
         """Aggregate buffered flows, push local counters to the shared store and start afresh."""
@@ -231,7 +254,7 @@ class FlowCollector:
         if now - self._last_expiry >= self.table_expiry_seconds / 4:
             self._last_expiry = now
             self.decoder.expire(self.table_expiry_seconds)
-        if now - self._last_flush >= self.flush_interval or any(s < int(now) for s in self._pending):
+        if now - self._last_flush >= self.flush_interval or any(s < int(now) for s in (*self._pending, *self._pending_dropped)):
             self.flush()
         if self.detect_enabled:
             self._detect(now)

@@ -42,6 +42,10 @@ class AggregateStore(Protocol):
     def series(self, prefix: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
         """(second, bytes, packets) of a prefix for each second in [first, last]."""
 
+    def dropped_series(self, prefix: str, host: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
+        """(second, bytes, packets) the network dropped toward `host` (the ``nd|`` fields) for each second in [first,
+        last] in which anything was pushed for `prefix`; the other seconds are left out (a gap, not a zero)."""
+
     def load_baselines(self) -> dict[str, Baseline]:
         """Baselines saved by whichever collector led detection last."""
 
@@ -90,6 +94,16 @@ class MemoryStore:
             for second in range(first_second, last_second + 1):
                 fields = self._seconds.get(second, {}).get(prefix, Counter())
                 out.append((second, fields.get("b", 0), fields.get("p", 0)))
+            return out
+
+    def dropped_series(self, prefix: str, host: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
+        """The host's ``nd|`` fields of each second the prefix has counters in."""
+        with self._lock:
+            out = []
+            for second in range(first_second, last_second + 1):
+                fields = self._seconds.get(second, {}).get(prefix)
+                if fields is not None:
+                    out.append((second, fields.get(f"nd|{host}|b", 0), fields.get(f"nd|{host}|p", 0)))
             return out
 
     def load_baselines(self) -> dict[str, Baseline]:
@@ -210,6 +224,18 @@ class RedisStore:
             pipe.hmget(self._agg_key(second, prefix), "b", "p")
         return [(s, int(b or 0), int(p or 0)) for s, (b, p) in zip(seconds, pipe.execute(), strict=True)]
 
+    def dropped_series(self, prefix: str, host: str, first_second: int, last_second: int) -> list[tuple[int, int, int]]:
+        """EXISTS and HMGET of the host's ``nd|`` fields for each second, in one pipeline."""
+        seconds = list(range(first_second, last_second + 1))
+        pipe = self.client.pipeline(transaction=False)
+        for second in seconds:
+            key = self._agg_key(second, prefix)
+            pipe.exists(key)
+            pipe.hmget(key, f"nd|{host}|b", f"nd|{host}|p")
+        replies = pipe.execute()
+        return [(s, int(b or 0), int(p or 0))
+                for s, present, (b, p) in zip(seconds, replies[0::2], replies[1::2], strict=True) if present]
+
     def load_baselines(self) -> dict[str, Baseline]:
         """Baselines as saved in one hash, prefix -> JSON [bps, pps, samples]."""
         raw = self.client.hgetall(f"{self.namespace}:baselines")
@@ -254,3 +280,30 @@ def read_prefix_series(
     last = int(now) - 1
     rows = store.series(str(ipaddress.ip_network(prefix, strict=False)), last - seconds + 1, last)
     return [{"second": s, "bps": b * 8, "pps": p} for s, b, p in rows]
+
+
+def read_dropped_toward(
+    client: redis.Redis | AggregateStore,
+    host: str,
+    prefixes: Iterable[str],
+    seconds: int,
+    *,
+    now: float,
+    namespace: str = DEFAULT_NAMESPACE,
+) -> list[dict[str, int]]:
+    """Per-second bps and pps the network dropped toward `host` (forwardingStatus; the ``nd|`` fields) over the
+    last `seconds` complete seconds before `now`, oldest first, summed over `prefixes` (the monitored prefixes that
+    may hold it). Seconds in which nothing was pushed for any of them are left out: a gap, not a zero.
+
+    Takes a Redis client (what the Django side has) or a store.
+    """
+    store = RedisStore(client, namespace) if isinstance(client, redis.Redis) else client
+    last = int(now) - 1
+    name = str(ipaddress.ip_address(host))
+    found: dict[int, tuple[int, int]] = {}
+    for prefix in prefixes:
+        cidr = str(ipaddress.ip_network(prefix, strict=False))
+        for second, b, p in store.dropped_series(cidr, name, last - seconds + 1, last):
+            before_b, before_p = found.get(second, (0, 0))
+            found[second] = (before_b + b, before_p + p)
+    return [{"second": s, "bps": b * 8, "pps": p} for s, (b, p) in sorted(found.items())]

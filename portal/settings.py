@@ -210,6 +210,9 @@ DATABASES = {
     "default": database_from_url(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sluice")),
 }
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Where the flow collectors' per-second aggregates live in that Redis (collector/store.py): the collector writes there
+# (run_collector's --namespace defaults to it), the traffic graphs and the closed loop read there.
+SLUICE_FLOW_NAMESPACE = os.environ.get("SLUICE_FLOW_NAMESPACE", "sluice:flow")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     # Counters every web process must share (API rate limits), with short socket timeouts.

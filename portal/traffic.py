@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
@@ -33,7 +34,8 @@ def prefix_graphs(prefixes: list[tuple[str, str]], *, seconds: int = GRAPH_SECON
     graphs = []
     for prefix, tenant in prefixes:
         try:
-            series = read_prefix_series(redis_client(), prefix, seconds, now=now)
+            series = read_prefix_series(redis_client(), prefix, seconds, now=now,
+                                        namespace=settings.SLUICE_FLOW_NAMESPACE)
         except (redis.RedisError, OSError) as error:
             logger.warning("traffic of %s unavailable: %s", prefix, error)
             series = []

@@ -3,7 +3,8 @@
 `PacketDecoder` takes a batch of datagrams laid out back to back in one buffer and tells the format of each from
 its version field, so one UDP port can receive every format. Malformed datagrams are counted in `stats` and
 dropped; an unexpected error in a vectorised decoder makes the batch be decoded packet by packet, so that one bad
-datagram never costs the good ones around it.
+datagram never costs the good ones around it. Records an exporter marks as dropped or consumed by the network
+(v9/IPFIX forwardingStatus) are no flows; their own flows wait in `take_not_delivered`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class PacketDecoder:
         self.netflow5 = NetFlow5Decoder(self.stats, self.default_sampling)
         self.sflow = SflowDecoder(self.stats)
         self.templated = TemplatedDecoder(self.stats, self.default_sampling, clock)
+        self._not_delivered: list[FlowArray] = []
 
     def expire(self, idle_seconds: float) -> None:
         """Forget template state of v9/IPFIX domains silent for `idle_seconds`."""
@@ -51,6 +53,11 @@ class PacketDecoder:
     def table_sizes(self) -> dict[str, int]:
         """Entries held in the per-exporter tables (each bounded per exporter)."""
         return {**self.templated.table_sizes(), "v5_sequence_streams": self.netflow5.streams}
+
+    def take_not_delivered(self) -> FlowArray:
+        """The flows of the records the network dropped or consumed, decoded since the last call (in batch order)."""
+        gone, self._not_delivered = self._not_delivered, []
+        return concat_flows(gone)
 
     def default_sampling(self, exporter: str) -> int:
         """The configured rate for an exporter that does not announce one."""
@@ -79,7 +86,7 @@ class PacketDecoder:
             raise ValueError("datagram offsets and lengths run past the end of the buffer")
         self.stats["datagrams"] += int(offs.size)
         try:
-            return self._decode(u8, memoryview(buf), offs, lens, exporters)
+            flows = self._decode(u8, memoryview(buf), offs, lens, exporters)
         except Exception:
             self.templated.discard()
             if offs.size == 1:
@@ -88,6 +95,8 @@ class PacketDecoder:
                 return empty_flows()
             parts = [self.decode_batch(buf, offs[i : i + 1], lens[i : i + 1], [exporters[i]]) for i in range(offs.size)]
             return concat_flows(parts)
+        self._not_delivered += [gone for gone in self.templated.take_not_delivered() if gone.size]
+        return flows
 
     def _decode(
         self, u8: np.ndarray, view: memoryview, offs: IntArray, lens: IntArray, exporters: Sequence[str]

@@ -61,5 +61,6 @@ class DecodeStats(Counter[str]):
     """Counters of what the decoders saw: packets, records, malformed, unknown templates, sequence gaps.
 
     ``records`` counts every data record decoded; ``records_dropped_by_network`` those of them an exporter marked as
-    dropped or consumed (forwardingStatus), which are left out of the flows because they never reached their target.
+    dropped or consumed (forwardingStatus), which are left out of the flows because they never reached their target
+    (their own flows wait in `PacketDecoder.take_not_delivered`).
     """

@@ -103,6 +103,8 @@ class TemplatedDecoder:
         self._exporter_domains: dict[str, dict[DomainKey, None]] = {}
         self._groups: dict[int, _Group] = {}
         self._extra: list[FlowArray] = []
+        # Flows of records the network dropped or consumed, queued with the batch's data (see `flush`).
+        self._gone: list[FlowArray] = []
         # Exporters repeat the same template set every few packets; its bytes identify what it installed last time.
         self._known_sets: dict[tuple[DomainKey, int], KnownSet] = {}
         # The last options data set each domain applied: the same bytes again leave the sampling state as it is.
@@ -524,7 +526,7 @@ class TemplatedDecoder:
         self.stats["sampling_options"] += 1
 
     def _convert(self, template: Template, records: np.ndarray, dkey: DomainKey, state: _DomainState) -> FlowArray:
-        """Records to flows, leaving out (and counting) those the network dropped or consumed."""
+        """Records to flows, leaving out (and counting, and keeping apart) those the network dropped or consumed."""
         default = state.default_rate or self.default_sampling(dkey[0])
         sampling = sampling_of(template, records, state.sampler_rates, default)
         self.stats["records"] += int(records.size)
@@ -533,6 +535,7 @@ class TemplatedDecoder:
         if gone is None or not gone.any():
             return flows
         self.stats["records_dropped_by_network"] += int(gone.sum())
+        self._gone.append(select_flows(flows, gone))
         return select_flows(flows, ~gone)
 
     def _convert_in_place(
@@ -540,14 +543,20 @@ class TemplatedDecoder:
     ) -> FlowArray | None:
         """`_convert` of a group's records read where they lie in the batch buffer (compiled); None: use numpy."""
         default = state.default_rate or self.default_sampling(group.domain[0])
-        flows = to_flows_compiled(group.template, u8, starts, counts, state.sampler_rates, default)
-        if flows is None:
+        converted = to_flows_compiled(group.template, u8, starts, counts, state.sampler_rates, default)
+        if converted is None:
             return None
-        records = int(counts.sum())
-        self.stats["records"] += records
-        if group.template.has("forwarding_status") and group.template.has_address_pair() and flows.size < records:
-            self.stats["records_dropped_by_network"] += records - int(flows.size)
+        flows, gone = converted
+        self.stats["records"] += int(counts.sum())
+        if gone.size:
+            self.stats["records_dropped_by_network"] += int(gone.size)
+            self._gone.append(gone)
         return flows
+
+    def take_not_delivered(self) -> list[FlowArray]:
+        """The flows of the records marked dropped or consumed in the batch just flushed (`discard` forgets them)."""
+        gone, self._gone = self._gone, []
+        return gone
 
     def flush(self, u8: ByteArray) -> list[FlowArray]:
         """Gather and convert every queued data set of the batch; the buffer must still hold the batch.
@@ -583,6 +592,7 @@ class TemplatedDecoder:
         """Forget queued data of a batch whose decoding failed, so it is not decoded twice."""
         self._groups = {}
         self._extra = []
+        self._gone = []
 
     def expire(self, idle_seconds: float) -> None:
         """Forget domains silent for `idle_seconds` (their templates with them) and data held too long.

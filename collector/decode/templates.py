@@ -13,7 +13,9 @@ against (same records, same order).
 
 Records an exporter marks as dropped or consumed by the network (forwardingStatus, element 89) never reached their
 destination: `not_delivered` finds them and the decoder leaves them out of its flows (and counts them), so they never
-count as traffic toward a target. Templates without the element (most exporters) are unaffected.
+count as traffic toward a target. They are kept apart instead, as flows of their own: the collector's evidence of
+what the network is still dropping toward each host (the closed loop reads it). Templates without the element (most
+exporters) are unaffected.
 """
 
 from __future__ import annotations
@@ -280,10 +282,10 @@ def _compiled_converter() -> Callable[..., int] | None:
 def to_flows_compiled(
     template: Template, u8: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64],
     rates: Mapping[int, int], default: int,
-) -> FlowArray | None:
-    """`to_flows(template, records, sampling_of(template, records, rates, default))` in one C call, without the
-    records `not_delivered` picks (the caller counts them: every record of a template with an address pair that
-    did not come out).
+) -> tuple[FlowArray, FlowArray] | None:
+    """`to_flows(template, records, sampling_of(template, records, rates, default))` in one C call, split in two:
+    the delivered flows, and the flows of the records `not_delivered` picks (empty for templates without a
+    forwarding status), each in record order.
 
     `records` are the `counts[i]` records from each `starts[i]` of `u8`, read in place. None, with nothing done,
     where the helper is off, a rate does not fit 64 bits (the numpy path raises there) or a record does not lie
@@ -304,12 +306,14 @@ def to_flows_compiled(
         return None  # no such run fits in the buffer; bounding counts also keeps their sum from overflowing
     capacity = int(counts.sum())
     flows = np.empty(capacity, dtype=FLOW_DTYPE)
+    gone = np.empty(capacity if template.has("forwarding_status") else 0, dtype=FLOW_DTYPE)
+    gone_count = np.zeros(1, dtype=np.int64)
     field_map = template.field_map
     found = function(
         u8.ctypes.data, u8.size, starts.ctypes.data, counts.ctypes.data, starts.size, template.record_length,
         field_map.ctypes.data, sampler_ids.ctypes.data, sampler_rates.ctypes.data, sampler_ids.size, fallback,
-        flows.ctypes.data, capacity,
+        flows.ctypes.data, capacity, gone.ctypes.data, gone_count.ctypes.data,
     )  # fmt: skip
     if found < 0:
         return None
-    return flows[:found]
+    return flows[:found], gone[: int(gone_count[0])]

@@ -18,11 +18,12 @@ int64_t sluice_nf5_records(const uint8_t *buf, int64_t buf_len, const int64_t *o
 int64_t sluice_sflow_decode(const uint8_t *buf, int64_t buf_len, const int64_t *offsets, const int64_t *lengths,
                             int64_t n, flow_record *out, int64_t capacity, int64_t *counters);
 
-/* NetFlow v9 / IPFIX: convert runs of template records straight from the receive buffer. */
+/* NetFlow v9 / IPFIX: convert runs of template records straight from the receive buffer; records the network
+ * dropped or consumed go to `gone`. */
 int64_t sluice_tpl_convert(const uint8_t *buf, int64_t buf_len, const int64_t *starts, const int64_t *counts,
                            int64_t runs, int64_t stride, const int64_t *field_map, const uint64_t *sampler_ids,
                            const uint64_t *sampler_rates, int64_t samplers, uint64_t fallback, flow_record *out,
-                           int64_t capacity);
+                           int64_t capacity, flow_record *gone, int64_t *gone_count);
 
 /* Aggregation: host x class cells, their sums, per-field breakdowns and the top rows per prefix. */
 long sluice_agg_hosts(const flow_record *flows, const int64_t *local, long n, const int64_t *base_by_proto,

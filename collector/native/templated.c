@@ -14,7 +14,8 @@
  *     as numpy's multiply and its assignment into the uint32 `sampling` column do;
  *   - tcp_flags keeps its low byte (2-byte encodings), frag is set by a non-zero fragment offset (low 13 bits) or
  *     the IPFIX more-fragments flag;
- *   - a record whose forwardingStatus says dropped or consumed is no flow: it is skipped (`not_delivered`).
+ *   - a record whose forwardingStatus says dropped or consumed is no flow: it is written to a second output instead
+ *     (`not_delivered`), from which the collector keeps the rates the network dropped per destination host.
  *
  * Input is hostile: every record of every run must lie inside [0, buf_len) and every field inside the record, or
  * nothing is written and an error is returned (the caller then takes the numpy path, which decides).
@@ -178,14 +179,11 @@ static uint64_t rate_of(const uint8_t *record, const field *fields, sampler_tabl
     return table->fallback;
 }
 
-/* Whether the exporter says the record reached its destination: no forwarding status, unknown or forwarded (a
- * dropped or consumed record never did). */
-static inline int delivered(const uint8_t *record, const field *fields) {
-    const field *status = &fields[F_FORWARDING_STATUS];
-    if (!present(status)) {
-        return 1;
-    }
-    return ((value_of(record, status) & 0xFF) >> FORWARDING_STATUS_SHIFT) < FORWARDING_STATUS_DROPPED;
+/* Whether the exporter says the record reached its destination: unknown or forwarded (a dropped or consumed record
+ * never did). Only called for templates that carry a status. */
+static inline int delivered(const uint8_t *record, const field *status) {
+    return ((be_uint(record + status->offset, status->width) & 0xFF) >> FORWARDING_STATUS_SHIFT) <
+           FORWARDING_STATUS_DROPPED;
 }
 
 /* Every field of `out` is written (the output is not zeroed first), straight to the output: assembling the record
@@ -221,17 +219,22 @@ static void convert(const uint8_t *record, const field *fields, int v6, uint64_t
  * domain's announced rates; `fallback` the rate of records with none of their own (at least 1).
  *
  * Returns the number of flows written to `out` (which holds `capacity`): every delivered record when the map has an
- * address pair, none otherwise. Negative when a record or field falls outside the buffer or `out` is too small;
+ * address pair, none otherwise. Records the exporter marks dropped or consumed go to `gone` instead, which must hold
+ * `capacity` too when the map has a forwarding status (it is not touched otherwise); their number is stored in
+ * `*gone_count`. Negative when a record or field falls outside the buffer or an output is too small or missing;
  * nothing is written then.
  */
 int64_t sluice_tpl_convert(const uint8_t *buf, int64_t buf_len, const int64_t *starts, const int64_t *counts,
                            int64_t runs, int64_t stride, const int64_t *field_map, const uint64_t *sampler_ids,
                            const uint64_t *sampler_rates, int64_t samplers, uint64_t fallback, flow_record *out,
-                           int64_t capacity) {
+                           int64_t capacity, flow_record *gone, int64_t *gone_count) {
     const field *fields = (const field *)field_map;
-    if (buf_len < 0 || stride < 1 || runs < 0 || samplers < 0 || !fields_ok(fields, stride)) {
+    const field *status = &fields[F_FORWARDING_STATUS];
+    if (buf_len < 0 || stride < 1 || runs < 0 || samplers < 0 || !fields_ok(fields, stride) || gone_count == NULL ||
+        (present(status) && gone == NULL)) {
         return ERROR_FIELDS;
     }
+    *gone_count = 0;
     int64_t total = 0;
     for (int64_t r = 0; r < runs; r++) {
         const int64_t start = starts[r], count = counts[r];
@@ -249,13 +252,22 @@ int64_t sluice_tpl_convert(const uint8_t *buf, int64_t buf_len, const int64_t *s
     }
     sampler_table table = {sampler_ids, sampler_rates, samplers, fallback, 0, 0, 0};
     flow_record *flow = out;
-    for (int64_t r = 0; r < runs; r++) {
-        const uint8_t *record = buf + starts[r];
-        for (int64_t k = 0; k < counts[r]; k++, record += stride) {
-            if (delivered(record, fields)) {
+    if (!present(status)) { /* most exporters: every record is a flow, and the loop tests nothing more */
+        for (int64_t r = 0; r < runs; r++) {
+            const uint8_t *record = buf + starts[r];
+            for (int64_t k = 0; k < counts[r]; k++, record += stride) {
                 convert(record, fields, v6, rate_of(record, fields, &table), flow++);
             }
         }
+        return flow - out;
     }
+    flow_record *lost = gone;
+    for (int64_t r = 0; r < runs; r++) {
+        const uint8_t *record = buf + starts[r];
+        for (int64_t k = 0; k < counts[r]; k++, record += stride) {
+            convert(record, fields, v6, rate_of(record, fields, &table), delivered(record, status) ? flow++ : lost++);
+        }
+    }
+    *gone_count = lost - gone;
     return flow - out;
 }

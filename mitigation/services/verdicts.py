@@ -1,10 +1,14 @@
 """The closed loop: what the network drops, whether each mitigation works, and what to do when it does not.
 
-Three sources of evidence, each kept as a time series:
+Four sources of evidence, each kept as a time series:
 - FlowSpec counters read from the routers (`read_rule_counters`: one `RuleCounterSample` per action and router per
   read; a router that cannot be read leaves a gap, never a zero);
 - scrubbing centers' per-prefix reports (`CenterPrefixSample`, written by `center_reports`);
-- the detectors' view of the attack (the Attack's figures: what still reaches the target after the filters).
+- the detectors' view of the attack (the Attack's figures: what still reaches the target after the filters);
+- the flow records' own word on what the network dropped toward the target (v9/IPFIX forwardingStatus), which
+  the collectors keep per host and second in Redis (`flow_evidence`; a second without data is a gap, never a
+  zero). It is the same traffic the rules' counters count, seen from the exporters: the larger
+  of the two counts as what the filters drop, never their sum (`Evidence.filtered_bps`).
 
 `judge` turns them into a verdict a person can read ("FlowSpec dropped 38.2 of 40.0 Gbps; 1.8 Gbps still reaches
 203.0.113.10"). An ineffective or partial mitigation is escalated one step, on evidence that held for
@@ -48,6 +52,7 @@ from mitigation.choices import (
 from mitigation.models import Action, CenterPrefixSample, Mitigation, RuleCounterSample, Verdict
 from mitigation.routes import route_from_spec, without_neighbors
 from mitigation.services import states
+from mitigation.services.flow_evidence import network_dropped_toward_targets
 from mitigation.services.states import mitigation_event
 from mitigation.story.counters import Sample, counter_rates
 from mitigation.story.text import rate_text
@@ -165,16 +170,26 @@ class Evidence:
     # collector stops reporting an attack that a discard hid from it, long before it signals the end.
     reported_since: bool = False
     per_rule: dict[int, int] = field(default_factory=dict)
+    # What the flow records marked dropped or consumed toward the target (mean of the seconds with data), and
+    # whether any second of the window had data.
+    network_dropped_bps: int = 0
+    flows_read: bool = False
     # Whether evidence is to be expected at all: FlowSpec rules on the edge routers (counters), a diversion to a
     # center that sends per-prefix reports.
     expects_counters: bool = False
     expects_center: bool = False
 
+    @property
+    def filtered_bps(self) -> int:
+        """What the network's filters drop: the rules' counters and the flow records see the same traffic."""
+        return max(self.dropped_bps, self.network_dropped_bps)
+
     def as_json(self) -> dict[str, object]:
         return {
             "attack_bps": self.attack_bps, "matched_bps": self.matched_bps, "dropped_bps": self.dropped_bps,
             "scrubbed_bps": self.scrubbed_bps, "clean_bps": self.clean_bps, "threshold_bps": self.threshold_bps,
-            "counters_read": self.counters_read, "center_reported": self.center_reported,
+            "network_dropped_bps": self.network_dropped_bps, "counters_read": self.counters_read,
+            "center_reported": self.center_reported, "flows_read": self.flows_read,
             "collector_ended": self.collector_ended, "reported_since_plan": self.reported_since,
             "dropped_bps_per_action": {str(k): v for k, v in self.per_rule.items()},
         }
@@ -249,6 +264,7 @@ def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int
                     .values_list("center_id", flat=True).distinct())
     rates = _counter_rates([a for ids in actions.values() for a in ids], now)
     centers = _center_figures([m.pk for m in mitigations], now)
+    network_dropped = network_dropped_toward_targets(mitigations, now=now, seconds=int(poll_interval() * 3 + 1))
     thresholds = _thresholds(mitigations)
     evidence = {}
     lag = datetime.timedelta(seconds=REPORT_LAG_SECONDS)
@@ -270,16 +286,27 @@ def gather(mitigations: list[Mitigation], *, now: datetime.datetime) -> dict[int
         if mitigation.pk in centers:
             found.center_reported = True
             found.scrubbed_bps, found.clean_bps = centers[mitigation.pk]
+        if mitigation.pk in network_dropped:
+            found.flows_read = True
+            found.network_dropped_bps = network_dropped[mitigation.pk]
         evidence[mitigation.pk] = found
     return evidence
 
 
+def _target_text(mitigation: Mitigation) -> str:
+    """The attack's target as a sentence names it: a host without its /32 or /128."""
+    return str(mitigation.attack.target).removesuffix("/32").removesuffix("/128")
+
+
 def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
-    target = str(mitigation.attack.target).removesuffix("/32").removesuffix("/128")
+    target = _target_text(mitigation)
     parts = []
-    arriving = found.dropped_bps + found.scrubbed_bps + found.attack_bps
+    arriving = found.filtered_bps + found.scrubbed_bps + found.attack_bps
     if found.counters_read:
         parts.append(f"FlowSpec dropped {rate_text(found.dropped_bps)} of {rate_text(arriving)}")
+    if found.network_dropped_bps:
+        parts.append(f"the network's flow records show {rate_text(found.network_dropped_bps)} toward {target} "
+                     f"dropped")
     if found.center_reported:
         parts.append(f"the scrubbing center dropped {rate_text(found.scrubbed_bps)} and returned "
                      f"{rate_text(found.clean_bps)} clean")
@@ -302,7 +329,7 @@ def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
 def holds_back(found: Evidence) -> bool:
     """Whether the rules or the center drop attack traffic: SLUICE_HOLDING_SHARE of the threshold or more, which
     would reach the target without the mitigation."""
-    dropped = found.dropped_bps + found.scrubbed_bps
+    dropped = found.filtered_bps + found.scrubbed_bps
     return bool(found.threshold_bps) and dropped >= _seconds("SLUICE_HOLDING_SHARE", 0.5) * found.threshold_bps
 
 
@@ -313,12 +340,12 @@ def outcome_of(found: Evidence) -> str:
     if found.collector_ended:
         return VerdictChoices.EFFECTIVE
     if not found.reported_since:
-        # No detector figure since the plan went in: either the plan hid the attack from them (its counters or
-        # center say so), or they have yet to report.
+        # No detector figure since the plan went in: either the plan hid the attack from them (its counters, flow
+        # records or center say so), or they have yet to report.
         return VerdictChoices.EFFECTIVE if holds_back(found) else VerdictChoices.UNKNOWN
     if found.attack_bps < found.threshold_bps:
         return VerdictChoices.EFFECTIVE
-    dropped = found.dropped_bps + found.scrubbed_bps
+    dropped = found.filtered_bps + found.scrubbed_bps
     if dropped >= PARTIAL_SHARE * (dropped + found.attack_bps):
         return VerdictChoices.PARTIAL
     return VerdictChoices.INEFFECTIVE
@@ -338,8 +365,9 @@ def _worth_storing(previous: Verdict | None, outcome: str, found: Evidence, now:
         return True
     if (now - previous.at).total_seconds() >= 60:
         return True
+    network_dropped = int(previous.evidence.get("network_dropped_bps", 0))
     for before, after in ((previous.attack_bps, found.attack_bps), (previous.dropped_bps, found.dropped_bps),
-                          (previous.scrubbed_bps, found.scrubbed_bps)):
+                          (previous.scrubbed_bps, found.scrubbed_bps), (network_dropped, found.network_dropped_bps)):
         if abs(after - before) > 0.2 * max(before, after, 1):
             return True
     return False
@@ -442,8 +470,10 @@ def _escalate(mitigation: Mitigation, found: Evidence, now: datetime.datetime) -
 
 def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None = None) -> dict[int, str]:
     """The mitigations among these whose rules or center still drop attack traffic (so the attack is still there,
-    behind the filter), with the evidence in a sentence. Without the mitigation, the dropped traffic would reach
-    the target: it holds the attack back when what it drops is SLUICE_HOLDING_SHARE of the threshold or more."""
+    behind the filter), with the evidence in a sentence: the rules' counters, the center's reports, or the flow
+    records that mark the target's traffic dropped (which speak for the rules where their counters cannot be read).
+    Without the mitigation, the dropped traffic would reach the target: it holds the attack back when what it drops
+    is SLUICE_HOLDING_SHARE of the threshold or more."""
     now = now or timezone.now()
     if not mitigations:
         return {}
@@ -451,6 +481,7 @@ def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None
     # going in has no counter readings yet, and withdrawing it then invites the attack straight back.
     young = datetime.timedelta(seconds=_seconds("SLUICE_VERDICT_SETTLE_SECONDS", 10.0) + 2 * poll_interval())
     activated = {m.pk: m.activated_at for m in mitigations}
+    targets = {m.pk: _target_text(m) for m in mitigations}
     held = {}
     for mitigation_id, found in gather(mitigations, now=now).items():
         since = activated.get(mitigation_id)
@@ -461,6 +492,9 @@ def holding_back(mitigations: list[Mitigation], *, now: datetime.datetime | None
             continue
         if holds_back(found):
             sources = [f"its FlowSpec rules drop {rate_text(found.dropped_bps)}"] if found.dropped_bps else []
+            if found.network_dropped_bps:
+                sources.append(f"the network's flow records show {rate_text(found.network_dropped_bps)} toward "
+                               f"{targets[mitigation_id]} dropped")
             if found.scrubbed_bps:
                 sources.append(f"its scrubbing center drops {rate_text(found.scrubbed_bps)}")
             held[mitigation_id] = f"{' and '.join(sources)}, so the attack is still there behind the filter"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Iterator, Sequence
+from ipaddress import ip_address
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from collector.decode import PacketDecoder, templated, templates
 from collector.decode.templates import FieldSpec, Template, to_flows_compiled
 from collector.records import FLOW_DTYPE, FlowArray, flows_as_tuples
 from netsim.flowgen import SCENARIOS, FlowRecord, IpfixEncoder, NetFlow9Encoder, Scenario, encoder_for
-from tests.collector.helpers import mutate
+from netsim.flowgen.encoders import DROPPED_BY_ACL, DROPPED_BY_POLICER
+from tests.collector.helpers import mixed_records, mutate
 from tests.collector.test_native_sflow import guarded
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True)
@@ -48,10 +50,10 @@ def compiled_conversions(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether each compiled conversion the decoders attempted succeeded (False: it handed over to numpy)."""
     outcomes: list[bool] = []
 
-    def spy(*args: object, **kwargs: object) -> FlowArray | None:
-        flows = to_flows_compiled(*args, **kwargs)  # type: ignore[arg-type]
-        outcomes.append(flows is not None)
-        return flows
+    def spy(*args: object, **kwargs: object) -> tuple[FlowArray, FlowArray] | None:
+        converted = to_flows_compiled(*args, **kwargs)  # type: ignore[arg-type]
+        outcomes.append(converted is not None)
+        return converted
 
     monkeypatch.setattr(templated, "to_flows_compiled", spy)
     return outcomes
@@ -93,12 +95,14 @@ def assert_same_flows(flows: FlowArray, expected: FlowArray) -> None:
 
 
 def assert_same(batches: Sequence[Batch], **kwargs: object) -> list[FlowArray]:
-    """Both paths on the same batches, in order: identical flows per batch, identical counters after each."""
+    """Both paths on the same batches, in order: identical flows (and flows of what the network dropped) per batch,
+    identical counters after each."""
     compiled, reference = decoders(**kwargs)
     results = []
     for batch in batches:
         flows, expected = decode(compiled, batch), decode(reference, batch)
         assert_same_flows(flows, expected)
+        assert_same_flows(compiled.take_not_delivered(), reference.take_not_delivered())
         assert list(compiled.stats.items()) == list(reference.stats.items())
         results.append(flows)
     return results
@@ -274,7 +278,8 @@ def test_hand_made_template_decodes_identically(name: str, compiled_conversions:
 def test_forwarding_status_leaves_out_what_the_network_dropped(
     version: int, width: int, compiled_conversions: list[bool]
 ) -> None:
-    """Records whose status is dropped or consumed are no flows, and are counted; the status sits in the low byte.
+    """Records whose status is dropped or consumed are no flows, and are counted, and come out apart (as flows of
+    their own, for the closed loop's evidence); the status sits in the low byte.
 
     Destinations name the status each record carries: .64 forwarded, .0 unknown, .66 forwarded with a reason, .128
     dropped, .137 dropped for a bad TTL, .192 consumed. A 4-byte field holds the same unsigned32 values, so its
@@ -287,14 +292,23 @@ def test_forwarding_status_leaves_out_what_the_network_dropped(
     records = [{**base, 12: DST4[:-1] + bytes([s]), 89: s} for s in statuses]
     records += [{**base, 12: bytes([203, 0, 114, last]), 89: value} for value, last in wide]
     compiled, reference = decoders()
+    gone_by = []
     for decoder in (compiled, reference):
         flows = decode(decoder, layout(exchange(version, fields, records, sampler_rates={0: 10}, sampler_field=(48, 1))))
         destinations = [dst for _, dst, *_ in flows_as_tuples(flows)]
         kept_wide = ["203.0.114.1", "203.0.114.2"] if width == 4 else []
         assert destinations == ["203.0.113.64", "203.0.113.0", "203.0.113.66", *kept_wide]
         assert (flows["bytes"] == 10_000).all() and (flows["packets"] == 20).all()
+        gone = decoder.take_not_delivered()
+        dropped_wide = ["203.0.114.3"] if width == 4 else []
+        assert [dst for _, dst, *_ in flows_as_tuples(gone)] == ["203.0.113.128", "203.0.113.137", "203.0.113.192",
+                                                                 *dropped_wide]
+        assert (gone["bytes"] == 10_000).all() and (gone["packets"] == 20).all() and (gone["sampling"] == 10).all()
+        assert decoder.take_not_delivered().size == 0, "taken once"
         assert decoder.stats["records"] == len(records)
         assert decoder.stats["records_dropped_by_network"] == 3 + (1 if width == 4 else 0)
+        gone_by.append(gone)
+    assert_same_flows(*gone_by)
     assert list(compiled.stats.items()) == list(reference.stats.items())
     assert compiled_conversions == [True]
 
@@ -305,6 +319,30 @@ def test_templates_without_forwarding_status_count_nothing_dropped() -> None:
     compiled, _ = decoders()
     decode(compiled, layout(packets))
     assert flows.size == 12 and "records_dropped_by_network" not in compiled.stats
+    assert compiled.take_not_delivered().size == 0
+
+
+@pytest.mark.parametrize("fmt", ["netflow9", "ipfix"])
+def test_what_the_generator_exports_as_dropped_comes_out_apart_on_both_paths(fmt: str) -> None:
+    """The encoder the emulated data plane exports with: forwarded and dropped records of one exporter, IPv4 and
+    IPv6, interleaved in one batch and split over two; both paths give the same two sets of flows."""
+    encoder = encoder_for(fmt, sampling=100, forwarding_status=True)
+    forwarded, dropped = mixed_records(30, seed=1), mixed_records(20, seed=2)
+    packets = [*encoder.encode(forwarded), *encoder.encode(dropped, DROPPED_BY_ACL),
+               *encoder.encode(forwarded[:5], DROPPED_BY_POLICER)]
+    compiled, reference = decoders()
+    for batch in (layout(packets, gap=3), layout(packets[:2]), layout(packets[2:], gap=1)):
+        assert_same_flows(decode(compiled, batch), decode(reference, batch))
+        assert_same_flows(compiled.take_not_delivered(), reference.take_not_delivered())
+    fresh = PacketDecoder()
+    flows = decode(fresh, layout(packets))
+    gone = fresh.take_not_delivered()
+    assert flows.size == 30 and gone.size == 25
+    assert int(gone["packets"].sum()) == 100 * (sum(r.packets for r in dropped) + sum(r.packets for r in forwarded[:5]))
+    assert sorted(flows_as_tuples(gone)) == sorted(
+        (str(ip_address(r.src)), str(ip_address(r.dst)), r.proto, r.sport, r.dport, r.tcp_flags, int(r.frag),
+         100 * r.bytes, 100 * r.packets, 100) for r in (*dropped, *forwarded[:5]))
+
 
 
 def test_fields_of_hand_made_records() -> None:
@@ -391,7 +429,8 @@ def test_records_outside_the_buffer_are_refused() -> None:
     u8 = np.frombuffer(b"".join(encode_record(fields, row) for row in rows(4, seed=2)), dtype=np.uint8)
 
     def convert(starts: list[int], counts: list[int], within: Template = template) -> FlowArray | None:
-        return to_flows_compiled(within, u8, np.array(starts, np.int64), np.array(counts, np.int64), {1: 3}, 1)
+        converted = to_flows_compiled(within, u8, np.array(starts, np.int64), np.array(counts, np.int64), {1: 3}, 1)
+        return None if converted is None else converted[0]
 
     whole = convert([0], [4])
     assert whole is not None and whole.size == 4

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from collector import RedisStore, read_prefix_series
+from collector import RedisStore, read_dropped_toward, read_prefix_series
 from collector.signals import AttackVector, SignalPhase
 from netsim.flowgen import Scenario, generate
 from tests.collector.helpers import FakeClock, Harness, customer_prefix
@@ -105,3 +105,23 @@ def test_totals_and_chosen_prefixes_are_read_without_the_rest(client: redis.Redi
     assert store.read_totals(9) == {"203.0.113.0/24": (1500, 3), "198.51.100.0/24": (64, 1)}
     assert store.read(9, ["203.0.113.0/24"]) == {"203.0.113.0/24": {"b": 1500, "p": 3, "h|203.0.113.1|p": 3}}
     assert store.read_totals(10) == {} and store.read(10, []) == {}
+
+
+def test_what_the_network_dropped_toward_a_host_is_read_back_with_gaps_left_out(
+    client: redis.Redis, namespace: str
+) -> None:
+    """Seconds 20 and 22 have counters for the prefix (22 none dropped: a zero), 21 none at all (a gap); two
+    prefixes that may hold the host add up; the current second is still filling and left out."""
+    store = RedisStore(client, namespace)
+    store.push(20, {"203.0.113.0/24": {"b": 100, "p": 1, "nd|203.0.113.10|b": 1000, "nd|203.0.113.10|p": 2,
+                                       "nd|203.0.113.11|b": 7, "nd|203.0.113.11|p": 1},
+                    "203.0.113.0/28": {"nd|203.0.113.10|b": 500, "nd|203.0.113.10|p": 1}})  # fmt: skip
+    store.push(22, {"203.0.113.0/24": {"b": 100, "p": 1}})
+    store.push(23, {"203.0.113.0/24": {"nd|203.0.113.10|b": 9, "nd|203.0.113.10|p": 9}})
+    rows = read_dropped_toward(client, "203.0.113.10", ["203.0.113.0/24", "203.0.113.0/28"], 4, now=23.5,
+                               namespace=namespace)
+    assert rows == [{"second": 20, "bps": 12_000, "pps": 3}, {"second": 22, "bps": 0, "pps": 0}]
+    assert read_dropped_toward(client, "203.0.113.10", ["203.0.113.0/24"], 4, now=21.5, namespace=namespace) == [
+        {"second": 20, "bps": 8000, "pps": 2}]
+    assert read_dropped_toward(client, "203.0.113.10", ["192.0.2.0/24"], 4, now=23.5, namespace=namespace) == []
+

@@ -4,12 +4,15 @@ and the Junos emulator read through PyEZ.
 Traffic enters the lab's edge router, which filters it with the FlowSpec routes its BIRD receiver holds and diverts
 what Sluice diverts; the flows it exports after the filters go to the collector, whose signals go to Sluice; the
 router's filter counters are read as a real router's would be, and the scrubbing center reports what reaches it.
-Each test steps the control plane as the reconcile loop and the closed-loop job do (`cycle`).
+Each test steps the control plane as the reconcile loop and the closed-loop job do (`cycle`). The collector writes
+its aggregates to Redis under a namespace of this module's own, where the closed loop reads the flow records'
+evidence of what the router dropped.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +21,7 @@ from django.test import override_settings
 
 from core.actors import Actor
 from core.models import AuditEvent
+from core.redis import redis_client
 from devices.models import Router
 from mitigation.models import Mitigation, RuleCounterSample, Verdict
 from mitigation.services.lifecycle import lifecycle_tick
@@ -44,7 +48,9 @@ def loop(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_block
     # This test is the scheduler: jobs the services send after commit would only pile up in the broker.
     monkeypatch_module.setattr("mitigation.jobs.enqueue", lambda name: None)
     base = tmp_path_factory.mktemp("closed-loop")
-    with django_db_blocker.unblock():  # noqa: SIM117 - the lab's lifetime is nested inside database access
+    namespace = f"test:flow:{uuid.uuid4().hex}"
+    # The lab's lifetime is nested inside database access and the namespace the collector writes to.
+    with django_db_blocker.unblock(), override_settings(SLUICE_FLOW_NAMESPACE=namespace):  # noqa: SIM117
         with running_lab(base, bird_address="127.0.32.1", speaker_address="127.0.32.254") as lab:
             actor = Actor("system", "tests")
             update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
@@ -55,6 +61,9 @@ def loop(world: World, tmp_path_factory: pytest.TempPathFactory, django_db_block
                                    detection_threshold_pps=THRESHOLD_PPS), acting_user=actor)
             with closed_loop_lab(lab) as running:
                 yield running
+    keys = list(redis_client().scan_iter(f"{namespace}:*"))
+    if keys:
+        redis_client().delete(*keys)
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +281,40 @@ def test_a_router_that_hangs_on_the_counter_read_holds_up_no_other(
                 router.delete()
         loop.plane.remove_stream("dns-amp-5")
         until(loop, lambda: Mitigation.objects.get(pk=mitigation.pk).state == "ended", "withdrawn")
+
+
+@FAST
+def test_flow_records_alone_keep_a_discard_in_place_while_the_router_drops_the_attack(
+    loop: ClosedLoopLab, django_db_blocker: Any
+) -> None:
+    """The router's filter counters cannot be read (the counter RPC hangs), but its flow export marks what the
+    discard drops (forwardingStatus): the collector sees the attack end behind the filter, the flow records show
+    the target's traffic still dropped, and they alone keep the mitigation from being withdrawn until the attack
+    stops."""
+    target = "203.0.113.60"
+    emulator = loop.plane.routers["lab-edge-1"].emulator
+    emulator.hang_on("get-firewall-filter-information")
+    try:
+        with django_db_blocker.unblock():
+            loop.add("dns-amp-6", target, bps=GBPS, source_port=53)
+            mitigation = until(loop, lambda: (m := mitigation_of(f"{target}/32")) and m.state == "active" and m,
+                               "FlowSpec mitigation active")
+            assert mitigation.level == "flowspec", mitigation.reason
+            until(loop, lambda: AuditEvent.objects.filter(
+                action="mitigation.hold_extended", object_id=str(mitigation.pk),
+                reason__contains="the network's flow records show").exists(),
+                "hold extended on the flow records' evidence")
+            for _ in range(3):
+                cycle(loop)
+            assert Mitigation.objects.get(pk=mitigation.pk).state == "active", story()
+            assert flows_to(loop, target), "the rule stays while the flows show it dropping the attack"
+            assert not RuleCounterSample.objects.filter(action__mitigation=mitigation).exists(), "no counters read"
+            verdict = Verdict.objects.filter(mitigation=mitigation).last()
+            assert verdict is not None and verdict.evidence["network_dropped_bps"] > 0.5 * GBPS, verdict.evidence
+            assert "flow records show" in verdict.summary and f"toward {target} dropped" in verdict.summary
+            loop.plane.remove_stream("dns-amp-6")
+            until(loop, lambda: Mitigation.objects.get(pk=mitigation.pk).state == "ended", "withdrawn once it stopped")
+            assert not flows_to(loop, target)
+    finally:
+        emulator.hang_on()
+

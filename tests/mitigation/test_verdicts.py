@@ -2,18 +2,25 @@
 evidence with hysteresis; no withdrawal while the rules still drop the attack; a returning attack remembers.
 
 These tests write the evidence as rows (the reading of real routers is tested against the Junos emulator in
-tests/devices/test_junos_counters.py and end to end in tests/mitigation/test_closed_loop.py).
+tests/devices/test_junos_counters.py and end to end in tests/mitigation/test_closed_loop.py), and what the flow
+records say the network dropped as a real collector writes it into Redis (`network_drops`).
 """
 
 from __future__ import annotations
 
 import datetime
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from collector import RedisStore
 from core.actors import CLOSED_LOOP
 from core.models import AuditEvent
+from core.redis import redis_client
 from devices.drivers.base import FlowSpecRule
 from devices.models import ScrubbingCenter
 from mitigation.choices import MitigationLevelChoices as L
@@ -23,10 +30,14 @@ from mitigation.models import Action, Attack, CenterPrefixSample, Mitigation, Ru
 from mitigation.routes import route_key, route_to_spec
 from mitigation.services import verdicts
 from mitigation.services.lifecycle import lifecycle_tick
+from netsim.flowgen import FlowRecord, IpfixEncoder
+from netsim.flowgen.encoders import DROPPED_BY_ACL
 from tenants.models import TenantPolicy
+from tests.collector.helpers import Harness, customer_prefix
 from tests.support.world import World
 
 GBPS = 1_000_000_000
+NetworkDrops = Callable[..., None]
 
 
 def _mitigation(world: World, target: str = "203.0.113.10/32", *, level: str = L.FLOWSPEC, age_s: float = 30,
@@ -63,6 +74,31 @@ def _threshold(world: World, bps: int) -> None:
     TenantPolicy.objects.filter(tenant=world.acme).update(detection_threshold_bps=bps)
 
 
+@pytest.fixture
+def network_drops(settings: Any) -> Iterator[NetworkDrops]:
+    """`network_drops(target, bps, ago=[...])`: an exporter reports `bps` (a multiple of 1.2 Mbps) toward `target`
+    dropped by an ACL (IPFIX with forwardingStatus, 1,500-byte packets sampled 1:100) in each of the seconds `ago`
+    seconds before the test began, through a real collector into this test's own namespace of the aggregates in
+    Redis."""
+    namespace = settings.SLUICE_FLOW_NAMESPACE = f"test:flow:{uuid.uuid4().hex}"
+    harness = Harness([customer_prefix()], store=RedisStore(redis_client(), namespace))
+    encoder = IpfixEncoder(sampling=100, forwarding_status=True)
+    began = int(time.time())
+
+    def export(target: str, bps: int, *, ago: list[int]) -> None:
+        packets = bps // (8 * 1500 * 100)
+        record = FlowRecord("198.51.100.7", target, 17, 53, 40000, bytes=1500 * packets, packets=packets)
+        for seconds in ago:
+            harness.collector.ingest_packets(encoder.encode([record], DROPPED_BY_ACL), now=began - seconds)
+        harness.collector.flush()
+        assert harness.collector.stats["records_dropped_by_network"] > 0 and not harness.signals
+
+    yield export
+    keys = list(redis_client().scan_iter(f"{namespace}:*"))
+    if keys:
+        redis_client().delete(*keys)
+
+
 @pytest.mark.django_db
 def test_a_discard_that_drops_the_attack_is_judged_effective_from_its_counters(world: World) -> None:
     _threshold(world, GBPS)
@@ -92,6 +128,68 @@ def test_what_still_reaches_the_target_makes_it_partial_or_ineffective(world: Wo
     assert partial.verdict == V.PARTIAL
     assert "FlowSpec dropped 8.0 Gbps of 10.0 Gbps; 2.0 Gbps still reaches 203.0.113.11" in partial.verdict_summary
     assert ineffective.verdict == V.INEFFECTIVE
+
+
+@pytest.mark.django_db
+def test_what_the_flow_records_show_dropped_counts_as_dropped(world: World, network_drops: NetworkDrops) -> None:
+    """No counters at all: the exporters' flows mark the target's traffic dropped while 2 Gbps still reach it
+    (partial, not ineffective). Of the seconds in the window, two drop 12 Gbps toward it, one has flow records of
+    the prefix but none dropped toward it (a zero), the others none at all (gaps, left out): 8 Gbps."""
+    _threshold(world, GBPS)
+    mitigation = _mitigation(world, bps=2 * GBPS)
+    _rule(mitigation)
+    network_drops("203.0.113.10", 12 * GBPS, ago=[1, 3])
+    network_drops("203.0.113.99", 6 * GBPS, ago=[2])
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.verdict == V.PARTIAL, mitigation.verdict_summary
+    assert mitigation.verdict_summary == ("The network's flow records show 8.0 Gbps toward 203.0.113.10 dropped; "
+                                          "2.0 Gbps still reaches 203.0.113.10 (threshold 1.0 Gbps)")
+    verdict = Verdict.objects.get(mitigation=mitigation)
+    assert verdict.evidence["network_dropped_bps"] == 8 * GBPS and verdict.evidence["flows_read"] is True
+    assert verdict.dropped_bps == 0 and not verdict.evidence["counters_read"]
+    # Without the flows' word the same mitigation is ineffective.
+    found = verdicts.gather([mitigation], now=timezone.now() + datetime.timedelta(minutes=1))[mitigation.pk]
+    assert not found.flows_read and verdicts.outcome_of(found) == V.INEFFECTIVE
+
+
+@pytest.mark.django_db
+def test_flow_records_and_counters_see_the_same_drops_once(world: World, network_drops: NetworkDrops) -> None:
+    _threshold(world, GBPS)
+    mitigation = _mitigation(world, bps=2 * GBPS)
+    _counts(_rule(mitigation), "router:edge-fra-1", (2.0, 0), (0.0, 2 * GBPS * 8 // 8))  # 8 Gbps dropped
+    network_drops("203.0.113.10", 12 * GBPS, ago=[1, 2])
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.verdict == V.PARTIAL
+    assert mitigation.verdict_summary.startswith(
+        "FlowSpec dropped 8.0 Gbps of 14.0 Gbps; the network's flow records show 12.0 Gbps toward 203.0.113.10 "
+        "dropped; 2.0 Gbps still reaches")
+
+
+@pytest.mark.django_db
+def test_no_withdrawal_while_the_flow_records_show_the_attack_dropped(
+    world: World, network_drops: NetworkDrops, settings: Any
+) -> None:
+    """The router's counters cannot be read (none in the window, long past the settle time); its flows still
+    say the target's traffic is being dropped, so the mitigation stays until they stop saying so."""
+    _threshold(world, GBPS)
+    mitigation = _mitigation(world, ended=True, age_s=60)
+    _rule(mitigation)
+    Mitigation.objects.filter(pk=mitigation.pk).update(hold_down_until=timezone.now() - datetime.timedelta(seconds=1))
+    network_drops("203.0.113.10", 2_400_000_000, ago=[1, 2, 3])
+    assert lifecycle_tick()["held"] == 1
+    mitigation.refresh_from_db()
+    assert mitigation.state == S.ACTIVE
+    audit = AuditEvent.objects.get(action="mitigation.hold_extended", object_id=str(mitigation.pk))
+    assert "the network's flow records show 2.4 Gbps toward 203.0.113.10 dropped" in audit.reason
+    # The flow records stop: a gap, not a zero, and no evidence; the next hold-down's end withdraws.
+    keys = list(redis_client().scan_iter(f"{settings.SLUICE_FLOW_NAMESPACE}:*"))
+    redis_client().delete(*keys)
+    Mitigation.objects.filter(pk=mitigation.pk).update(hold_down_until=timezone.now() - datetime.timedelta(seconds=1))
+    lifecycle_tick()
+    mitigation.refresh_from_db()
+    assert mitigation.state == S.WITHDRAWING
 
 
 @pytest.mark.django_db

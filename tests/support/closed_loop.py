@@ -1,5 +1,7 @@
 """The closed loop on the emulated data plane: traffic through the lab's edge router, flows to the real collector,
-its signals to Sluice, and the stand-in scrubbing appliance reporting what really reaches it.
+its signals to Sluice, and the stand-in scrubbing appliance reporting what really reaches it. The collector keeps
+its per-second aggregates where Sluice reads them (Redis, `SLUICE_FLOW_NAMESPACE`), so the closed loop also sees
+what the router's flow records mark dropped.
 
 Used by tests/mitigation/test_closed_loop.py (which steps the control plane itself, one cycle at a time) and by
 bench/closed_loop.py (where Celery's workers and beat do it, as in production).
@@ -16,10 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector import MemoryStore, run_collector
+from django.conf import settings
+
+from collector import RedisStore, run_collector
 from collector.signals import AttackSignal
 from core.actors import Actor
 from core.errors import ValidationProblem
+from core.redis import redis_client
 from devices.models import ScrubbingCenter
 from mitigation.choices import ActionKindChoices, ActionStatusChoices
 from mitigation.management.commands.run_collector import load_prefixes
@@ -89,14 +94,16 @@ class ClosedLoopLab:
 @contextmanager
 def closed_loop_lab(lab: Lab, *, interval: float = 0.2, sampling: int = 100) -> Iterator[ClosedLoopLab]:
     """The data plane over the lab's router and its BIRD receiver, exporting to a real collector in a thread that
-    watches every verified prefix with its tenant's thresholds (ending an attack after HOLD_SECONDS)."""
+    watches every verified prefix with its tenant's thresholds (ending an attack after HOLD_SECONDS) and keeps its
+    aggregates in Redis under the `SLUICE_FLOW_NAMESPACE` of the moment it starts."""
     signals: queue.Queue[AttackSignal] = queue.Queue()
     stop = threading.Event()
     ready: dict[str, tuple[str, int]] = {}
     prefixes = [dataclasses.replace(p, hold_seconds=HOLD_SECONDS) for p in load_prefixes()]
+    store = RedisStore(redis_client(), settings.SLUICE_FLOW_NAMESPACE)
     thread = threading.Thread(target=lambda: run_collector(
         listen={"ipfix": ("127.0.0.1", 0)}, prefixes=lambda: prefixes, emit=signals.put, redis_url=None,
-        stop_event=stop, on_ready=ready.update, store=MemoryStore()), daemon=True, name="collector")
+        stop_event=stop, on_ready=ready.update, store=store), daemon=True, name="collector")
     thread.start()
     wait_for(lambda: bool(ready), timeout=30, what="the collector listening")
     centers = [ScrubbingSite(c.slug, c.diversion_next_hop_v4 or None, c.diversion_next_hop_v6 or None,

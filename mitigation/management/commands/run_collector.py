@@ -222,7 +222,8 @@ class Command(BaseCommand):
                                  "SLUICE_SFLOW_PORT (6343), SLUICE_NETFLOW_PORT (2055), SLUICE_IPFIX_PORT (4739)")  # fmt: skip
         parser.add_argument("--redis-url", default=None, help="shared aggregates (default: settings.REDIS_URL)")
         parser.add_argument("--no-redis", action="store_true", help="keep aggregates in this process only")
-        parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="Redis key prefix of the aggregates")
+        parser.add_argument("--namespace", default=settings.SLUICE_FLOW_NAMESPACE,
+                            help="Redis key prefix of the aggregates (default: settings.SLUICE_FLOW_NAMESPACE)")
         parser.add_argument("--processes", type=int, default=int(os.environ.get("SLUICE_COLLECTOR_PROCESSES", "1")),
                             help="collector processes sharing the ports (default: SLUICE_COLLECTOR_PROCESSES or 1)")
         parser.add_argument("--reuse-port", action="store_true",
