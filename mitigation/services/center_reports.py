@@ -2,7 +2,8 @@
 
 The per-prefix part is the center's word on a mitigation (the closed loop reads it as evidence, see verdicts.py),
 so it is only taken for a prefix the center is carrying for us now: a desired diversion of a mitigation in
-applying, active or withdrawing whose center is this one. The whole report is one transaction with the center's
+applying, active or withdrawing whose center is this one, or a FlowSpec redirect of one into the center's routing
+instance. The whole report is one transaction with the center's
 load (`devices.services.record_center_load`): a report with one bad prefix writes nothing at all, so an appliance
 never has half of a report stored and the rest refused.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.actors import Actor
@@ -148,20 +150,33 @@ def _figure(path: str, value: object, *, required: bool) -> int:
     return value
 
 
+def diverting_actions() -> QuerySet[Action]:
+    """The desired actions that send traffic to their mitigation's center: diversions of a prefix, and FlowSpec
+    redirects into the center's routing instance (what the rule's destination matches goes there)."""
+    return Action.objects.filter(
+        Q(kind=ActionKindChoices.DIVERSION) | Q(kind=ActionKindChoices.FLOWSPEC, spec__action="redirect"),
+        status=ActionStatusChoices.DESIRED, mitigation__state__in=DIVERTING_STATES, mitigation__center__isnull=False)
+
+
+def diverted_prefix(kind: str, spec: Mapping[str, object]) -> Network | None:
+    """The prefix a diverting action sends to the center: a diversion's prefix, a redirect's destination."""
+    value = spec.get("prefix") if kind == ActionKindChoices.DIVERSION else spec.get("destination")
+    try:
+        return ipaddress.ip_network(str(value or ""), strict=False)
+    except ValueError:
+        return None
+
+
 def _diverted_to(center: ScrubbingCenter, prefixes: list[Network]) -> dict[Network, list[Mitigation]]:
     """The mitigations diverting each of `prefixes` to `center` now, oldest first."""
     if not prefixes:
         return {}
     wanted = set(prefixes)
     carriers: dict[Network, list[Mitigation]] = defaultdict(list)
-    actions = (Action.objects.filter(kind=ActionKindChoices.DIVERSION, status=ActionStatusChoices.DESIRED,
-                                     mitigation__center=center, mitigation__state__in=DIVERTING_STATES)
+    actions = (diverting_actions().filter(mitigation__center=center)
                .select_related("mitigation__tenant").order_by("mitigation_id", "id"))
     for action in actions:
-        try:
-            network = ipaddress.ip_network(str(action.spec.get("prefix", "")), strict=False)
-        except ValueError:
-            continue
+        network = diverted_prefix(action.kind, action.spec)
         mitigation = action.mitigation
         if network in wanted and mitigation not in carriers[network]:
             carriers[network].append(mitigation)

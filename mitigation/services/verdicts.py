@@ -302,7 +302,11 @@ def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
     target = _target_text(mitigation)
     parts = []
     arriving = found.filtered_bps + found.scrubbed_bps + found.attack_bps
-    if found.counters_read:
+    redirected = found.matched_bps - found.dropped_bps
+    if found.counters_read and mitigation.level == MitigationLevelChoices.DIVERSION and redirected > 0:
+        # FlowSpec redirects into the center's routing instance: they match and pass, the center drops.
+        parts.append(f"FlowSpec sent {rate_text(redirected)} to the scrubbing center")
+    elif found.counters_read:
         parts.append(f"FlowSpec dropped {rate_text(found.dropped_bps)} of {rate_text(arriving)}")
     if found.network_dropped_bps:
         parts.append(f"the network's flow records show {rate_text(found.network_dropped_bps)} toward {target} "
@@ -321,7 +325,7 @@ def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
         parts.append(f"{rate_text(found.attack_bps)} reaches {target}, under its threshold of "
                      f"{rate_text(found.threshold_bps)}")
     if outcome == VerdictChoices.UNKNOWN:
-        parts.append("no counters, center reports or detector figures to judge by yet")
+        parts.append("nothing dropped by its rules or center to judge by yet")
     text = "; ".join(parts)
     return text[:1].upper() + text[1:]
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from core.accounts.choices import UserRoleChoices
 from core.accounts.models import User
-from devices.drivers.base import UnicastRoute
+from devices.drivers.base import FlowSpecRule, UnicastRoute
 from devices.models import ScrubbingCenter
 from mitigation.choices import MitigationStateChoices as S
 from mitigation.models import Action, Attack, CenterPrefixSample, Mitigation
@@ -207,6 +207,28 @@ def test_two_mitigations_diverting_one_prefix_each_get_the_figures(
     second = diverted(world.acme, frankfurt, target="203.0.113.20/32", state=S.WITHDRAWING)
     assert report(appliance, [LINE]).status_code == 200
     assert sorted(CenterPrefixSample.objects.values_list("mitigation_id", flat=True)) == [first.pk, second.pk]
+
+
+def test_a_flowspec_redirect_into_the_centers_instance_is_a_diversion_of_its_destination(
+    world: World, frankfurt: ScrubbingCenter, appliance: Client,
+) -> None:
+    # Found live in the demo: when diverting the /24 would cover never-block space, the engine redirects the
+    # target's attack traffic into the center's VRF instead; the center's reports on it were refused.
+    attack = Attack.objects.create(tenant=world.acme, target="203.0.113.10/32", vectors=["syn_flood"], bps=60 * GBPS)
+    mitigation = Mitigation.objects.create(attack=attack, tenant=world.acme, state=S.ACTIVE, level="diversion",
+                                           center=frankfurt, reason="redirect to Frankfurt's VRF")
+    line = {**LINE, "prefix": "203.0.113.10/32"}
+    for action in ("discard", "redirect"):
+        rule = FlowSpecRule(destination="203.0.113.10/32", protocols=((6, 6),), action=action,
+                            redirect_target="65010:100" if action == "redirect" else None)
+        Action.objects.create(mitigation=mitigation, kind="flowspec", spec=route_to_spec(rule),
+                              route_key=route_key(rule), targets=["edge"], reason=action)
+        response = report(appliance, [line])
+        if action == "discard":
+            assert response.status_code == 400 and nothing_written(frankfurt), "a discard sends nothing to a center"
+    assert response.status_code == 200, response.content
+    sample = CenterPrefixSample.objects.get(mitigation=mitigation)
+    assert (str(sample.prefix), sample.dropped_bps) == ("203.0.113.10/32", 38_200_000_000)
 
 
 def test_only_a_telemetry_token_may_report(world: World, frankfurt: ScrubbingCenter) -> None:

@@ -290,6 +290,35 @@ def test_the_center_reports_count_as_evidence(world: World) -> None:
 
 
 @pytest.mark.django_db
+def test_a_redirect_into_the_center_is_judged_by_what_the_center_drops(world: World) -> None:
+    # The detectors last reported before the redirect went in; the redirect's counters match without dropping.
+    _threshold(world, GBPS)
+    center = ScrubbingCenter.objects.create(slug="fra", name="Frankfurt", capacity_gbps=800, capacity_mpps=600,
+                                            diversion_next_hop_v4="192.0.2.10")
+    mitigation = _mitigation(world, level=L.DIVERSION, reported_before=60 * GBPS)
+    Mitigation.objects.filter(pk=mitigation.pk).update(center=center)
+    rule = FlowSpecRule(destination="203.0.113.10/32", action="redirect", redirect_target="65010:100",
+                        protocols=((6, 6),))
+    action = Action.objects.create(mitigation=mitigation, kind="flowspec", spec=route_to_spec(rule),
+                                   route_key=route_key(rule), targets=["edge"])
+    now = timezone.now()
+    for ago, octets in ((2.0, 0), (0.0, 15 * GBPS)):  # 60 Gbps matched over 2 s, nothing dropped at the edge
+        RuleCounterSample.objects.create(action=action, element="router:edge-fra-1", at=now - datetime.timedelta(
+            seconds=ago), packets=octets // 1000, bytes=octets, dropped_packets=0, dropped_bytes=0)
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.verdict == V.UNKNOWN, "sent to the center, nothing known dropped yet"
+    assert mitigation.verdict_summary.startswith("FlowSpec sent 60.0 Gbps to the scrubbing center")
+    CenterPrefixSample.objects.create(center=center, mitigation=mitigation, prefix="203.0.113.10/32",
+                                      received_bps=60 * GBPS, dropped_bps=59 * GBPS, clean_bps=GBPS)
+    Verdict.objects.all().update(at=timezone.now() - datetime.timedelta(minutes=2))
+    verdicts.judge_mitigations()
+    mitigation.refresh_from_db()
+    assert mitigation.verdict == V.EFFECTIVE
+    assert "the scrubbing center dropped 59.0 Gbps and returned 1.0 Gbps clean" in mitigation.verdict_summary
+
+
+@pytest.mark.django_db
 def test_no_withdrawal_while_the_rules_still_drop_the_attack(world: World) -> None:
     _threshold(world, GBPS)
     mitigation = _mitigation(world, ended=True)

@@ -26,10 +26,8 @@ from django.db import close_old_connections
 from core.actors import Actor
 from core.errors import ValidationProblem
 from devices.models import ScrubbingCenter
-from mitigation.choices import ActionKindChoices, ActionStatusChoices
 from mitigation.management.commands.simulate_attack import DataPlaneUnreachable, dataplane_address, dataplane_call
-from mitigation.models import Action
-from mitigation.services.center_reports import DIVERTING_STATES, record_center_report
+from mitigation.services.center_reports import diverted_prefix, diverting_actions, record_center_report
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +81,10 @@ def scrubber_report(figures: Mapping[str, Mapping[str, float]] | None, diverted:
 def diverted_prefixes() -> dict[int, set[Network]]:
     """Per center id, the prefixes Sluice diverts to it now (the rows `record_center_report` accepts figures for)."""
     diverted: dict[int, set[Network]] = defaultdict(set)
-    rows = Action.objects.filter(kind=ActionKindChoices.DIVERSION, status=ActionStatusChoices.DESIRED,
-                                 mitigation__state__in=DIVERTING_STATES, mitigation__center__isnull=False)
-    for center_id, spec in rows.values_list("mitigation__center_id", "spec"):
-        try:
-            diverted[center_id].add(ipaddress.ip_network(str(spec.get("prefix", "")), strict=False))
-        except ValueError:
-            continue
+    for center_id, kind, spec in diverting_actions().values_list("mitigation__center_id", "kind", "spec"):
+        network = diverted_prefix(kind, spec)
+        if network is not None:
+            diverted[center_id].add(network)
     return diverted
 
 
