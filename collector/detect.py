@@ -190,13 +190,16 @@ class Detector:
         """Replace the monitored prefixes; running attacks keep the thresholds they started with until they end."""
         self.prefixes = {p.cidr: p for p in prefixes}
 
-    def analyse(self, prefix: MonitoredPrefix, fields: Mapping[str, int], elapsed: float, *, complete: bool,
+    def analyse(self, prefix: MonitoredPrefix, fields: Mapping[str, int], *, complete: bool,
                 second: int = 0) -> list[Observation]:  # fmt: skip
-        """Targets of `prefix` over threshold in counters covering `elapsed` seconds of `second`.
+        """Targets of `prefix` over threshold in the counters of `second` (whole, or the part of it counted so far).
 
-        Threshold tests use the counts themselves (a per-second threshold passed within part of a second is passed
-        for the whole second); the rates reported are counts divided by the elapsed time. Baselines are judged on
-        complete seconds only.
+        Threshold tests and the rates reported use the counts themselves: a per-second threshold passed within
+        part of a second is passed for the whole second, and what part of a second counted is a lower bound of
+        the attack's rate. Scaling it up by the time elapsed would only be right for exporters that stream: one
+        that exports each second's records at once has sent all of them 0.3 s in, and the figure would be more
+        than three times the attack (enough for planning to find no center with room). The whole second corrects
+        the figure (`_continue`). Baselines are judged on complete seconds only.
         """
         total_b, total_p = fields.get("b", 0), fields.get("p", 0)
         normal = self._normal(prefix, second) if complete else None
@@ -207,7 +210,6 @@ class Detector:
         ):
             return []
         view = _PrefixView.parse(fields)
-        scale = 1.0 / max(elapsed, 0.05)
         observations = []
         flagged_b = flagged_p = 0
         flagged_classes: dict[str, list[int]] = {}
@@ -227,22 +229,22 @@ class Detector:
                 total[0], total[1] = total[0] + cb, total[1] + cp
             sources, source_details = _sources(view, p, host)
             observations.append(self._observation(
-                host, prefix, b, p, scale, vectors_from(classes, (b, p), over), sources,
+                host, prefix, b, p, vectors_from(classes, (b, p), over), sources,
                 {"scope": "host", "detected_by": how, **source_details},
             ))
         if _spread_over_hosts(view, observations, prefix):
             # Many hosts over their thresholds at once, none carrying much of it: one carpet-bombing attack on the
             # prefix, not one attack (and one mitigation) per address.
-            whole = self._prefix_wide(prefix, view, normal, scale, (0, 0), {}, complete=complete, forced=True)
+            whole = self._prefix_wide(prefix, view, normal, (0, 0), {}, complete=complete, forced=True)
             return [whole] if whole is not None else []
-        observation = self._prefix_wide(prefix, view, normal, scale, (flagged_b, flagged_p), flagged_classes,
+        observation = self._prefix_wide(prefix, view, normal, (flagged_b, flagged_p), flagged_classes,
                                         complete=complete)
         if observation is not None:
             observations.append(observation)
         return observations
 
     def _prefix_wide(
-        self, prefix: MonitoredPrefix, view: _PrefixView, normal: Normal | None, scale: float,
+        self, prefix: MonitoredPrefix, view: _PrefixView, normal: Normal | None,
         flagged: tuple[int, int], flagged_classes: Mapping[str, list[int]], *, complete: bool, forced: bool = False,
     ) -> Observation | None:
         """The prefix as a target, judged on the traffic its attacked hosts leave over; None when that is within
@@ -278,7 +280,7 @@ class Detector:
         sources, source_details = _sources(view, rest_p)
         details = {"scope": "prefix", "hosts": busy_hosts, "protocols": view.protocols, "detected_by": how,
                    **source_details}
-        return self._observation(prefix.cidr, prefix, rest_b, rest_p, scale, vectors, sources, details)
+        return self._observation(prefix.cidr, prefix, rest_b, rest_p, vectors, sources, details)
 
     def _may_be_flash_crowd(self, prefix: MonitoredPrefix, rest: tuple[int, int]) -> bool:
         """Whether this much traffic could still be judged a flash crowd (baselines on, its shape learned, under
@@ -339,7 +341,7 @@ class Detector:
                 and self.could_find(self.prefixes[cidr], b, p)]
 
     def _observation(
-        self, target: str, prefix: MonitoredPrefix, b: int, p: int, scale: float, vectors: tuple[AttackVector, ...],
+        self, target: str, prefix: MonitoredPrefix, b: int, p: int, vectors: tuple[AttackVector, ...],
         top_sources: tuple[str, ...], details: dict[str, object],
     ) -> Observation:
         baseline = self.learned.get(prefix.cidr)
@@ -350,15 +352,15 @@ class Detector:
             "baseline_bps": round(baseline[0]) if baseline else None,
             "baseline_pps": round(baseline[1]) if baseline else None,
         }
-        return Observation(target, prefix, int(b * 8 * scale), int(p * scale), vectors, top_sources, details)
+        return Observation(target, prefix, b * 8, p, vectors, top_sources, details)
 
-    def partial(self, second: int, merged: Mapping[str, Mapping[str, int]], elapsed: float) -> None:
+    def partial(self, second: int, merged: Mapping[str, Mapping[str, int]]) -> None:
         """Start attacks already certain within the second still filling; never updates or ends anything."""
         for cidr, fields in merged.items():
             prefix = self.prefixes.get(cidr)
             if prefix is None:
                 continue
-            for obs in self.analyse(prefix, fields, min(elapsed, 1.0), complete=False, second=second):
+            for obs in self.analyse(prefix, fields, complete=False, second=second):
                 if obs.target not in self.active:
                     self._start(obs, second, partial=True)
 
@@ -368,7 +370,7 @@ class Detector:
         for cidr, fields in merged.items():
             prefix = self.prefixes.get(cidr)
             if prefix is not None:
-                for obs in self.analyse(prefix, fields, 1.0, complete=True, second=second):
+                for obs in self.analyse(prefix, fields, complete=True, second=second):
                     above[obs.target] = obs
         for target, obs in above.items():
             state = self.active.get(target)
@@ -389,9 +391,9 @@ class Detector:
                    {**obs.details, "second": second, "partial_second": partial})
 
     def _continue(self, state: AttackState, obs: Observation, second: int) -> None:
-        # An attack started within a second still filling reported its counts over the part elapsed: a fair guess
-        # for an exporter that streams, 1/elapsed too high for one that exports each second at once. The whole
-        # second corrects it, when it is off by more than the share that makes planning look again.
+        # An attack started within a second still filling reported what that part of the second counted (see
+        # `analyse`). The whole second corrects it, when it is off by more than the share that makes planning
+        # look again.
         corrected = (second == state.started_second
                      and abs(obs.bps - state.peak_bps) > WHOLE_SECOND_CORRECTION * max(state.peak_bps, 1))
         if corrected:

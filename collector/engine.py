@@ -286,4 +286,4 @@ class FlowCollector:
             for second in range(self._next_complete, int(now) + 1):
                 candidates = self.detector.partial_candidates(self.store.read_totals(second))
                 if candidates:
-                    self.detector.partial(second, self.store.read(second, candidates), now - second)
+                    self.detector.partial(second, self.store.read(second, candidates))
