@@ -304,10 +304,12 @@ class Follower:
 
     def _show(self, mitigation: Mitigation) -> None:
         line = f"{mitigation.state}: {mitigation.level}" + (f" via {mitigation.center.name}" if mitigation.center else "")
-        if line not in self.seen:
+        if mitigation.state == "detected":  # the attack's detection line said it; no plan yet
+            pass
+        elif line not in self.seen:
             self.seen.add(line)
             self.out.write(line)
-            if mitigation.reason and mitigation.state == "applying":
+            if mitigation.reason and mitigation.state in ("applying", "planned", "awaiting_approval"):
                 self.out.write(f"  why: {mitigation.reason}")
         if mitigation.override_by == str(CLOSED_LOOP) and mitigation.override_level != self.override:
             self.override = mitigation.override_level
