@@ -17,11 +17,18 @@ from typing import Any
 
 import pytest
 import yaml
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from collector import MemoryStore, MonitoredPrefix, run_collector
 from collector.signals import AttackSignal, AttackVector, SignalPhase
 from devices.models import ScrubbingCenter
+from mitigation.integrations.dataplane import (
+    DEFAULT_ADDRESS,
+    PORT_FILE,
+    DataPlaneUnreachable,
+    dataplane_address,
+    dataplane_call,
+)
 from mitigation.management.commands.load_demo import DEMO_TENANTS
 from mitigation.management.commands.simulate_attack import attack_streams
 from mitigation.models import Attack, CenterPrefixSample
@@ -297,3 +304,29 @@ def _closed_port() -> Iterator[int]:
     with socket.socket() as bound:
         bound.bind(("127.0.0.1", 0))
         yield int(bound.getsockname()[1])
+
+
+def test_the_control_address_comes_from_the_option_else_the_port_netsim_wrote_else_the_default(
+        tmp_path: Path) -> None:
+    assert dataplane_address("127.0.0.2:5000", tmp_path) == ("127.0.0.2", 5000)
+    assert dataplane_address("[::1]:5000", tmp_path) == ("::1", 5000)
+    assert dataplane_address(None, tmp_path) == DEFAULT_ADDRESS
+    (tmp_path / PORT_FILE).parent.mkdir(parents=True)
+    (tmp_path / PORT_FILE).write_text("4811\n")
+    assert dataplane_address(None, tmp_path) == ("127.0.0.1", 4811)
+    with pytest.raises(ValueError, match="host:port"):
+        dataplane_address("4790", tmp_path)
+
+
+@pytest.mark.django_db
+def test_a_control_address_that_is_not_host_port_is_a_clear_error(demo_network: None) -> None:
+    with pytest.raises(CommandError, match="--dataplane: expected host:port"):
+        call_command("simulate_attack", "acme", "--dataplane", "nowhere", "--duration", "0", "--wait", "0")
+
+
+def test_a_request_the_data_plane_refuses_says_what_it_refused() -> None:
+    with plane_of("edge-fra-1") as plane:
+        address = plane.serve_control("127.0.0.1", 0)
+        assert dataplane_call(address, {"op": "state"})["streams"] == []
+        with pytest.raises(DataPlaneUnreachable, match="refused add_stream: .*bps"):
+            dataplane_call(address, {"op": "add_stream", "stream": {"name": "x", "destination": "203.0.113.10"}})

@@ -6,16 +6,13 @@ the flows the data plane exports, Sluice plans and pushes, the routers' FlowSpec
 drop it (their counters and reports are the closed loop's evidence), and when the streams stop the detectors and
 counters see the attack end. `--direct` records the signal itself instead, without traffic (no data plane needed).
 
-The data plane is reached over its JSON-lines control socket (its protocol is `netsim.dataplane`'s module
-docstring; the apps do not import the simulator), at `--dataplane`, else the port `netsim.demo` wrote to
-`var/netsim/dataplane.port`, else 127.0.0.1:4790.
+The data plane is reached over its control socket (`mitigation.integrations.dataplane`), at `--dataplane`, else
+the port `netsim.demo` wrote to `var/netsim/dataplane.port`, else 127.0.0.1:4790.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,14 +26,13 @@ from collector.signals import AMPLIFICATION_SOURCE_PORTS, AttackSignal, AttackVe
 from core.actors import CLOSED_LOOP, Actor
 from devices.models import Router
 from mitigation.choices import AttackStatusChoices
+from mitigation.integrations.dataplane import DataPlaneUnreachable, dataplane_address, dataplane_call
 from mitigation.models import Attack, Mitigation
 from mitigation.services.signals import record_signal
 from mitigation.story.text import rate_text
 from tenants.models import Tenant, VerifiedPrefix
 
 ACTOR = Actor("detector", "simulate_attack")
-DEFAULT_DATAPLANE = ("127.0.0.1", 4790)
-PORT_FILE = Path("var") / "netsim" / "dataplane.port"
 START_COMMAND = ("./sluice run (or alone: .venv/bin/python -m netsim.demo netsim/demo-network.yaml --dir var/netsim "
                  "--collector 127.0.0.1:4739)")
 FINAL_STATES = {"ended", "failed", "rejected"}
@@ -74,37 +70,12 @@ SHAPES: dict[AttackVector, tuple[int, int, int, int, bool]] = {
 }
 
 
-class DataPlaneUnreachable(Exception):
-    """No data plane answers at the address, or it refused a request."""
-
-
-def dataplane_address(value: str | None = None) -> tuple[str, int]:
+def address_option(value: str | None) -> tuple[str, int]:
     """`--dataplane` as (host, port); without it the port `netsim.demo` wrote, else the default."""
-    if value:
-        host, _, port = value.rpartition(":")
-        if not host or not port.isdigit():
-            raise CommandError(f"--dataplane expects host:port, got {value!r}")
-        return host.strip("[]"), int(port)
-    port_file = Path(settings.BASE_DIR) / PORT_FILE
     try:
-        return DEFAULT_DATAPLANE[0], int(port_file.read_text().strip())
-    except (OSError, ValueError):
-        return DEFAULT_DATAPLANE
-
-
-def dataplane_call(address: tuple[str, int], message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-    """One JSON-lines request to the data plane's control socket; its answer. Raises DataPlaneUnreachable."""
-    try:
-        with socket.create_connection(address, timeout=timeout) as connection:
-            connection.sendall(json.dumps(message).encode() + b"\n")
-            with connection.makefile("rb") as answers:
-                answer = json.loads(answers.readline() or b"{}")
-    except (OSError, ValueError) as error:
-        raise DataPlaneUnreachable(f"no data plane at {address[0]}:{address[1]} ({error})") from error
-    if not isinstance(answer, dict) or not answer.get("ok"):
-        error_text = answer.get("error") if isinstance(answer, dict) else None
-        raise DataPlaneUnreachable(f"the data plane refused {message.get('op')}: {error_text or 'no answer'}")
-    return answer
+        return dataplane_address(value, Path(settings.BASE_DIR))
+    except ValueError as error:
+        raise CommandError(f"--dataplane: {error}") from error
 
 
 def attack_streams(vector: AttackVector, target: str, bps: int, ingress: str, *,
@@ -172,7 +143,7 @@ class Command(BaseCommand):
         bps = int(options["gbps"] * 1e9)
         follower = Follower(self)
         if not options["direct"]:
-            address = dataplane_address(options["dataplane"])
+            address = address_option(options["dataplane"])
             try:
                 dataplane_call(address, {"op": "state"})
             except DataPlaneUnreachable as error:

@@ -18,15 +18,17 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
 from core.actors import Actor
 from core.errors import ValidationProblem
 from devices.models import ScrubbingCenter
-from mitigation.management.commands.simulate_attack import DataPlaneUnreachable, dataplane_address, dataplane_call
+from mitigation.integrations.dataplane import DataPlaneUnreachable, dataplane_address, dataplane_call
 from mitigation.services.center_reports import diverted_prefix, diverting_actions, record_center_report
 
 logger = logging.getLogger(__name__)
@@ -125,7 +127,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         reachable: bool | None = None
         while not stop.is_set():
-            address = dataplane_address(options["dataplane"])
+            try:  # read again each time: a restarted netsim writes its new port
+                address = dataplane_address(options["dataplane"], Path(settings.BASE_DIR))
+            except ValueError as error:
+                raise CommandError(f"--dataplane: {error}") from error
             try:
                 state: dict[str, Any] | None = dataplane_call(address, {"op": "state"})
             except DataPlaneUnreachable as error:
