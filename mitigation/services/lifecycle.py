@@ -22,7 +22,6 @@ from mitigation.choices import AttackStatusChoices, MitigationLevelChoices, Miti
 from mitigation.models import Mitigation
 from mitigation.services import states, verdicts
 from mitigation.services.states import LIVE_STATES, mitigation_event
-from tenants.models import TenantPolicy
 
 
 def _locked(mitigation_id: int) -> Mitigation:
@@ -127,19 +126,16 @@ def lifecycle_tick(*, now: datetime.datetime | None = None) -> dict[str, int]:
 
 def _hold_on(mitigation: Mitigation, evidence: str, now: datetime.datetime) -> None:
     """Keep a mitigation whose hold-down passed but which still holds the attack back: the hold-down again."""
-    policy = TenantPolicy.objects.filter(tenant_id=mitigation.tenant_id).first()
-    hold = datetime.timedelta(minutes=policy.hold_down_minutes if policy else 10)
-    mitigation.hold_down_until = now + hold
-    mitigation.save(update_fields=["hold_down_until", "updated_at"])
+    until = states.start_hold_down(mitigation, now)
     why = f"not withdrawn: {evidence}"
     # Audited when the hold starts, not again at every cycle of a hold-down of 0 minutes (each is published).
     last = (AuditEvent.objects.filter(object_type=Mitigation._meta.label, object_id=str(mitigation.pk))
             .order_by("-pk").values_list("action", flat=True).first())
     if last != "mitigation.hold_extended":
         record_audit(CLOSED_LOOP, "mitigation.hold_extended", tenant_slug=mitigation.tenant.slug,
-                     obj=mitigation, reason=why, diff={"hold_down_until": mitigation.hold_down_until.isoformat()})
+                     obj=mitigation, reason=why, diff={"hold_down_until": until.isoformat()})
     publish("mitigation.hold_extended", {**mitigation_event(mitigation), "why": why,
-                                         "hold_down_until": mitigation.hold_down_until.isoformat()},
+                                         "hold_down_until": until.isoformat()},
             tenant_schema=mitigation.tenant.schema_name)
 
 

@@ -18,7 +18,7 @@ from mitigation.choices import AttackStatusChoices, MitigationStateChoices
 from mitigation.models import Attack, DetectorReport, Mitigation, SignalRecord
 from mitigation.services import states, verdicts
 from tenants.choices import TenantStatusChoices
-from tenants.models import Tenant, TenantPolicy, VerifiedPrefix
+from tenants.models import Tenant, VerifiedPrefix
 from tenants.notifications import notify_on_commit
 
 MAX_TOP_SOURCES = 20
@@ -241,10 +241,7 @@ def _end_signalled(attack: Attack, now: datetime.datetime) -> None:
         attack.save(update_fields=["status", "ended_at"])
         publish("attack.ended", attack_event(attack), tenant_schema=None)
         return
-    policy = TenantPolicy.objects.filter(tenant_id=mitigation.tenant_id).first()
-    hold = datetime.timedelta(minutes=policy.hold_down_minutes if policy else 10)
-    mitigation.hold_down_until = now + hold
-    mitigation.save(update_fields=["hold_down_until", "updated_at"])
+    states.start_hold_down(mitigation, now)
     publish("attack.end_signalled", {**attack_event(attack), "hold_down_until": mitigation.hold_down_until},
             tenant_schema=mitigation.tenant.schema_name)
     _schedule_lifecycle()

@@ -24,6 +24,7 @@ from core.events import publish
 from core.models import AuditEvent
 from mitigation.choices import MitigationStateChoices as S
 from mitigation.models import Mitigation
+from tenants.models import TenantPolicy
 
 LIVE_STATES = (S.DETECTED, S.PLANNED, S.AWAITING_APPROVAL, S.APPLYING, S.ACTIVE)
 FINAL_STATES = (S.ENDED, S.FAILED, S.REJECTED)
@@ -54,6 +55,16 @@ def mitigation_event(mitigation: Mitigation) -> dict[str, object]:
         "level": mitigation.level, "center": mitigation.center_id, "reason": mitigation.reason,
         "target": str(mitigation.attack.target), "tenant": mitigation.tenant.slug,
     }
+
+
+def start_hold_down(mitigation: Mitigation, now: datetime.datetime) -> datetime.datetime:
+    """The mitigation holds for its tenant's hold-down from `now`, then withdraws (unless something holds it on).
+    Returns when the hold-down ends."""
+    minutes = TenantPolicy.objects.filter(tenant_id=mitigation.tenant_id).values_list(
+        "hold_down_minutes", flat=True).first()
+    mitigation.hold_down_until = now + datetime.timedelta(minutes=10 if minutes is None else minutes)
+    mitigation.save(update_fields=["hold_down_until", "updated_at"])
+    return mitigation.hold_down_until
 
 
 def allowed(source: str, target: str) -> bool:
