@@ -9,8 +9,9 @@ API in this process; a signal refused with 503 or 429 (or that finds the databas
     python bench/chaos.py [--tiny]
 
 Prints, per fault, `chaos_<fault>_converge_p99` (fault cleared to every element carrying exactly the desired
-routes), and over the run `chaos_flaps` (withdrawals BIRD received for routes that stayed wanted), `chaos_orphans`
-(routes left on an element after every attack ended), `chaos_lost_signals` (accepted, never recorded) and
+routes: BIRD behind the speaker and both edge routers, the one that was down included), and over the run
+`chaos_flaps` (withdrawals BIRD received for routes that stayed wanted), `chaos_orphans` (routes left on BIRD or
+either router after every attack ended), `chaos_lost_signals` (accepted, never recorded) and
 `chaos_ttm_healthy_p99` (signal to visible in BIRD, for attacks sent while the second router, lab-edge-2 at the
 farther center, is down: the attacks go to the nearer center and need the speaker and lab-edge-1 only).
 """
@@ -200,13 +201,15 @@ def target(index: int) -> tuple[str, str]:
 ROUTER_PREFIX = re.compile(r"\b(10\.\d+\.\d+\.0/24)\b")
 
 
-def carried(lab: object) -> tuple[set[str], set[str]]:
-    """The attack prefixes BIRD has from the speaker, and those in the router's committed configuration."""
+def carried(lab: object) -> tuple[set[str], list[set[str]]]:
+    """The attack prefixes BIRD has from the speaker, and those in each edge router's committed configuration (every
+    edge router carries every diversion's static route)."""
     bird = {p for p in lab.bird.unicast(4) if p.startswith("10.")}  # type: ignore[attr-defined]
-    router = set()
-    for line in lab.emulator.committed_set():  # type: ignore[attr-defined]
-        router.update(ROUTER_PREFIX.findall(line))
-    return bird, router
+    routers = []
+    for router in (lab.emulator, lab.second):  # type: ignore[attr-defined]
+        if router is not None:
+            routers.append({p for line in router.committed_set() for p in ROUTER_PREFIX.findall(line)})
+    return bird, routers
 
 
 def withdrawals(lab: object) -> int:
@@ -296,8 +299,8 @@ def run(postgres: Postgres, redis_server: Redis) -> None:
             return [(prefix, at) for (_, prefix), at in zip(batch, accepted, strict=True)]
 
         def converged() -> bool:
-            bird, router = carried(lab)
-            return bird == desired and router == desired
+            bird, routers = carried(lab)
+            return bird == desired and all(router == desired for router in routers)
 
         attack(ATTACKS)
         wait(converged, 300, "the first attacks on every element", step=0.2)
@@ -370,14 +373,14 @@ def run(postgres: Postgres, redis_server: Redis) -> None:
         desired.clear()
         with contextlib.suppress(TimeoutError):
             wait(converged, 180, "every route withdrawn", step=0.2)
-        bird, router = carried(lab)
+        bird, routers = carried(lab)
         from mitigation.models import SignalRecord
 
         recorded = SignalRecord.objects.filter(detector="chaos").count()
         for name, values in converge.items():
             print(f"METRIC chaos_{name}_converge_p99 {p99(values):.1f} s")
         print(f"METRIC chaos_flaps {flaps} count")
-        print(f"METRIC chaos_orphans {len(bird) + len(router)} count")
+        print(f"METRIC chaos_orphans {len(bird) + sum(len(router) for router in routers)} count")
         print(f"METRIC chaos_lost_signals {max(0, signals.recorded - recorded)} count")
         print(f"METRIC chaos_ttm_healthy_p99 {p99(healthy) * 1000:.0f} ms")
         connection.close()

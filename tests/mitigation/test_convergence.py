@@ -166,6 +166,30 @@ def test_an_unreachable_router_never_flaps_the_speaker_nor_holds_back_the_health
     assert not Deployment.objects.filter(element="router:lab-edge-broken", state="present").exists()
 
 
+@pytest.mark.usefixtures("db_committed")
+def test_a_router_down_during_the_withdrawal_keeps_no_orphan_when_it_returns(lab: Lab) -> None:
+    mitigation = mitigate(lab)
+    assert lab.router_has(PREFIX)
+    lab.emulator.go_down()
+    try:
+        signal("end")
+        lifecycle_tick()
+        report = converge_network()
+        assert "router:lab-edge-1" in report.failed
+        wait_for(lambda: not in_bird(lab), timeout=20, what="the speaker withdrew while the router is down")
+        assert ElementHealth.objects.get(element="router:lab-edge-1").state == "unreachable"
+        assert lab.router_has(PREFIX), "the router could not be reached: it still carries the diversion"
+    finally:
+        lab.emulator.go_down(False)
+    ElementHealth.objects.update(next_retry_at=None)  # its retry is due: one reconcile cycle
+    converge_network()
+    assert not lab.router_has(PREFIX), "back, it is converged: the rule no longer desired is gone"
+    assert ElementHealth.objects.get(element="router:lab-edge-1").state == "ok"
+    mitigation.refresh_from_db()
+    assert mitigation.state == "ended"
+    assert not Deployment.objects.filter(element="router:lab-edge-1", state="present").exists()
+
+
 def test_the_kill_switch_with_a_router_down_withdraws_from_every_reachable_element(
     lab: Lab, broken_router: Router,
 ) -> None:
