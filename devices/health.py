@@ -1,14 +1,16 @@
 """Element health: each router's and speaker's last push outcome, with exponential backoff after failures.
 
 Convergence asks which elements are due, pushes to those only, and reports each outcome here. A failing element is
-retried at `SLUICE_RETRY_BASE_SECONDS * 2^(failures-1)`, at most `SLUICE_RETRY_MAX_SECONDS` apart, and never holds
-up or rolls back another element. Changes of state are audited and published to the SOC.
+retried at `SLUICE_RETRY_BASE_SECONDS * 2^(failures-1)`, at most `SLUICE_RETRY_MAX_SECONDS` apart (an unreachable
+router sooner, once its management port answers again), and never holds up or rolls back another element. Changes of state are audited and published to the SOC.
 """
 
 from __future__ import annotations
 
 import datetime
+import socket
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import transaction
@@ -20,7 +22,7 @@ from core.errors import ValidationProblem
 from core.events import publish
 from devices.choices import ElementHealthStateChoices
 from devices.drivers.base import CommitError, ConnectError, DriverTimeoutError, LockError
-from devices.models import ElementHealth
+from devices.models import ElementHealth, Router
 
 
 def state_for(error: BaseException) -> str:
@@ -43,13 +45,44 @@ def backoff(failures: int) -> datetime.timedelta:
 
 
 def due(elements: Iterable[str], now: datetime.datetime | None = None) -> set[str]:
-    """The elements convergence should push to now: healthy ones, and failed ones whose retry time has come."""
+    """The elements convergence should push to now: healthy ones, failed ones whose retry time has come, and
+    unreachable routers that answer again (`answering_again`)."""
     now = now or timezone.now()
     names = set(elements)
-    waiting = set(ElementHealth.objects.filter(element__in=names, next_retry_at__gt=now)
-                  .values_list("element", flat=True))
+    waiting = dict(ElementHealth.objects.filter(element__in=names, next_retry_at__gt=now)
+                   .values_list("element", "state"))
+    back = answering_again({e for e, state in waiting.items() if state == ElementHealthStateChoices.UNREACHABLE})
     resting = set(ElementHealth.objects.filter(element__in=names, maintenance=True).values_list("element", flat=True))
-    return names - waiting - resting
+    return names - (set(waiting) - back) - resting
+
+
+def answering_again(elements: set[str]) -> set[str]:
+    """Of these unreachable routers in backoff, those whose management port accepts a connection again.
+
+    A TCP connect and nothing more (no login, no RPC), at most `PROBE_TIMEOUT_SECONDS` each and all at once: the
+    backoff spares a router that fails its pushes, but a router back from a power cut or a management-network
+    outage is converged at the next cycle, not a backoff later (after a minute down that was 10 s more). A router
+    that hangs or fails its commit is not probed: its backoff stands.
+    """
+    endpoints = {f"router:{name}": (host, port) for name, host, port in Router.objects.filter(
+        name__in=[e.removeprefix("router:") for e in elements if e.startswith("router:")]).values_list(
+        "name", "mgmt_host", "mgmt_port")}
+    if not endpoints:
+        return set()
+    with ThreadPoolExecutor(max_workers=min(16, len(endpoints))) as pool:
+        answers = dict(zip(endpoints, pool.map(_accepts, endpoints.values()), strict=True))
+    return {element for element, answered in answers.items() if answered}
+
+
+PROBE_TIMEOUT_SECONDS = 0.5
+
+
+def _accepts(endpoint: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(endpoint, timeout=PROBE_TIMEOUT_SECONDS):
+            return True
+    except OSError:
+        return False
 
 
 def out_of_service() -> set[str]:

@@ -179,10 +179,12 @@ def test_a_router_down_during_the_withdrawal_keeps_no_orphan_when_it_returns(lab
         wait_for(lambda: not in_bird(lab), timeout=20, what="the speaker withdrew while the router is down")
         assert ElementHealth.objects.get(element="router:lab-edge-1").state == "unreachable"
         assert lab.router_has(PREFIX), "the router could not be reached: it still carries the diversion"
+        assert converge_network().failed == {"router:lab-edge-1": "skipped until its retry time"}, "backoff"
     finally:
         lab.emulator.go_down(False)
-    ElementHealth.objects.update(next_retry_at=None)  # its retry is due: one reconcile cycle
-    converge_network()
+    health = ElementHealth.objects.get(element="router:lab-edge-1")
+    assert health.next_retry_at is not None and health.next_retry_at > timezone.now(), "still in its backoff"
+    converge_network()  # the next reconcile cycle: its management port answers again, so it is due now
     assert not lab.router_has(PREFIX), "back, it is converged: the rule no longer desired is gone"
     assert ElementHealth.objects.get(element="router:lab-edge-1").state == "ok"
     mitigation.refresh_from_db()
