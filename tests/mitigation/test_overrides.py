@@ -24,14 +24,19 @@ pytestmark = pytest.mark.django_db
 OPERATOR = Actor("user", "soc")
 
 
-@pytest.fixture
-def planned(world: World) -> Mitigation:
+def demo_network(world: World, allowed_actions: tuple[str, ...]) -> None:
+    """The demo network, healthy, with fresh telemetry; Acme's web profile allows these actions."""
     call_command("load_network", "netsim/demo-network.yaml", stdout=io.StringIO())
     now = timezone.now()
     ScrubbingCenter.objects.update(load_gbps=10, load_mpps=5, load_updated_at=now, healthy=True)
     UpstreamPeer.objects.update(session_state="established", telemetry_updated_at=now, utilisation=0.2)
     update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
-                           allowed_actions=("flowspec", "diversion", "rtbh")), acting_user=Actor("system", "t"))
+                           allowed_actions=allowed_actions), acting_user=Actor("system", "t"))
+
+
+@pytest.fixture
+def planned(world: World) -> Mitigation:
+    demo_network(world, ("flowspec", "diversion", "rtbh"))
     attack = record_signal(AttackSignal(target="203.0.113.90", vectors=("syn_flood",), bps=20_000_000_000,
                                         pps=3_000_000), acting_user=Actor("detector", "t"))
     plan_attacks()
@@ -70,12 +75,7 @@ def test_escalation_climbs_the_ladder_and_stops_at_the_top(planned: Mitigation) 
 def test_an_escalation_the_engine_cannot_make_keeps_the_plan_that_holds(world: World) -> None:
     # Found live in the demo: the closed loop escalated a FlowSpec mitigation to diversion, diverting the /24 would
     # cover a never-block entry, and the plan became "none": the working discard was withdrawn.
-    call_command("load_network", "netsim/demo-network.yaml", stdout=io.StringIO())
-    now = timezone.now()
-    ScrubbingCenter.objects.update(load_gbps=10, load_mpps=5, load_updated_at=now, healthy=True)
-    UpstreamPeer.objects.update(session_state="established", telemetry_updated_at=now, utilisation=0.2)
-    update_service_profile(world.acme, ProfileInput(latency_threshold_ms=40, application_profile="web",
-                           allowed_actions=("flowspec", "diversion")), acting_user=Actor("system", "t"))
+    demo_network(world, ("flowspec", "diversion"))
     NeverBlockPrefix.objects.create(prefix="203.0.113.53/32", reason="resolver")
     attack = record_signal(AttackSignal(target="203.0.113.10", vectors=("dns_amplification",), bps=20_000_000_000,
                                         pps=2_000_000, top_sources=("198.18.0.1/32", "198.18.0.2/31")),
