@@ -328,5 +328,5 @@ def test_a_request_the_data_plane_refuses_says_what_it_refused() -> None:
     with plane_of("edge-fra-1") as plane:
         address = plane.serve_control("127.0.0.1", 0)
         assert dataplane_call(address, {"op": "state"})["streams"] == []
-        with pytest.raises(DataPlaneUnreachable, match="refused add_stream: .*bps"):
+        with pytest.raises(DataPlaneUnreachable, match=r"refused add_stream: .*bps"):
             dataplane_call(address, {"op": "add_stream", "stream": {"name": "x", "destination": "203.0.113.10"}})
