@@ -318,7 +318,7 @@ def _summary(mitigation: Mitigation, outcome: str, found: Evidence) -> str:
         parts.append(f"the detectors no longer see the attack reach {target}")
     elif not found.reported_since:
         parts.append(f"the detectors have not seen it reach {target} over its threshold of "
-                     f"{rate_text(found.threshold_bps)} since the {mitigation.level} plan went in")
+                     f"{rate_text(found.threshold_bps)} since its {MitigationLevelChoices(mitigation.level).label} plan went in")
     elif found.attack_bps >= found.threshold_bps:
         parts.append(f"{rate_text(found.attack_bps)} still reaches {target} (threshold {rate_text(found.threshold_bps)})")
     else:

@@ -220,7 +220,7 @@ def test_a_figure_from_before_the_plan_is_no_evidence_against_it(world: World) -
     mitigation.refresh_from_db()
     assert mitigation.verdict == V.EFFECTIVE
     assert "FlowSpec dropped 5.0 Gbps" in mitigation.verdict_summary
-    assert "not seen it reach 203.0.113.10 over its threshold of 1.0 Gbps since the flowspec plan went in" in (
+    assert "not seen it reach 203.0.113.10 over its threshold of 1.0 Gbps since its FlowSpec plan went in" in (
         mitigation.verdict_summary)
     assert not mitigation.override_level
 
