@@ -274,8 +274,8 @@ def converge_network(*, acting_user: Actor = ENGINE, require_locks: bool = True)
     """
     all_routers = [f"router:{n}" for n in Router.objects.filter(enabled=True, role="edge").values_list("name", flat=True)]
     speakers = [f"speaker:{n}" for n in BgpSpeaker.objects.filter(enabled=True).values_list("name", flat=True)]
-    routers = sorted(health.due(all_routers))
     _announce_ahead(speakers, required=require_locks)
+    routers = sorted(health.due(all_routers))  # may probe unreachable routers: after the speakers announced
     with element_locks(routers, required=require_locks) as held:
         # Read the desired state only once the locks are held: a run that waited pushes what is wanted now.
         desired = desired_state()
