@@ -10,6 +10,7 @@ import io
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from django.core.management import CommandError, call_command
 
 from collector import MemoryStore, MonitoredPrefix, run_collector
 from collector.signals import AttackSignal, AttackVector, SignalPhase
+from core.actors import CLOSED_LOOP
 from devices.models import ScrubbingCenter
 from mitigation.integrations.dataplane import (
     DEFAULT_ADDRESS,
@@ -30,8 +32,9 @@ from mitigation.integrations.dataplane import (
     dataplane_call,
 )
 from mitigation.management.commands.load_demo import DEMO_TENANTS
-from mitigation.management.commands.simulate_attack import attack_streams
-from mitigation.models import Attack, CenterPrefixSample
+from mitigation.management.commands.simulate_attack import Command as SimulateAttack
+from mitigation.management.commands.simulate_attack import Follower, attack_streams
+from mitigation.models import Attack, CenterPrefixSample, Mitigation
 from mitigation.services import signals
 from netsim.dataplane import DataPlane, EdgeRouter, Stream
 from netsim.demo import DEMO_PREFIXES, background_streams, dataplane_for, emulators_for, receivers_for
@@ -330,3 +333,19 @@ def test_a_request_the_data_plane_refuses_says_what_it_refused() -> None:
         assert dataplane_call(address, {"op": "state"})["streams"] == []
         with pytest.raises(DataPlaneUnreachable, match=r"refused add_stream: .*bps"):
             dataplane_call(address, {"op": "add_stream", "stream": {"name": "x", "destination": "203.0.113.10"}})
+
+
+@pytest.mark.django_db
+def test_the_follower_prints_the_closed_loops_escalation_once_and_skips_the_unplanned_state(world: World) -> None:
+    attack = Attack.objects.create(tenant=world.acme, target="203.0.113.10/32", vectors=["udp_flood"], bps=10**9)
+    mitigation = Mitigation.objects.create(attack=attack, tenant=world.acme, state="detected", level="none")
+    command = SimulateAttack(stdout=io.StringIO())
+    follower = Follower(command)
+    follower.follow(attack.pk, deadline=time.monotonic() + 0.1)
+    Mitigation.objects.filter(pk=mitigation.pk).update(state="active", level="flowspec", override_level="diversion",
+                                                       override_by=str(CLOSED_LOOP))
+    for _ in range(2):
+        follower.follow(attack.pk, deadline=time.monotonic() + 0.1)
+    out = command.stdout.getvalue()
+    assert "detected: none" not in out
+    assert out.count("escalated by the closed loop: flowspec -> diversion") == 1
