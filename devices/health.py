@@ -21,14 +21,16 @@ from core.audit import record_audit
 from core.errors import ValidationProblem
 from core.events import publish
 from devices.choices import ElementHealthStateChoices
-from devices.drivers.base import CommitError, ConnectError, DriverTimeoutError, LockError
+from devices.drivers.base import CommitError, ConnectError, DriverTimeoutError, LockError, PortClosedError
 from devices.models import ElementHealth, Router
 
 
 def state_for(error: BaseException) -> str:
     """The health state a driver error means."""
-    if isinstance(error, ConnectError):
+    if isinstance(error, PortClosedError):
         return ElementHealthStateChoices.UNREACHABLE
+    if isinstance(error, ConnectError):  # the port answered: a refused login or host key, a session cut short
+        return ElementHealthStateChoices.FAILED
     if isinstance(error, DriverTimeoutError | TimeoutError):
         return ElementHealthStateChoices.TIMEOUT
     if isinstance(error, LockError):
@@ -61,8 +63,10 @@ def answering_again(elements: set[str]) -> set[str]:
 
     A TCP connect and nothing more (no login, no RPC), at most `PROBE_TIMEOUT_SECONDS` each and all at once: the
     backoff spares a router that fails its pushes, but a router back from a power cut or a management-network
-    outage is converged at the next cycle, not a backoff later (after a minute down that was 10 s more). A router
-    that hangs or fails its commit is not probed: its backoff stands.
+    outage is converged at the next cycle, not a backoff later (after a minute down that was 10 s more). Only a
+    router whose port was closed when it failed (`PortClosedError`) is probed: one that refuses our login, hangs or
+    fails its commit already accepted connections, and its backoff stands (a login retried every cycle could lock
+    the account).
     """
     endpoints = {f"router:{name}": (host, port) for name, host, port in Router.objects.filter(
         name__in=[e.removeprefix("router:") for e in elements if e.startswith("router:")]).values_list(

@@ -33,6 +33,11 @@ class ConnectError(DriverError):
     transient = True
 
 
+class PortClosedError(ConnectError):
+    """The element's management port refused the connection or did not answer it: the router is down or out of
+    reach. Unlike a refused login or a closed session, its coming back shows as a port that accepts again."""
+
+
 class HostKeyError(ConnectError):
     """The element presented an SSH host key other than the recorded one; nothing was sent to it (no login).
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import paramiko
 
-from devices.drivers.base import ConnectError, HostKeyError
+from devices.drivers.base import ConnectError, HostKeyError, PortClosedError
 
 
 def format_key(key: paramiko.PKey) -> str:
@@ -38,12 +38,13 @@ def fingerprint(key: str) -> str:
 def scan_host_key(host: str, port: int, *, timeout: float, expected_type: str | None = None) -> str:
     """The host key `host:port` presents (no authentication); asks for `expected_type` when one is recorded.
 
-    Raises ConnectError when the element cannot be reached or the handshake fails.
+    Raises PortClosedError when the element's port refuses or does not answer, ConnectError when the handshake
+    fails.
     """
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as error:
-        raise ConnectError(f"{host}: cannot connect: {error}") from error
+        raise PortClosedError(f"{host}: cannot connect: {error}") from error
     transport = paramiko.Transport(sock)
     try:
         if expected_type:

@@ -39,6 +39,7 @@ from devices.drivers.base import (
     DriverTimeoutError,
     FlowSpecRule,
     LockError,
+    PortClosedError,
     RenderError,
     RuleCounters,
     StageResult,
@@ -371,9 +372,9 @@ def translate_errors(host: str) -> Iterator[None]:
     except junos_errors.ConnectAuthError as error:
         raise ConnectError(f"{host}: login refused") from error
     except junos_errors.ConnectRefusedError as error:
-        raise ConnectError(f"{host}: connection refused") from error
+        raise PortClosedError(f"{host}: connection refused") from error
     except junos_errors.ConnectTimeoutError as error:
-        raise ConnectError(f"{host}: connection timed out") from error
+        raise PortClosedError(f"{host}: connection timed out") from error
     except junos_errors.ConnectClosedError as error:
         raise ConnectError(f"{host}: the session was closed by the router") from error
     except junos_errors.ConnectError as error:

@@ -31,6 +31,7 @@ from devices.drivers.base import (
     DriverError,
     DriverTimeoutError,
     LockError,
+    PortClosedError,
     RenderError,
     StageResult,
     VerifyError,
@@ -47,6 +48,7 @@ def _junos_errors() -> dict[type[BaseException], type[DriverError]]:
     except ImportError:
         return {}
     return {
+        pyez.ConnectRefusedError: PortClosedError, pyez.ConnectTimeoutError: PortClosedError,
         pyez.ConnectError: ConnectError, pyez.RpcTimeoutError: DriverTimeoutError, pyez.LockError: LockError,
         pyez.UnlockError: LockError, pyez.ConfigLoadError: ConfigLoadError, pyez.CommitError: CommitError,
         pyez.RpcError: DriverError,
@@ -57,7 +59,7 @@ _VENDOR_ERRORS = _junos_errors()
 _NAPALM_ERRORS: dict[type[BaseException], type[DriverError]] = {
     napalm_errors.ConnectionException: ConnectError,
     napalm_errors.ConnectAuthError: ConnectError,
-    napalm_errors.ConnectTimeoutError: ConnectError,
+    napalm_errors.ConnectTimeoutError: PortClosedError,
     napalm_errors.LockError: LockError,
     napalm_errors.UnlockError: LockError,
     napalm_errors.MergeConfigException: ConfigLoadError,
@@ -75,7 +77,7 @@ def translate_errors(host: str) -> Iterator[None]:
     except DriverError:
         raise
     except (TimeoutError, ConnectionError, OSError) as error:
-        raise ConnectError(f"{host}: connection failed: {error}") from error
+        raise PortClosedError(f"{host}: connection failed: {error}") from error
     except Exception as error:
         for table in (_NAPALM_ERRORS, _VENDOR_ERRORS):
             for source, target in table.items():

@@ -192,6 +192,20 @@ def test_a_router_down_during_the_withdrawal_keeps_no_orphan_when_it_returns(lab
     assert not Deployment.objects.filter(element="router:lab-edge-1", state="present").exists()
 
 
+@pytest.mark.usefixtures("db_committed")
+def test_a_router_that_refuses_the_login_keeps_its_backoff(lab: Lab) -> None:
+    # Its port accepts connections: probing it says nothing new, and a login retried every cycle could lock the
+    # account. Only a router whose port was closed is retried as soon as the port answers again.
+    lab.emulator.refuse_login()
+    signal()
+    plan_attacks()
+    assert "login refused" in converge_network().failed["router:lab-edge-1"]
+    health = ElementHealth.objects.get(element="router:lab-edge-1")
+    assert health.state == "failed" and health.next_retry_at is not None
+    assert converge_network().failed == {"router:lab-edge-1": "skipped until its retry time"}
+    assert ElementHealth.objects.get(element="router:lab-edge-1").failures == 1
+
+
 def test_the_kill_switch_with_a_router_down_withdraws_from_every_reachable_element(
     lab: Lab, broken_router: Router,
 ) -> None:
