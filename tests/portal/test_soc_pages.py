@@ -10,7 +10,7 @@ from django_tenants.utils import schema_context
 
 from core.actors import Actor
 from core.models import AuditEvent
-from devices.drivers.base import ConnectError
+from devices.drivers.base import PortClosedError
 from devices.health import record_push_failure, record_push_success
 from devices.models import BgpSpeaker, Router, ScrubbingCenter, UpstreamPeer
 from mitigation.choices import MitigationStateChoices
@@ -272,7 +272,7 @@ def test_board_statements_without_search_path_resets_stay_under_twenty(world: Wo
 
 
 def test_inventory_shows_each_elements_push_state(world: World, network: ScrubbingCenter) -> None:
-    record_push_failure("router:mx-fra-1", ConnectError("192.0.2.10:830 refused the connection"))
+    record_push_failure("router:mx-fra-1", PortClosedError("192.0.2.10:830 refused the connection"))
     body = client_as("public", "admin").get("/soc/inventory/").content.decode()
     assert "Unreachable since" in body and "refused the connection" in body and "next try" in body
     record_push_success("router:mx-fra-1")
